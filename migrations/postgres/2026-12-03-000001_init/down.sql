@@ -1,0 +1,9 @@
+DROP TABLE audit_events;
+DROP TABLE signing_keys;
+DROP TABLE auth_grants;
+DROP TABLE sessions;
+DROP TABLE saml_replay;
+DROP TABLE login_transactions;
+DROP TABLE user_roles;
+DROP TABLE federated_identities;
+DROP TABLE users;

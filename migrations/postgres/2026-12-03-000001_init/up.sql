@@ -1,0 +1,108 @@
+-- Portable types only (TEXT ids, BIGINT unix seconds, BOOLEAN) so one diesel schema serves
+-- both backends; the PostgreSQL tree holds the same statements.
+CREATE TABLE users (
+    id TEXT PRIMARY KEY NOT NULL,
+    email TEXT,
+    email_verified BOOLEAN NOT NULL DEFAULT FALSE,
+    given_name TEXT,
+    family_name TEXT,
+    display_name TEXT,
+    groups_json TEXT NOT NULL DEFAULT '[]',
+    disabled BOOLEAN NOT NULL DEFAULT FALSE,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    last_login_at BIGINT
+);
+CREATE INDEX users_email ON users (email);
+
+CREATE TABLE federated_identities (
+    connection_id TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    created_at BIGINT NOT NULL,
+    last_login_at BIGINT NOT NULL,
+    PRIMARY KEY (connection_id, subject)
+);
+CREATE INDEX federated_identities_user ON federated_identities (user_id);
+
+CREATE TABLE user_roles (
+    user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    role TEXT NOT NULL,
+    source TEXT NOT NULL,
+    source_detail TEXT,
+    granted_at BIGINT NOT NULL,
+    PRIMARY KEY (user_id, role, source)
+);
+
+CREATE TABLE login_transactions (
+    id TEXT PRIMARY KEY NOT NULL,
+    request_id TEXT NOT NULL UNIQUE,
+    connection_id TEXT NOT NULL,
+    client_id TEXT NOT NULL,
+    redirect_uri TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    state TEXT,
+    nonce TEXT,
+    code_challenge TEXT,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL
+);
+
+CREATE TABLE saml_replay (
+    connection_id TEXT NOT NULL,
+    assertion_id TEXT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    PRIMARY KEY (connection_id, assertion_id)
+);
+
+CREATE TABLE sessions (
+    id TEXT PRIMARY KEY NOT NULL,
+    user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    connection_id TEXT NOT NULL,
+    auth_time BIGINT NOT NULL,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    revoked BOOLEAN NOT NULL DEFAULT FALSE
+);
+CREATE INDEX sessions_user ON sessions (user_id);
+
+CREATE TABLE auth_grants (
+    id TEXT PRIMARY KEY NOT NULL,
+    code_hash TEXT NOT NULL UNIQUE,
+    client_id TEXT NOT NULL,
+    user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    session_id TEXT,
+    redirect_uri TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    nonce TEXT,
+    code_challenge TEXT,
+    auth_time BIGINT NOT NULL,
+    created_at BIGINT NOT NULL,
+    code_expires_at BIGINT NOT NULL,
+    code_used BOOLEAN NOT NULL DEFAULT FALSE,
+    revoked BOOLEAN NOT NULL DEFAULT FALSE
+);
+CREATE INDEX auth_grants_user ON auth_grants (user_id);
+
+CREATE TABLE signing_keys (
+    kid TEXT PRIMARY KEY NOT NULL,
+    alg TEXT NOT NULL,
+    private_pem TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    active BOOLEAN NOT NULL
+);
+
+CREATE TABLE audit_events (
+    id TEXT PRIMARY KEY NOT NULL,
+    at BIGINT NOT NULL,
+    kind TEXT NOT NULL,
+    user_id TEXT,
+    connection_id TEXT,
+    client_id TEXT,
+    ip TEXT,
+    user_agent TEXT,
+    reason TEXT,
+    detail TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX audit_events_at ON audit_events (at);
+CREATE INDEX audit_events_user ON audit_events (user_id);

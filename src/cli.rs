@@ -1,0 +1,144 @@
+//! What each CLI command does, kept out of main.rs so it stays a thin argument parser.
+
+use crate::clock::SystemClock;
+use crate::config::{self, Config, FileClient, FileConfig, FileConnection};
+use crate::devidp::DevIdp;
+use crate::oidc::{random_token, Secret};
+use crate::provisioning::{AttributeOverrides, ProvisioningMode, Vendor};
+use crate::web::{self, AppState, DemoState};
+use anyhow::Context;
+use std::net::TcpListener;
+use std::path::Path;
+use std::sync::Arc;
+
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SSOBROKER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+}
+
+fn load(path: &Path) -> anyhow::Result<Config> {
+    // The error already names file, key and reason; no extra context needed.
+    config::load(path).map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))
+}
+
+pub fn check_config(path: &Path) -> anyhow::Result<()> {
+    let cfg = load(path)?;
+    println!(
+        "{}: ok ({} connection(s), {} client(s), issuer {})",
+        path.display(),
+        cfg.connections.len(),
+        cfg.clients.len(),
+        cfg.issuer
+    );
+    for c in &cfg.connections {
+        println!("  connection {}: SP entity ID {} · ACS {}", c.id, c.sp.entity_id, c.sp.acs_url);
+    }
+    Ok(())
+}
+
+pub fn migrate(path: &Path) -> anyhow::Result<()> {
+    let cfg = load(path)?;
+    crate::store::connect(&cfg.database, 1).context("database")?;
+    println!("migrations applied");
+    Ok(())
+}
+
+pub fn serve(path: &Path) -> anyhow::Result<()> {
+    let cfg = load(path)?;
+    run(cfg, None)
+}
+
+fn run(cfg: Config, demo: Option<DemoState>) -> anyhow::Result<()> {
+    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let pool = crate::store::connect(&cfg.database, (workers as u32 * 4).max(8)).context("database")?;
+    let listener = TcpListener::bind(cfg.listen).with_context(|| format!("listen on {}", cfg.listen))?;
+    let issuer = cfg.issuer.clone();
+    let state = AppState::new(cfg, pool, Arc::new(SystemClock), demo)?;
+    tracing::info!(issuer = %issuer, "ssobroker listening");
+    actix_web::rt::System::new().block_on(async move { web::serve(state, listener, workers)?.await })?;
+    Ok(())
+}
+
+pub fn healthcheck(url: &str) -> anyhow::Result<()> {
+    let parsed = url::Url::parse(url).context("--url")?;
+    let host = parsed.host_str().context("--url has no host")?;
+    let port = parsed.port_or_known_default().unwrap_or(80);
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect((host, port)).context("connect")?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
+    write!(stream, "GET /healthz HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")?;
+    let mut buf = String::new();
+    stream.read_to_string(&mut buf)?;
+    if buf.starts_with("HTTP/1.1 200") {
+        println!("ok");
+        Ok(())
+    } else {
+        anyhow::bail!("unhealthy: {}", buf.lines().next().unwrap_or(""))
+    }
+}
+
+/// The demo's config: one connection to the development IdP, one confidential client (the
+/// sample app), SQLite under `data_dir`.
+pub fn demo_config(
+    listen: &str,
+    data_dir: &Path,
+    idp: &DevIdp,
+    client_secret: &str,
+) -> anyhow::Result<FileConfig> {
+    let issuer = format!("http://{listen}");
+    std::fs::create_dir_all(data_dir).with_context(|| format!("create {}", data_dir.display()))?;
+    let metadata = data_dir.join("dev-idp-metadata.xml");
+    std::fs::write(&metadata, idp.metadata_xml()).context("write dev IdP metadata")?;
+    Ok(FileConfig {
+        issuer: issuer.clone(),
+        listen: listen.to_string(),
+        database_url: format!("sqlite://{}", data_dir.join("ssobroker.db").display()),
+        connections: vec![FileConnection {
+            id: "dev-idp".into(),
+            display_name: Some("Development IdP".into()),
+            vendor: Vendor::Okta,
+            metadata_file: metadata,
+            sp_entity_id: None,
+            domains: vec![],
+            default_roles: vec!["user".into()],
+            role_mapping: [("Engineering".to_string(), vec!["engineer".to_string()])].into_iter().collect(),
+            update_on_login: true,
+            provisioning: ProvisioningMode::Jit,
+            allow_idp_initiated: false,
+            allow_sha1: false,
+            attributes: AttributeOverrides::default(),
+        }],
+        clients: vec![FileClient {
+            client_id: "sample-app".into(),
+            client_secret: Some(client_secret.into()),
+            client_secret_hash: None,
+            redirect_uris: vec![format!("{issuer}/demo-app/callback")],
+            post_logout_redirect_uris: vec![format!("{issuer}/demo-app/")],
+            allowed_roles: vec![],
+        }],
+        ..FileConfig::default()
+    })
+}
+
+pub fn demo(listen: &str, data_dir: &Path) -> anyhow::Result<()> {
+    let issuer = format!("http://{listen}");
+    let idp = DevIdp::generate(&format!("{issuer}/dev-idp/metadata"), &format!("{issuer}/dev-idp/sso"))?;
+    let secret = random_token(32);
+    let raw = demo_config(listen, data_dir, &idp, &secret)?;
+    let cfg = config::validate(raw, "(demo)", data_dir).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let demo = DemoState {
+        idp,
+        connection_id: "dev-idp".into(),
+        client_id: "sample-app".into(),
+        client_secret: Secret::new(secret),
+        redirect_uri: format!("{issuer}/demo-app/callback"),
+        broker_url: issuer.clone(),
+    };
+    println!();
+    println!("  ssobroker demo — a development IdP and a sample app on SQLite ({})", data_dir.display());
+    println!("  Open {issuer}/demo-app/ and click \"Log in with ssobroker\".");
+    println!("  The development IdP is for demos and tests only.");
+    println!();
+    run(cfg, Some(demo))
+}

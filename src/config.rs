@@ -1,0 +1,420 @@
+//! Typed, layered configuration: defaults → TOML file → `SSOBROKER_*` environment, validated once
+//! at start-up with the file, the key and the reason.
+
+use crate::oidc::Client;
+use crate::provisioning::{AttributeOverrides, Policy, ProvisioningMode, Vendor};
+use crate::saml::{IdpMetadata, SpSettings};
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// A configuration problem, reported as file + key + reason.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {key}: {reason}")]
+pub struct ConfigError {
+    pub file: String,
+    pub key: String,
+    pub reason: String,
+}
+
+/// The file format (what admins write). Unknown keys are refused so typos fail loudly.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub issuer: String,
+    pub listen: String,
+    pub database_url: String,
+    /// Allowed clock difference with IdPs, in seconds.
+    pub clock_skew_seconds: u64,
+    /// How long a started login may take at the IdP.
+    pub login_timeout_seconds: u64,
+    pub code_ttl_seconds: u64,
+    pub id_token_ttl_seconds: u64,
+    pub access_token_ttl_seconds: u64,
+    pub session_ttl_seconds: u64,
+    /// Cap on the posted SAMLResponse (decoded bytes).
+    pub max_saml_response_bytes: usize,
+    #[serde(default)]
+    pub connections: Vec<FileConnection>,
+    #[serde(default)]
+    pub clients: Vec<FileClient>,
+}
+
+impl Default for FileConfig {
+    fn default() -> Self {
+        FileConfig {
+            issuer: "http://127.0.0.1:8080".into(),
+            listen: "127.0.0.1:8080".into(),
+            database_url: "sqlite://data/ssobroker.db".into(),
+            clock_skew_seconds: 120,
+            login_timeout_seconds: 600,
+            code_ttl_seconds: 60,
+            id_token_ttl_seconds: 300,
+            access_token_ttl_seconds: 3600,
+            session_ttl_seconds: 8 * 3600,
+            max_saml_response_bytes: 256 * 1024,
+            connections: Vec::new(),
+            clients: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConnection {
+    pub id: String,
+    #[serde(default)]
+    pub display_name: Option<String>,
+    #[serde(default)]
+    pub vendor: Vendor,
+    pub metadata_file: PathBuf,
+    #[serde(default)]
+    pub sp_entity_id: Option<String>,
+    #[serde(default)]
+    pub domains: Vec<String>,
+    #[serde(default)]
+    pub default_roles: Vec<String>,
+    #[serde(default)]
+    pub role_mapping: BTreeMap<String, Vec<String>>,
+    #[serde(default = "yes")]
+    pub update_on_login: bool,
+    #[serde(default)]
+    pub provisioning: ProvisioningMode,
+    #[serde(default)]
+    pub allow_idp_initiated: bool,
+    /// SHA-1 signatures are refused unless the connection opts in (OneLogin and Auth0 still
+    /// default to them).
+    #[serde(default)]
+    pub allow_sha1: bool,
+    #[serde(default)]
+    pub attributes: AttributeOverrides,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileClient {
+    pub client_id: String,
+    #[serde(default)]
+    pub client_secret: Option<String>,
+    #[serde(default)]
+    pub client_secret_hash: Option<String>,
+    pub redirect_uris: Vec<String>,
+    #[serde(default)]
+    pub post_logout_redirect_uris: Vec<String>,
+    #[serde(default)]
+    pub allowed_roles: Vec<String>,
+}
+
+impl std::fmt::Debug for FileClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileClient")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &self.client_secret.as_ref().map(|_| "[redacted]"))
+            .field("redirect_uris", &self.redirect_uris)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where the data lives; the variant is chosen from the URL scheme, unknown schemes refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+impl DatabaseUrl {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if let Some(rest) = s.strip_prefix("sqlite://") {
+            if rest.is_empty() {
+                return Err("sqlite:// needs a file path".into());
+            }
+            Ok(DatabaseUrl::Sqlite(PathBuf::from(rest)))
+        } else if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            Ok(DatabaseUrl::Postgres(s.to_string()))
+        } else {
+            Err("must start with sqlite:// or postgres://".into())
+        }
+    }
+}
+
+/// One upstream IdP connection, validated and with its metadata loaded.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    pub id: String,
+    pub display_name: String,
+    pub domains: Vec<String>,
+    pub allow_idp_initiated: bool,
+    pub sp: SpSettings,
+    pub policy: Policy,
+}
+
+/// The validated configuration the server runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Public base URL without a trailing slash.
+    pub issuer: String,
+    pub issuer_is_https: bool,
+    pub listen: SocketAddr,
+    pub database: DatabaseUrl,
+    pub login_timeout: chrono::Duration,
+    pub code_ttl: chrono::Duration,
+    pub id_token_ttl: chrono::Duration,
+    pub access_token_ttl: chrono::Duration,
+    pub session_ttl: chrono::Duration,
+    pub connections: Vec<Connection>,
+    pub clients: Vec<Client>,
+}
+
+impl Config {
+    pub fn connection(&self, id: &str) -> Option<&Connection> {
+        self.connections.iter().find(|c| c.id == id)
+    }
+    pub fn client(&self, id: &str) -> Option<&Client> {
+        self.clients.iter().find(|c| c.client_id == id)
+    }
+}
+
+/// Scalar settings that may come from the environment (`SSOBROKER_ISSUER`, …). Other
+/// `SSOBROKER_*` variables (the CLI's own, the tests') are not configuration.
+const ENV_KEYS: [&str; 10] = [
+    "issuer",
+    "listen",
+    "database_url",
+    "clock_skew_seconds",
+    "login_timeout_seconds",
+    "code_ttl_seconds",
+    "id_token_ttl_seconds",
+    "access_token_ttl_seconds",
+    "session_ttl_seconds",
+    "max_saml_response_bytes",
+];
+
+/// Loads defaults → `path` → `SSOBROKER_*` env and validates.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let file_name = path.display().to_string();
+    if !path.exists() {
+        return Err(ConfigError {
+            file: file_name,
+            key: "-".into(),
+            reason: "file not found (copy ssobroker.example.toml or pass --config)".into(),
+        });
+    }
+    let figment = Figment::from(Serialized::defaults(FileConfig::default()))
+        .merge(Toml::file(path))
+        .merge(Env::prefixed("SSOBROKER_").only(&ENV_KEYS));
+    let raw: FileConfig = figment.extract().map_err(|e| figment_error(&file_name, e))?;
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    validate(raw, &file_name, &base)
+}
+
+fn figment_error(file: &str, e: figment::Error) -> ConfigError {
+    let key = if e.path.is_empty() { "-".to_string() } else { e.path.join(".") };
+    // The source tells whether the value came from the file or the environment.
+    let file = match &e.metadata {
+        Some(m) if m.name.contains("environment") => "environment (SSOBROKER_*)".to_string(),
+        _ => file.to_string(),
+    };
+    ConfigError { file, key, reason: e.kind.to_string() }
+}
+
+/// Turns the file form into the typed config; every problem names its key.
+pub fn validate(raw: FileConfig, file: &str, base_dir: &Path) -> Result<Config, ConfigError> {
+    let err = |key: &str, reason: String| ConfigError { file: file.into(), key: key.into(), reason };
+    let issuer_url = url::Url::parse(&raw.issuer).map_err(|e| err("issuer", e.to_string()))?;
+    if !matches!(issuer_url.scheme(), "http" | "https") {
+        return Err(err("issuer", "must be an http(s) URL".into()));
+    }
+    if issuer_url.query().is_some() || issuer_url.fragment().is_some() {
+        return Err(err("issuer", "must not have a query or fragment".into()));
+    }
+    let issuer = raw.issuer.trim_end_matches('/').to_string();
+    let listen: SocketAddr = raw
+        .listen
+        .parse()
+        .map_err(|e| err("listen", format!("{e} (expected host:port, e.g. 127.0.0.1:8080)")))?;
+    let database = DatabaseUrl::parse(&raw.database_url).map_err(|r| err("database_url", r))?;
+    let secs = |key: &str, v: u64, max: u64| {
+        if v == 0 || v > max {
+            Err(err(key, format!("must be between 1 and {max} seconds")))
+        } else {
+            Ok(chrono::Duration::seconds(v as i64))
+        }
+    };
+    let clock_skew = if raw.clock_skew_seconds > 600 {
+        return Err(err("clock_skew_seconds", "must be at most 600".into()));
+    } else {
+        chrono::Duration::seconds(raw.clock_skew_seconds as i64)
+    };
+    let login_timeout = secs("login_timeout_seconds", raw.login_timeout_seconds, 3600)?;
+    let code_ttl = secs("code_ttl_seconds", raw.code_ttl_seconds, 600)?;
+    let id_token_ttl = secs("id_token_ttl_seconds", raw.id_token_ttl_seconds, 86400)?;
+    let access_token_ttl = secs("access_token_ttl_seconds", raw.access_token_ttl_seconds, 86400)?;
+    let session_ttl = secs("session_ttl_seconds", raw.session_ttl_seconds, 30 * 86400)?;
+    if raw.max_saml_response_bytes < 1024 || raw.max_saml_response_bytes > 4 * 1024 * 1024 {
+        return Err(err("max_saml_response_bytes", "must be between 1024 and 4194304".into()));
+    }
+
+    let mut connections: Vec<Connection> = Vec::new();
+    for (i, c) in raw.connections.into_iter().enumerate() {
+        let key = |k: &str| format!("connections[{i}].{k}");
+        if c.id.is_empty()
+            || c.id.len() > 64
+            || !c.id.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')
+        {
+            return Err(err(&key("id"), "must be 1-64 characters of a-z, 0-9, '-' or '_'".into()));
+        }
+        if connections.iter().any(|o| o.id == c.id) {
+            return Err(err(&key("id"), format!("duplicate connection id {:?}", c.id)));
+        }
+        let metadata_path = if c.metadata_file.is_absolute() {
+            c.metadata_file.clone()
+        } else {
+            base_dir.join(&c.metadata_file)
+        };
+        let xml = std::fs::read_to_string(&metadata_path)
+            .map_err(|e| err(&key("metadata_file"), format!("{}: {e}", metadata_path.display())))?;
+        let idp: IdpMetadata = crate::saml::parse_idp_metadata(&xml)
+            .map_err(|e| err(&key("metadata_file"), format!("{}: {e}", metadata_path.display())))?;
+        if idp.signing_certs.is_empty() {
+            // samael verifies nothing when it finds no signing key; refuse to start instead.
+            return Err(err(&key("metadata_file"), "IdP metadata has no signing certificate".into()));
+        }
+        let mut domains = Vec::new();
+        for d in &c.domains {
+            let d = crate::provisioning::normalize_domain_rule(d)
+                .map_err(|r| err(&key("domains"), format!("{d:?}: {r}")))?;
+            domains.push(d);
+        }
+        let sp_entity_id =
+            c.sp_entity_id.clone().unwrap_or_else(|| format!("{issuer}/saml/{}/metadata", c.id));
+        let sp = SpSettings {
+            entity_id: sp_entity_id,
+            acs_url: format!("{issuer}/saml/{}/acs", c.id),
+            idp,
+            allow_sha1: c.allow_sha1,
+            clock_skew,
+            max_response_bytes: raw.max_saml_response_bytes,
+        };
+        let policy = Policy::new(
+            c.vendor,
+            &c.attributes,
+            domains.clone(),
+            c.default_roles.clone(),
+            c.role_mapping.clone(),
+            c.update_on_login,
+            c.provisioning,
+        );
+        connections.push(Connection {
+            display_name: c.display_name.clone().unwrap_or_else(|| c.id.clone()),
+            id: c.id,
+            domains,
+            allow_idp_initiated: c.allow_idp_initiated,
+            sp,
+            policy,
+        });
+    }
+
+    let mut clients: Vec<Client> = Vec::new();
+    for (i, c) in raw.clients.into_iter().enumerate() {
+        let key = |k: &str| format!("clients[{i}].{k}");
+        if c.client_id.is_empty() || c.client_id.len() > 128 {
+            return Err(err(&key("client_id"), "must be 1-128 characters".into()));
+        }
+        if clients.iter().any(|o| o.client_id == c.client_id) {
+            return Err(err(&key("client_id"), format!("duplicate client id {:?}", c.client_id)));
+        }
+        let secret_hash = match (&c.client_secret, &c.client_secret_hash) {
+            (Some(_), Some(_)) => {
+                return Err(err(
+                    &key("client_secret"),
+                    "give client_secret or client_secret_hash, not both".into(),
+                ))
+            }
+            (Some(s), None) => {
+                if s.len() < 16 {
+                    return Err(err(&key("client_secret"), "must be at least 16 characters".into()));
+                }
+                Some(
+                    crate::oidc::hash_client_secret(s)
+                        .map_err(|e| err(&key("client_secret"), e.to_string()))?,
+                )
+            }
+            (None, Some(h)) => {
+                if !h.starts_with("$argon2") {
+                    return Err(err(&key("client_secret_hash"), "must be an argon2 PHC string".into()));
+                }
+                Some(h.clone())
+            }
+            (None, None) => None,
+        };
+        if c.redirect_uris.is_empty() {
+            return Err(err(&key("redirect_uris"), "at least one redirect URI is required".into()));
+        }
+        for (j, u) in c.redirect_uris.iter().chain(c.post_logout_redirect_uris.iter()).enumerate() {
+            let parsed = url::Url::parse(u).map_err(|e| err(&key("redirect_uris"), format!("{u:?}: {e}")))?;
+            if parsed.fragment().is_some() {
+                return Err(err(&key("redirect_uris"), format!("{u:?}: must not contain a fragment")));
+            }
+            let _ = j;
+        }
+        clients.push(Client {
+            client_id: c.client_id,
+            secret_hash,
+            redirect_uris: c.redirect_uris,
+            post_logout_redirect_uris: c.post_logout_redirect_uris,
+            allowed_roles: c.allowed_roles,
+        });
+    }
+
+    Ok(Config {
+        issuer_is_https: issuer_url.scheme() == "https",
+        issuer,
+        listen,
+        database,
+        login_timeout,
+        code_ttl,
+        id_token_ttl,
+        access_token_ttl,
+        session_ttl,
+        connections,
+        clients,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_url_schemes() {
+        assert_eq!(DatabaseUrl::parse("sqlite://data/x.db"), Ok(DatabaseUrl::Sqlite("data/x.db".into())));
+        assert!(matches!(DatabaseUrl::parse("postgres://u@h/db"), Ok(DatabaseUrl::Postgres(_))));
+        assert!(DatabaseUrl::parse("mysql://x").is_err());
+        assert!(DatabaseUrl::parse("sqlite://").is_err());
+    }
+
+    #[test]
+    fn unknown_key_names_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "issuer = \"http://x\"\nlisten_typo = 1\n").unwrap();
+        let e = load(&p).unwrap_err();
+        assert!(e.reason.contains("listen_typo"), "{e}");
+    }
+
+    #[test]
+    fn bad_listen_names_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "issuer = \"http://x\"\nlisten = \"nope\"\n").unwrap();
+        let e = load(&p).unwrap_err();
+        assert_eq!(e.key, "listen");
+    }
+}

@@ -1,0 +1,463 @@
+//! Development IdP: a clearly labelled SAML IdP that signs responses with its own generated key.
+//!
+//! Used only by `ssobroker demo` and by the tests. Never mounted by `serve`.
+//!
+//! Responses are built as text and signed with samael's `Crypto::sign_xml` (xmlsec), so the
+//! broker's validator is exercised against the same library family real IdPs interoperate with.
+//! samael's own `Signature::template` digests with SHA-1 and is not used.
+
+use std::io::Read;
+
+use base64::Engine;
+use chrono::{DateTime, Duration, Utc};
+use openssl::asn1::Asn1Time;
+use openssl::bn::{BigNum, MsbOption};
+use openssl::hash::MessageDigest;
+use openssl::pkey::PKey;
+use openssl::rsa::Rsa;
+use openssl::x509::{X509Builder, X509NameBuilder};
+use samael::crypto::CryptoProvider;
+
+use crate::saml::xml::{
+    child, escape, format_time, is, parse_strict, random_id, text_content, BINDING_REDIRECT,
+    NAMEID_EMAIL, NAMEID_UNSPECIFIED, NS_ASSERTION, NS_DSIG, NS_METADATA, NS_PROTOCOL,
+    STATUS_SUCCESS, CM_BEARER,
+};
+use crate::saml::{IdpMetadata, SsoBinding};
+
+/// Longest inflated AuthnRequest accepted; real ones are well under 4 KiB.
+const MAX_AUTHN_REQUEST_BYTES: u64 = 64 * 1024;
+
+const SIG_RSA_SHA256: &str = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256";
+const SIG_RSA_SHA1: &str = "http://www.w3.org/2000/09/xmldsig#rsa-sha1";
+const DIGEST_SHA256: &str = "http://www.w3.org/2001/04/xmlenc#sha256";
+const DIGEST_SHA1: &str = "http://www.w3.org/2000/09/xmldsig#sha1";
+const EXC_C14N: &str = "http://www.w3.org/2001/10/xml-exc-c14n#";
+const ENVELOPED: &str = "http://www.w3.org/2000/09/xmldsig#enveloped-signature";
+const AC_PASSWORD_PROTECTED: &str =
+    "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport";
+const AC_UNSPECIFIED: &str = "urn:oasis:names:tc:SAML:2.0:ac:classes:unspecified";
+
+#[derive(Debug, thiserror::Error)]
+pub enum DevIdpError {
+    #[error("key or certificate: {0}")]
+    Crypto(#[from] openssl::error::ErrorStack),
+    #[error("signing failed: {0}")]
+    Sign(String),
+    #[error("bad AuthnRequest: {0}")]
+    BadRequest(String),
+}
+
+/// A development IdP with its own RSA-2048 key and self-signed certificate.
+#[derive(Clone)]
+pub struct DevIdp {
+    /// PKCS#1 DER, the form xmlsec loads.
+    key_der: Vec<u8>,
+    cert_der: Vec<u8>,
+    pub entity_id: String,
+    pub sso_url: String,
+}
+
+impl std::fmt::Debug for DevIdp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DevIdp")
+            .field("entity_id", &self.entity_id)
+            .field("sso_url", &self.sso_url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Which elements carry a signature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignMode {
+    Response,
+    Assertion,
+    Both,
+    Unsigned,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SigAlg {
+    RsaSha256,
+    /// rsa-sha1 with a sha1 digest, for testing the `allow_sha1` opt-in.
+    RsaSha1,
+}
+
+/// Everything that goes into one Response. `new` gives a valid one; tests change fields to
+/// build the invalid ones.
+#[derive(Debug, Clone)]
+pub struct ResponseSpec {
+    pub issuer: String,
+    pub audience: Option<String>,
+    pub recipient: String,
+    pub destination: Option<String>,
+    pub in_response_to: Option<String>,
+    pub name_id: String,
+    pub name_id_format: String,
+    pub attributes: Vec<(String, Vec<String>)>,
+    pub issue_instant: DateTime<Utc>,
+    pub not_before: Option<DateTime<Utc>>,
+    /// Used for both Conditions and the bearer SubjectConfirmationData.
+    pub not_on_or_after: Option<DateTime<Utc>>,
+    pub assertion_id: String,
+    pub response_id: String,
+    pub status: String,
+    pub sign: SignMode,
+    pub alg: SigAlg,
+    pub authn_context_class: Option<String>,
+}
+
+impl ResponseSpec {
+    /// A valid response: issued `now`, valid for five minutes, random IDs, status Success,
+    /// Assertion signed with rsa-sha256. The NameID format is emailAddress when `name_id`
+    /// contains an `@`, unspecified otherwise.
+    pub fn new(
+        idp: &DevIdp,
+        sp_entity_id: &str,
+        acs_url: &str,
+        in_response_to: Option<&str>,
+        name_id: &str,
+        now: DateTime<Utc>,
+    ) -> Self {
+        let name_id_format = if name_id.contains('@') {
+            NAMEID_EMAIL
+        } else {
+            NAMEID_UNSPECIFIED
+        };
+        ResponseSpec {
+            issuer: idp.entity_id.clone(),
+            audience: Some(sp_entity_id.to_string()),
+            recipient: acs_url.to_string(),
+            destination: Some(acs_url.to_string()),
+            in_response_to: in_response_to.map(str::to_string),
+            name_id: name_id.to_string(),
+            name_id_format: name_id_format.to_string(),
+            attributes: Vec::new(),
+            issue_instant: now,
+            not_before: Some(now),
+            not_on_or_after: Some(now + Duration::minutes(5)),
+            assertion_id: random_id(),
+            response_id: random_id(),
+            status: STATUS_SUCCESS.to_string(),
+            sign: SignMode::Assertion,
+            alg: SigAlg::RsaSha256,
+            authn_context_class: Some(AC_PASSWORD_PROTECTED.to_string()),
+        }
+    }
+
+    /// Adds one attribute (builder style).
+    pub fn with_attribute(mut self, name: &str, values: &[&str]) -> Self {
+        self.attributes.push((
+            name.to_string(),
+            values.iter().map(|v| v.to_string()).collect(),
+        ));
+        self
+    }
+}
+
+/// The parts of an AuthnRequest the dev IdP needs to answer it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParsedAuthnRequest {
+    pub id: String,
+    pub acs_url: Option<String>,
+    pub issuer: Option<String>,
+}
+
+impl DevIdp {
+    /// A fresh key and self-signed certificate (one per test keeps tests independent).
+    pub fn generate(entity_id: &str, sso_url: &str) -> Result<Self, DevIdpError> {
+        let rsa = Rsa::generate(2048)?;
+        let key_der = rsa.private_key_to_der()?;
+        let pkey = PKey::from_rsa(rsa)?;
+
+        let mut name = X509NameBuilder::new()?;
+        name.append_entry_by_text("CN", "ssobroker development IdP - not for production")?;
+        let name = name.build();
+        let mut serial = BigNum::new()?;
+        serial.rand(63, MsbOption::MAYBE_ZERO, false)?;
+
+        let mut builder = X509Builder::new()?;
+        builder.set_version(2)?;
+        let serial = serial.to_asn1_integer()?;
+        builder.set_serial_number(&serial)?;
+        builder.set_subject_name(&name)?;
+        builder.set_issuer_name(&name)?;
+        builder.set_pubkey(&pkey)?;
+        // From 2000 so tests may pin any plausible clock; SAML trust is by pinning anyway.
+        let not_before = Asn1Time::from_unix(946_684_800)?;
+        let not_after = Asn1Time::days_from_now(3650)?;
+        builder.set_not_before(&not_before)?;
+        builder.set_not_after(&not_after)?;
+        builder.sign(&pkey, MessageDigest::sha256())?;
+        let cert_der = builder.build().to_der()?;
+
+        Ok(DevIdp {
+            key_der,
+            cert_der,
+            entity_id: entity_id.to_string(),
+            sso_url: sso_url.to_string(),
+        })
+    }
+
+    pub fn cert_der(&self) -> &[u8] {
+        &self.cert_der
+    }
+
+    fn cert_b64(&self) -> String {
+        base64::engine::general_purpose::STANDARD.encode(&self.cert_der)
+    }
+
+    pub fn cert_pem(&self) -> String {
+        let b64 = self.cert_b64();
+        let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
+        for line in b64.as_bytes().chunks(64) {
+            pem.push_str(&String::from_utf8_lossy(line));
+            pem.push('\n');
+        }
+        pem.push_str("-----END CERTIFICATE-----\n");
+        pem
+    }
+
+    /// IdP metadata: one signing KeyDescriptor and the SSO service at `sso_url` (HTTP-Redirect).
+    pub fn metadata_xml(&self) -> String {
+        format!(
+            concat!(
+                r#"<?xml version="1.0" encoding="UTF-8"?>"#,
+                "\n",
+                r#"<md:EntityDescriptor xmlns:md="{md}" xmlns:ds="{ds}" entityID="{entity}">"#,
+                "\n  ",
+                r#"<md:IDPSSODescriptor WantAuthnRequestsSigned="false" protocolSupportEnumeration="{proto}">"#,
+                "\n    ",
+                r#"<md:KeyDescriptor use="signing"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>{cert}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>"#,
+                "\n    <md:NameIDFormat>{email}</md:NameIDFormat>",
+                "\n    ",
+                r#"<md:SingleSignOnService Binding="{redirect}" Location="{sso}"/>"#,
+                "\n  </md:IDPSSODescriptor>\n</md:EntityDescriptor>\n"
+            ),
+            md = NS_METADATA,
+            ds = NS_DSIG,
+            entity = escape(&self.entity_id),
+            proto = NS_PROTOCOL,
+            cert = self.cert_b64(),
+            email = NAMEID_EMAIL,
+            redirect = BINDING_REDIRECT,
+            sso = escape(&self.sso_url),
+        )
+    }
+
+    /// The same trust data `metadata_xml` carries, without a parse round trip.
+    pub fn idp_metadata(&self) -> IdpMetadata {
+        IdpMetadata {
+            entity_id: self.entity_id.clone(),
+            sso_url: self.sso_url.clone(),
+            sso_binding: SsoBinding::Redirect,
+            signing_certs: vec![self.cert_der.clone()],
+        }
+    }
+
+    /// The signed (or, for `SignMode::Unsigned`, plain) Response XML text.
+    pub fn sign_response(&self, spec: &ResponseSpec) -> Result<String, DevIdpError> {
+        match spec.sign {
+            SignMode::Unsigned => Ok(response_xml(spec, None, None)),
+            SignMode::Assertion => {
+                let template = self.signature_template(&spec.assertion_id, spec.alg);
+                self.sign(&response_xml(spec, None, Some(&template)))
+            }
+            SignMode::Response => {
+                let template = self.signature_template(&spec.response_id, spec.alg);
+                self.sign(&response_xml(spec, Some(&template), None))
+            }
+            SignMode::Both => {
+                // sign_xml fills the first template in document order, and the Response
+                // signature must cover the finished Assertion signature: inner first.
+                let inner = self.signature_template(&spec.assertion_id, spec.alg);
+                let signed = self.sign(&response_xml(spec, None, Some(&inner)))?;
+                let marker = "</saml:Issuer>";
+                let at = signed
+                    .find(marker)
+                    .map(|i| i + marker.len())
+                    .ok_or_else(|| DevIdpError::Sign("no Response Issuer in output".into()))?;
+                let outer = self.signature_template(&spec.response_id, spec.alg);
+                self.sign(&format!("{}{}{}", &signed[..at], outer, &signed[at..]))
+            }
+        }
+    }
+
+    /// `sign_response`, base64-encoded as the HTTP-POST binding's `SAMLResponse` value.
+    pub fn sign_response_b64(&self, spec: &ResponseSpec) -> Result<String, DevIdpError> {
+        Ok(base64::engine::general_purpose::STANDARD.encode(self.sign_response(spec)?))
+    }
+
+    fn sign(&self, xml: &str) -> Result<String, DevIdpError> {
+        let _guard = crate::saml::xmlsec_lock();
+        samael::crypto::Crypto::sign_xml(xml, &self.key_der)
+            .map_err(|e| DevIdpError::Sign(format!("{e} ({e:?})")))
+    }
+
+    fn signature_template(&self, reference_id: &str, alg: SigAlg) -> String {
+        let (method, digest) = match alg {
+            SigAlg::RsaSha256 => (SIG_RSA_SHA256, DIGEST_SHA256),
+            SigAlg::RsaSha1 => (SIG_RSA_SHA1, DIGEST_SHA1),
+        };
+        format!(
+            concat!(
+                r#"<ds:Signature xmlns:ds="{ds}"><ds:SignedInfo>"#,
+                r#"<ds:CanonicalizationMethod Algorithm="{c14n}"/>"#,
+                r#"<ds:SignatureMethod Algorithm="{method}"/>"#,
+                r##"<ds:Reference URI="#{id}"><ds:Transforms>"##,
+                r#"<ds:Transform Algorithm="{enveloped}"/><ds:Transform Algorithm="{c14n}"/>"#,
+                r#"</ds:Transforms><ds:DigestMethod Algorithm="{digest}"/><ds:DigestValue/>"#,
+                r#"</ds:Reference></ds:SignedInfo><ds:SignatureValue/>"#,
+                r#"<ds:KeyInfo><ds:X509Data><ds:X509Certificate>{cert}</ds:X509Certificate>"#,
+                r#"</ds:X509Data></ds:KeyInfo></ds:Signature>"#
+            ),
+            ds = NS_DSIG,
+            c14n = EXC_C14N,
+            method = method,
+            id = escape(reference_id),
+            enveloped = ENVELOPED,
+            digest = digest,
+            cert = self.cert_b64(),
+        )
+    }
+}
+
+fn response_xml(
+    spec: &ResponseSpec,
+    response_signature: Option<&str>,
+    assertion_signature: Option<&str>,
+) -> String {
+    let mut x = String::with_capacity(4096);
+    x.push_str(&format!(
+        r#"<samlp:Response xmlns:samlp="{}" xmlns:saml="{}" ID="{}" Version="2.0" IssueInstant="{}""#,
+        NS_PROTOCOL,
+        NS_ASSERTION,
+        escape(&spec.response_id),
+        format_time(spec.issue_instant),
+    ));
+    if let Some(destination) = &spec.destination {
+        x.push_str(&format!(r#" Destination="{}""#, escape(destination)));
+    }
+    if let Some(irt) = &spec.in_response_to {
+        x.push_str(&format!(r#" InResponseTo="{}""#, escape(irt)));
+    }
+    x.push('>');
+    x.push_str(&format!("<saml:Issuer>{}</saml:Issuer>", escape(&spec.issuer)));
+    x.push_str(response_signature.unwrap_or_default());
+    x.push_str(&format!(
+        r#"<samlp:Status><samlp:StatusCode Value="{}"/></samlp:Status>"#,
+        escape(&spec.status)
+    ));
+
+    x.push_str(&format!(
+        r#"<saml:Assertion ID="{}" Version="2.0" IssueInstant="{}">"#,
+        escape(&spec.assertion_id),
+        format_time(spec.issue_instant),
+    ));
+    x.push_str(&format!("<saml:Issuer>{}</saml:Issuer>", escape(&spec.issuer)));
+    x.push_str(assertion_signature.unwrap_or_default());
+
+    x.push_str(&format!(
+        r#"<saml:Subject><saml:NameID Format="{}">{}</saml:NameID>"#,
+        escape(&spec.name_id_format),
+        escape(&spec.name_id),
+    ));
+    x.push_str(&format!(
+        r#"<saml:SubjectConfirmation Method="{CM_BEARER}"><saml:SubjectConfirmationData"#
+    ));
+    if let Some(irt) = &spec.in_response_to {
+        x.push_str(&format!(r#" InResponseTo="{}""#, escape(irt)));
+    }
+    if let Some(t) = spec.not_on_or_after {
+        x.push_str(&format!(r#" NotOnOrAfter="{}""#, format_time(t)));
+    }
+    x.push_str(&format!(
+        r#" Recipient="{}"/></saml:SubjectConfirmation></saml:Subject>"#,
+        escape(&spec.recipient)
+    ));
+
+    if spec.not_before.is_some() || spec.not_on_or_after.is_some() || spec.audience.is_some() {
+        x.push_str("<saml:Conditions");
+        if let Some(t) = spec.not_before {
+            x.push_str(&format!(r#" NotBefore="{}""#, format_time(t)));
+        }
+        if let Some(t) = spec.not_on_or_after {
+            x.push_str(&format!(r#" NotOnOrAfter="{}""#, format_time(t)));
+        }
+        x.push('>');
+        if let Some(audience) = &spec.audience {
+            x.push_str(&format!(
+                "<saml:AudienceRestriction><saml:Audience>{}</saml:Audience></saml:AudienceRestriction>",
+                escape(audience)
+            ));
+        }
+        x.push_str("</saml:Conditions>");
+    }
+
+    x.push_str(&format!(
+        r#"<saml:AuthnStatement AuthnInstant="{}" SessionIndex="{}"><saml:AuthnContext><saml:AuthnContextClassRef>{}</saml:AuthnContextClassRef></saml:AuthnContext></saml:AuthnStatement>"#,
+        format_time(spec.issue_instant),
+        escape(&spec.assertion_id),
+        escape(spec.authn_context_class.as_deref().unwrap_or(AC_UNSPECIFIED)),
+    ));
+
+    if !spec.attributes.is_empty() {
+        x.push_str("<saml:AttributeStatement>");
+        for (name, values) in &spec.attributes {
+            x.push_str(&format!(
+                r#"<saml:Attribute Name="{}" NameFormat="urn:oasis:names:tc:SAML:2.0:attrname-format:basic">"#,
+                escape(name)
+            ));
+            for value in values {
+                x.push_str(&format!(
+                    "<saml:AttributeValue>{}</saml:AttributeValue>",
+                    escape(value)
+                ));
+            }
+            x.push_str("</saml:Attribute>");
+        }
+        x.push_str("</saml:AttributeStatement>");
+    }
+    x.push_str("</saml:Assertion></samlp:Response>");
+    x
+}
+
+/// Decodes an HTTP-Redirect `SAMLRequest` value (base64 of raw DEFLATE, already URL-decoded).
+pub fn parse_authn_request(saml_request: &str) -> Result<ParsedAuthnRequest, DevIdpError> {
+    let bad = |m: String| DevIdpError::BadRequest(m);
+    let compact: Vec<u8> = saml_request
+        .bytes()
+        .filter(|b| !b.is_ascii_whitespace())
+        .collect();
+    let deflated = base64::engine::general_purpose::STANDARD
+        .decode(&compact)
+        .map_err(|e| bad(format!("not base64: {e}")))?;
+    let mut xml = String::new();
+    flate2::read::DeflateDecoder::new(deflated.as_slice())
+        .take(MAX_AUTHN_REQUEST_BYTES + 1)
+        .read_to_string(&mut xml)
+        .map_err(|e| bad(format!("not raw DEFLATE of UTF-8: {e}")))?;
+    if xml.len() as u64 > MAX_AUTHN_REQUEST_BYTES {
+        return Err(bad("too large".into()));
+    }
+    let doc = parse_strict(&xml).map_err(|e| bad(format!("not XML: {e}")))?;
+    let root = doc.root_element();
+    if !is(root, NS_PROTOCOL, "AuthnRequest") {
+        return Err(bad("root is not samlp:AuthnRequest".into()));
+    }
+    let id = root
+        .attribute("ID")
+        .filter(|id| !id.is_empty())
+        .ok_or_else(|| bad("no ID".into()))?
+        .to_string();
+    Ok(ParsedAuthnRequest {
+        id,
+        acs_url: root
+            .attribute("AssertionConsumerServiceURL")
+            .map(str::to_string),
+        issuer: child(root, NS_ASSERTION, "Issuer").map(|i| text_content(i).trim().to_string()),
+    })
+}
+
+#[cfg(test)]
+mod tests;

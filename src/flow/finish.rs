@@ -1,0 +1,402 @@
+//! Finishing a login after the SAML room accepted the response: one transaction that consumes
+//! the login transaction, records the assertion ID, provisions the user, and issues a session
+//! and a code. Any refusal rolls all of it back.
+
+use super::{audit_row, FlowError, RequestMeta};
+use crate::config::{Config, Connection};
+use crate::oidc::{code_redirect, random_token, token_hash};
+use crate::provisioning::{
+    self, Decision, Existing, Grant, Profile, RoleSource, Upstream, UpstreamAttribute,
+};
+use crate::saml::ValidatedAssertion;
+use crate::store::{self, grants, users, DbConnection};
+use chrono::{DateTime, Utc};
+use subtle::ConstantTimeEq;
+
+pub struct FinishInput<'a> {
+    pub cfg: &'a Config,
+    pub connection: &'a Connection,
+    pub assertion: &'a ValidatedAssertion,
+    pub relay_state: Option<&'a str>,
+    pub meta: &'a RequestMeta,
+    pub now: DateTime<Utc>,
+}
+
+#[derive(Debug)]
+pub enum LoginOutcome {
+    /// Back to the app with a code; `session` is the new broker session cookie value.
+    Code { redirect: String, session: String, user_id: String },
+    /// The user exists but the client's `allowed_roles` excludes them.
+    AccessDenied { redirect: String, session: String, user_id: String },
+    /// An IdP-initiated login (allowed on this connection): signed in to the broker only.
+    Portal { session: String, user_id: String, display: String },
+}
+
+/// Runs the whole login; a lost race on first login (unique violation) is retried so
+/// simultaneous first logins end up as one user and no error page.
+pub fn finish_login(conn: &mut DbConnection, input: &FinishInput<'_>) -> Result<LoginOutcome, FlowError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match store::transaction(conn, |c| finish_once(c, input)) {
+            Err(FlowError::Store(e)) if attempt < 4 && store::is_unique_violation(&e) => continue,
+            other => return other,
+        }
+    }
+}
+
+fn finish_once(conn: &mut DbConnection, input: &FinishInput<'_>) -> Result<LoginOutcome, FlowError> {
+    let FinishInput { cfg, connection, assertion, relay_state, meta, now } = *input;
+    let ts = now.timestamp();
+
+    // A write first: on SQLite this takes the write lock at once, so the transaction never has
+    // to upgrade a read lock (which fails instead of waiting). A duplicate is a replay.
+    if let Err(e) = store::logins::record_assertion(
+        conn,
+        &connection.id,
+        &assertion.assertion_id,
+        assertion.valid_until.timestamp(),
+    ) {
+        return Err(if store::is_unique_violation(&e) {
+            FlowError::refused("assertion_replayed", "assertion ID seen before")
+        } else {
+            FlowError::Store(e)
+        });
+    }
+
+    let txn = match &assertion.in_response_to {
+        Some(request_id) => {
+            let Some(txn) = store::logins::consume(conn, &connection.id, request_id)? else {
+                return Err(FlowError::refused(
+                    "in_response_to_unknown",
+                    "no open login for this InResponseTo",
+                ));
+            };
+            let client_id = Some(txn.client_id.clone());
+            let refuse = |reason, detail: &str| FlowError::Refused {
+                reason,
+                detail: detail.into(),
+                client_id: client_id.clone(),
+                user_id: None,
+            };
+            if txn.expires_at <= ts {
+                return Err(refuse("login_expired", "login transaction expired"));
+            }
+            // The RelayState must be the handle this browser was given for this request, so a
+            // response cannot be carried into someone else's login.
+            let relay_ok = relay_state
+                .map(|r| bool::from(token_hash(r).as_bytes().ct_eq(txn.id.as_bytes())))
+                .unwrap_or(false);
+            if !relay_ok {
+                return Err(refuse("relay_state_mismatch", "RelayState does not belong to this request"));
+            }
+            Some(txn)
+        }
+        None if connection.allow_idp_initiated => None,
+        None => return Err(FlowError::refused("unsolicited_response", "IdP-initiated login not allowed")),
+    };
+    let client_id = txn.as_ref().map(|t| t.client_id.clone());
+    let with_client = |e: FlowError| match e {
+        FlowError::Refused { reason, detail, user_id, .. } => {
+            FlowError::Refused { reason, detail, client_id: client_id.clone(), user_id }
+        }
+        other => other,
+    };
+
+    let user_id =
+        provision(conn, connection, assertion, meta, now, client_id.as_deref()).map_err(with_client)?;
+    let role_rows = users::roles(conn, &user_id)?;
+    let mut roles: Vec<String> = role_rows.into_iter().map(|r| r.role).collect();
+    roles.dedup();
+
+    let session = random_token(32);
+    grants::insert_session(
+        conn,
+        &grants::Session {
+            id: token_hash(&session),
+            user_id: user_id.clone(),
+            connection_id: connection.id.clone(),
+            auth_time: assertion.authn_instant.unwrap_or(now).timestamp().min(ts),
+            created_at: ts,
+            expires_at: (now + cfg.session_ttl).timestamp(),
+            revoked: false,
+        },
+    )?;
+
+    let Some(txn) = txn else {
+        store::audit::insert(
+            conn,
+            &audit_row(
+                now,
+                "login.succeeded",
+                meta,
+                Some(&user_id),
+                Some(&connection.id),
+                None,
+                None,
+                serde_json::json!({"idp_initiated": true}),
+            ),
+        )?;
+        let user = users::by_id(conn, &user_id)?;
+        let display = user.and_then(|u| u.display_name.or(u.email)).unwrap_or_default();
+        return Ok(LoginOutcome::Portal { session, user_id, display });
+    };
+
+    let client = cfg.client(&txn.client_id);
+    let allowed = client
+        .map(|c| c.allowed_roles.is_empty() || c.allowed_roles.iter().any(|r| roles.contains(r)))
+        .unwrap_or(false);
+    if !allowed {
+        store::audit::insert(
+            conn,
+            &audit_row(
+                now,
+                "client_access_denied",
+                meta,
+                Some(&user_id),
+                Some(&connection.id),
+                Some(&txn.client_id),
+                Some("client_access_denied"),
+                serde_json::json!({"roles": roles}),
+            ),
+        )?;
+        let redirect = crate::oidc::authorize_error_redirect(
+            &txn.redirect_uri,
+            "access_denied",
+            "your roles do not allow this application",
+            txn.state.as_deref(),
+            &cfg.issuer,
+        );
+        return Ok(LoginOutcome::AccessDenied { redirect, session, user_id });
+    }
+
+    let code = random_token(32);
+    grants::insert_grant(
+        conn,
+        &grants::Grant {
+            id: uuid::Uuid::new_v4().to_string(),
+            code_hash: token_hash(&code),
+            client_id: txn.client_id.clone(),
+            user_id: user_id.clone(),
+            session_id: Some(token_hash(&session)),
+            redirect_uri: txn.redirect_uri.clone(),
+            scope: txn.scope.clone(),
+            nonce: txn.nonce.clone(),
+            code_challenge: txn.code_challenge.clone(),
+            auth_time: assertion.authn_instant.unwrap_or(now).timestamp().min(ts),
+            created_at: ts,
+            code_expires_at: (now + cfg.code_ttl).timestamp(),
+            code_used: false,
+            revoked: false,
+        },
+    )?;
+    store::audit::insert(
+        conn,
+        &audit_row(
+            now,
+            "login.succeeded",
+            meta,
+            Some(&user_id),
+            Some(&connection.id),
+            Some(&txn.client_id),
+            None,
+            serde_json::json!({"roles": roles}),
+        ),
+    )?;
+    let redirect = code_redirect(&txn.redirect_uri, &code, txn.state.as_deref(), &cfg.issuer);
+    Ok(LoginOutcome::Code { redirect, session, user_id })
+}
+
+/// Applies the JIT decision for this assertion; returns the user id.
+fn provision(
+    conn: &mut DbConnection,
+    connection: &Connection,
+    assertion: &ValidatedAssertion,
+    meta: &RequestMeta,
+    now: DateTime<Utc>,
+    client_id: Option<&str>,
+) -> Result<String, FlowError> {
+    let ts = now.timestamp();
+    let upstream = Upstream {
+        subject: assertion.name_id.clone(),
+        attributes: assertion
+            .attributes
+            .iter()
+            .map(|a| UpstreamAttribute {
+                name: a.name.clone(),
+                friendly_name: a.friendly_name.clone(),
+                values: a.values.clone(),
+            })
+            .collect(),
+    };
+    let policy = &connection.policy;
+    let profile = provisioning::map_profile(&policy.names, &upstream);
+    let existing_user = users::by_identity(conn, &connection.id, &upstream.subject)?;
+    let existing = match &existing_user {
+        Some(u) => {
+            let idp_roles = users::roles(conn, &u.id)?
+                .into_iter()
+                .filter(|r| r.source == RoleSource::Idp.as_str())
+                .map(|r| Grant { role: r.role, source: RoleSource::Idp, detail: r.source_detail })
+                .collect();
+            Some(Existing {
+                user_id: u.id.clone(),
+                disabled: u.disabled,
+                profile: stored_profile(u),
+                idp_roles,
+            })
+        }
+        None => None,
+    };
+    let email_owner = match (&existing, &profile.email) {
+        (None, Some(email)) => users::id_by_email(conn, email)?,
+        _ => None,
+    };
+    let audit = |conn: &mut DbConnection,
+                 kind: &str,
+                 user: Option<&str>,
+                 reason: Option<&str>,
+                 detail: serde_json::Value| {
+        store::audit::insert(
+            conn,
+            &audit_row(now, kind, meta, user, Some(&connection.id), client_id, reason, detail),
+        )
+    };
+    match provisioning::decide(policy, &profile, existing.as_ref(), email_owner.as_deref()) {
+        Decision::Deny(reason) => Err(FlowError::Refused {
+            reason: reason.code(),
+            detail: "provisioning policy".into(),
+            client_id: None,
+            user_id: existing.map(|e| e.user_id),
+        }),
+        Decision::Create { profile, grants } => {
+            let id = uuid::Uuid::new_v4().to_string();
+            let groups_json = serde_json::to_string(&profile.groups).unwrap_or_else(|_| "[]".into());
+            users::insert(
+                conn,
+                &users::NewUser {
+                    id: &id,
+                    email: profile.email.as_deref(),
+                    // The address comes from the company IdP, which is the authority for it.
+                    email_verified: profile.email.is_some(),
+                    given_name: profile.given_name.as_deref(),
+                    family_name: profile.family_name.as_deref(),
+                    display_name: profile.display_name.as_deref(),
+                    groups_json: &groups_json,
+                    disabled: false,
+                    created_at: ts,
+                    updated_at: ts,
+                    last_login_at: Some(ts),
+                },
+            )?;
+            users::insert_identity(
+                conn,
+                &users::NewIdentity {
+                    connection_id: &connection.id,
+                    subject: &upstream.subject,
+                    user_id: &id,
+                    created_at: ts,
+                    last_login_at: ts,
+                },
+            )?;
+            for g in &grants {
+                users::insert_role(
+                    conn,
+                    &users::NewRole {
+                        user_id: &id,
+                        role: &g.role,
+                        source: g.source.as_str(),
+                        source_detail: g.detail.as_deref(),
+                        granted_at: ts,
+                    },
+                )?;
+            }
+            let used: Vec<&str> = upstream.attributes.iter().map(|a| a.name.as_str()).collect();
+            let roles: Vec<serde_json::Value> = grants
+                .iter()
+                .map(|g| serde_json::json!({"role": g.role, "source": g.source.as_str(), "group": g.detail}))
+                .collect();
+            audit(
+                conn,
+                "user.provisioned",
+                Some(&id),
+                None,
+                serde_json::json!({
+                    "email": profile.email, "groups": profile.groups, "roles": roles, "attributes": used,
+                }),
+            )?;
+            Ok(id)
+        }
+        Decision::Login { profile: new_profile, idp_roles } => {
+            let Some(user) = existing else {
+                return Err(FlowError::refused("internal_error", "login decision without user"));
+            };
+            if let Some(p) = new_profile {
+                let groups_json = serde_json::to_string(&p.groups).unwrap_or_else(|_| "[]".into());
+                users::update_profile(
+                    conn,
+                    &user.user_id,
+                    &users::ProfileUpdate {
+                        email: p.email.as_deref(),
+                        given_name: p.given_name.as_deref(),
+                        family_name: p.family_name.as_deref(),
+                        display_name: p.display_name.as_deref(),
+                        groups_json: &groups_json,
+                        updated_at: ts,
+                    },
+                )?;
+                audit(
+                    conn,
+                    "user.updated",
+                    Some(&user.user_id),
+                    None,
+                    serde_json::json!({"email": p.email, "groups": p.groups}),
+                )?;
+            }
+            if let Some(new_roles) = idp_roles {
+                for old in user.idp_roles.iter().filter(|o| !new_roles.iter().any(|n| n.role == o.role)) {
+                    users::delete_role(conn, &user.user_id, &old.role, RoleSource::Idp.as_str())?;
+                    audit(
+                        conn,
+                        "role.revoked",
+                        Some(&user.user_id),
+                        None,
+                        serde_json::json!({"role": old.role, "source": "idp", "group": old.detail}),
+                    )?;
+                }
+                for new in new_roles.iter().filter(|n| !user.idp_roles.iter().any(|o| o.role == n.role)) {
+                    users::insert_role(
+                        conn,
+                        &users::NewRole {
+                            user_id: &user.user_id,
+                            role: &new.role,
+                            source: "idp",
+                            source_detail: new.detail.as_deref(),
+                            granted_at: ts,
+                        },
+                    )?;
+                    audit(
+                        conn,
+                        "role.granted",
+                        Some(&user.user_id),
+                        None,
+                        serde_json::json!({"role": new.role, "source": "idp", "group": new.detail}),
+                    )?;
+                }
+            }
+            users::record_login(conn, &connection.id, &upstream.subject, &user.user_id, ts)?;
+            Ok(user.user_id)
+        }
+    }
+}
+
+/// The profile as stored, for comparison with what the IdP now asserts.
+pub(crate) fn stored_profile(u: &users::User) -> Profile {
+    Profile {
+        email: u.email.clone(),
+        given_name: u.given_name.clone(),
+        family_name: u.family_name.clone(),
+        display_name: u.display_name.clone(),
+        groups: serde_json::from_str(&u.groups_json).unwrap_or_default(),
+    }
+}

@@ -1,0 +1,159 @@
+//! The brokered login as database work: start (login transaction), finish (replay cache, JIT,
+//! session, code — one transaction), and the audit rows. No HTTP; the web room calls these from
+//! `web::block` and renders what they return.
+
+mod finish;
+mod tokens;
+
+pub use finish::{finish_login, FinishInput, LoginOutcome};
+pub use tokens::{exchange_code, issue_code_for_session, userinfo, TokenResponse};
+
+use crate::config::{Config, Connection};
+use crate::oidc::{random_token, token_hash, ValidAuthorize};
+use crate::store::{self, audit::AuditEvent, logins::LoginTransaction, DbConnection};
+use chrono::{DateTime, Utc};
+
+#[derive(Debug, thiserror::Error)]
+pub enum FlowError {
+    /// The login is refused for a stable, auditable reason (shown to the user only as a
+    /// generic page with a reference id).
+    #[error("refused: {reason}")]
+    Refused { reason: &'static str, detail: String, client_id: Option<String>, user_id: Option<String> },
+    #[error(transparent)]
+    Oidc(#[from] crate::oidc::OidcError),
+    #[error(transparent)]
+    Saml(#[from] crate::saml::SamlError),
+    #[error("database: {0}")]
+    Store(#[from] diesel::result::Error),
+}
+
+impl FlowError {
+    pub(crate) fn refused(reason: &'static str, detail: impl Into<String>) -> Self {
+        FlowError::Refused { reason, detail: detail.into(), client_id: None, user_id: None }
+    }
+}
+
+/// Who made the request, for audit rows.
+#[derive(Debug, Clone, Default)]
+pub struct RequestMeta {
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// Builds an audit row; `detail` is JSON without secrets or raw SAML.
+#[allow(clippy::too_many_arguments)]
+pub fn audit_row(
+    now: DateTime<Utc>,
+    kind: &str,
+    meta: &RequestMeta,
+    user_id: Option<&str>,
+    connection_id: Option<&str>,
+    client_id: Option<&str>,
+    reason: Option<&str>,
+    detail: serde_json::Value,
+) -> AuditEvent {
+    AuditEvent {
+        id: uuid::Uuid::new_v4().to_string(),
+        at: now.timestamp(),
+        kind: kind.to_string(),
+        user_id: user_id.map(str::to_string),
+        connection_id: connection_id.map(str::to_string),
+        client_id: client_id.map(str::to_string),
+        ip: meta.ip.clone(),
+        user_agent: meta.user_agent.as_ref().map(|ua| ua.chars().take(256).collect()),
+        reason: reason.map(str::to_string),
+        detail: detail.to_string(),
+    }
+}
+
+/// Starts an SP-initiated login: stores the pending authorize request under a fresh RelayState
+/// handle and returns the IdP redirect URL.
+pub fn start_login(
+    conn: &mut DbConnection,
+    cfg: &Config,
+    connection: &Connection,
+    req: &ValidAuthorize,
+    now: DateTime<Utc>,
+) -> Result<String, FlowError> {
+    // The browser carries only this opaque handle; the database keeps its hash.
+    let relay = random_token(32);
+    let redirect = crate::saml::authn_request_redirect(&connection.sp, &relay, now)?;
+    let txn = LoginTransaction {
+        id: token_hash(&relay),
+        request_id: redirect.request_id.clone(),
+        connection_id: connection.id.clone(),
+        client_id: req.client_id.clone(),
+        redirect_uri: req.redirect_uri.clone(),
+        scope: req.scope.clone(),
+        state: req.state.clone(),
+        nonce: req.nonce.clone(),
+        code_challenge: req.code_challenge.clone(),
+        created_at: now.timestamp(),
+        expires_at: (now + cfg.login_timeout).timestamp(),
+    };
+    store::logins::insert(conn, &txn)?;
+    Ok(redirect.url)
+}
+
+/// Records a refused login (its own small transaction: the refused work was rolled back).
+pub fn audit_failure(
+    conn: &mut DbConnection,
+    now: DateTime<Utc>,
+    meta: &RequestMeta,
+    connection_id: &str,
+    err: &FlowError,
+    reference: &str,
+) -> Result<(), diesel::result::Error> {
+    let (reason, client, user) = match err {
+        FlowError::Refused { reason, client_id, user_id, .. } => {
+            (*reason, client_id.as_deref(), user_id.as_deref())
+        }
+        FlowError::Saml(e) => (e.reason().map(|r| r.code()).unwrap_or("saml_error"), None, None),
+        FlowError::Oidc(_) => ("oidc_error", None, None),
+        FlowError::Store(_) => ("internal_error", None, None),
+    };
+    let row = audit_row(
+        now,
+        "login.failed",
+        meta,
+        user,
+        Some(connection_id),
+        client,
+        Some(reason),
+        serde_json::json!({ "reference": reference }),
+    );
+    store::audit::insert(conn, &row)
+}
+
+/// Where an authorize request goes when no session answers it.
+#[derive(Debug)]
+pub enum Route<'a> {
+    Connection(&'a Connection),
+    /// Show the login page (with a notice when the hinted email's domain is unknown).
+    Picker {
+        unknown_domain: bool,
+    },
+}
+
+/// Home-realm discovery: `idp_hint`, else the domain of `login_hint`, else the only
+/// connection, else the login page.
+pub fn choose_connection<'a>(cfg: &'a Config, idp_hint: Option<&str>, login_hint: Option<&str>) -> Route<'a> {
+    if let Some(c) = idp_hint.and_then(|id| cfg.connection(id)) {
+        return Route::Connection(c);
+    }
+    if let Some(hint) = login_hint.filter(|h| h.contains('@')) {
+        let found = cfg
+            .connections
+            .iter()
+            .find(|c| !c.domains.is_empty() && crate::provisioning::email_domain_allowed(hint, &c.domains));
+        return match found {
+            Some(c) => Route::Connection(c),
+            None if cfg.connections.len() == 1 => Route::Connection(&cfg.connections[0]),
+            None => Route::Picker { unknown_domain: true },
+        };
+    }
+    match cfg.connections.as_slice() {
+        [only] => Route::Connection(only),
+        _ => Route::Picker { unknown_domain: false },
+    }
+}

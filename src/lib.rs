@@ -1,0 +1,12 @@
+//! ssobroker: a SAML 2.0 → OpenID Connect broker with just-in-time provisioning.
+
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod devidp;
+pub mod flow;
+pub mod oidc;
+pub mod provisioning;
+pub mod saml;
+pub mod store;
+pub mod web;

@@ -1,0 +1,55 @@
+//! Thin CLI: parse arguments, set up logging, hand over to the library.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "ssobroker", version, about = "SAML 2.0 → OpenID Connect SSO broker with JIT provisioning")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the broker.
+    Serve {
+        #[arg(long, short, default_value = "ssobroker.toml", env = "SSOBROKER_CONFIG")]
+        config: PathBuf,
+    },
+    /// Validate a config file (metadata, keys, clients) and exit.
+    CheckConfig {
+        #[arg(long, short, default_value = "ssobroker.toml", env = "SSOBROKER_CONFIG")]
+        config: PathBuf,
+    },
+    /// Apply database migrations and exit.
+    Migrate {
+        #[arg(long, short, default_value = "ssobroker.toml", env = "SSOBROKER_CONFIG")]
+        config: PathBuf,
+    },
+    /// Exit 0 when the broker at --url answers /healthz (for container health checks).
+    Healthcheck {
+        #[arg(long, default_value = "http://127.0.0.1:8080", env = "SSOBROKER_HEALTHCHECK_URL")]
+        url: String,
+    },
+    /// Run the broker with a development IdP and a sample app on SQLite, to see a whole login.
+    Demo {
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// Where the demo keeps its database and generated IdP metadata.
+        #[arg(long, default_value = "data/demo")]
+        data_dir: PathBuf,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    ssobroker::cli::init_logging();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { config } => ssobroker::cli::serve(&config),
+        Command::CheckConfig { config } => ssobroker::cli::check_config(&config),
+        Command::Migrate { config } => ssobroker::cli::migrate(&config),
+        Command::Healthcheck { url } => ssobroker::cli::healthcheck(&url),
+        Command::Demo { listen, data_dir } => ssobroker::cli::demo(&listen, &data_dir),
+    }
+}

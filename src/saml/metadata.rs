@@ -1,0 +1,156 @@
+//! IdP metadata in (entity ID, SSO endpoint, pinned signing certificates) and SP metadata out.
+
+use base64::Engine;
+use roxmltree::Node;
+
+use super::xml::{
+    children_named, escape, is, parse_strict, text_content, BINDING_POST,
+    BINDING_REDIRECT, NAMEID_EMAIL, NAMEID_PERSISTENT, NAMEID_UNSPECIFIED, NS_DSIG, NS_METADATA,
+    NS_PROTOCOL,
+};
+use super::{IdpMetadata, SamlError, SpSettings, SsoBinding};
+
+fn meta_err(msg: impl Into<String>) -> SamlError {
+    SamlError::Metadata(msg.into())
+}
+
+/// Reads IdP metadata (EntityDescriptor, or an EntitiesDescriptor holding one IdP).
+///
+/// Only KeyDescriptors with `use="signing"` or no `use` count as trust anchors, and metadata
+/// with none is refused: samael would otherwise skip signature verification (SAML-NOTES L1).
+/// The metadata's own signature and `validUntil` are not checked; trust comes from the admin
+/// pasting the file.
+pub fn parse_idp_metadata(xml: &str) -> Result<IdpMetadata, SamlError> {
+    if xml.contains("<!DOCTYPE") {
+        return Err(meta_err("DTDs are not allowed in metadata"));
+    }
+    let xml = xml.strip_prefix('\u{feff}').unwrap_or(xml);
+    let doc = parse_strict(xml).map_err(|e| meta_err(format!("not well-formed XML: {e}")))?;
+    let root = doc.root_element();
+    if !is(root, NS_METADATA, "EntityDescriptor") && !is(root, NS_METADATA, "EntitiesDescriptor") {
+        return Err(meta_err(
+            "root element is neither md:EntityDescriptor nor md:EntitiesDescriptor",
+        ));
+    }
+
+    let mut idps = root
+        .descendants()
+        .filter(|n| is(*n, NS_METADATA, "EntityDescriptor"))
+        .filter_map(|entity| saml2_idp_descriptor(entity).map(|idp| (entity, idp)));
+    let (entity, idp) = idps
+        .next()
+        .ok_or_else(|| meta_err("no entity with a SAML 2.0 IDPSSODescriptor"))?;
+    if idps.next().is_some() {
+        return Err(meta_err(
+            "several entities have an IDPSSODescriptor; paste the metadata of one IdP",
+        ));
+    }
+
+    let entity_id = entity
+        .attribute("entityID")
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| meta_err("EntityDescriptor has no entityID"))?
+        .to_string();
+
+    let (sso_url, sso_binding) = sso_endpoint(idp)?;
+    let signing_certs = signing_certificates(idp)?;
+    if signing_certs.is_empty() {
+        return Err(meta_err(format!(
+            "IdP {entity_id} has no signing certificate (KeyDescriptor use=\"signing\" or without use)"
+        )));
+    }
+
+    Ok(IdpMetadata {
+        entity_id,
+        sso_url,
+        sso_binding,
+        signing_certs,
+    })
+}
+
+fn saml2_idp_descriptor<'a, 'i>(entity: Node<'a, 'i>) -> Option<Node<'a, 'i>> {
+    children_named(entity, NS_METADATA, "IDPSSODescriptor").find(|d| {
+        d.attribute("protocolSupportEnumeration")
+            .is_some_and(|p| p.split_whitespace().any(|p| p == NS_PROTOCOL))
+    })
+}
+
+fn sso_endpoint(idp: Node<'_, '_>) -> Result<(String, SsoBinding), SamlError> {
+    let location_for = |binding: &str| {
+        children_named(idp, NS_METADATA, "SingleSignOnService")
+            .find(|s| s.attribute("Binding") == Some(binding))
+            .and_then(|s| s.attribute("Location"))
+            .map(str::trim)
+    };
+    let (location, binding) = match location_for(BINDING_REDIRECT) {
+        Some(l) => (l, SsoBinding::Redirect),
+        None => match location_for(BINDING_POST) {
+            Some(l) => (l, SsoBinding::Post),
+            None => {
+                return Err(meta_err(
+                    "no SingleSignOnService with the HTTP-Redirect or HTTP-POST binding",
+                ))
+            }
+        },
+    };
+    let url = url::Url::parse(location)
+        .map_err(|e| meta_err(format!("SingleSignOnService Location {location:?}: {e}")))?;
+    if url.scheme() != "https" && url.scheme() != "http" {
+        return Err(meta_err(format!(
+            "SingleSignOnService Location {location:?} is not an http(s) URL"
+        )));
+    }
+    Ok((location.to_string(), binding))
+}
+
+fn signing_certificates(idp: Node<'_, '_>) -> Result<Vec<Vec<u8>>, SamlError> {
+    let mut certs: Vec<Vec<u8>> = Vec::new();
+    let signing_keys = children_named(idp, NS_METADATA, "KeyDescriptor")
+        .filter(|k| matches!(k.attribute("use"), None | Some("signing")));
+    for key in signing_keys {
+        for cert in key.descendants().filter(|n| is(*n, NS_DSIG, "X509Certificate")) {
+            let b64: String = text_content(cert)
+                .chars()
+                .filter(|c| !c.is_ascii_whitespace())
+                .collect();
+            let der = base64::engine::general_purpose::STANDARD
+                .decode(b64.as_bytes())
+                .map_err(|e| meta_err(format!("signing certificate is not base64: {e}")))?;
+            openssl::x509::X509::from_der(&der)
+                .map_err(|e| meta_err(format!("signing certificate does not parse: {e}")))?;
+            if !certs.contains(&der) {
+                certs.push(der);
+            }
+        }
+    }
+    Ok(certs)
+}
+
+/// SP metadata XML for one connection (entity ID, ACS with HTTP-POST, NameID formats).
+pub fn sp_metadata_xml(sp: &SpSettings) -> String {
+    format!(
+        concat!(
+            r#"<?xml version="1.0" encoding="UTF-8"?>"#,
+            "\n",
+            r#"<md:EntityDescriptor xmlns:md="{md}" entityID="{entity}">"#,
+            "\n  ",
+            r#"<md:SPSSODescriptor AuthnRequestsSigned="false" WantAssertionsSigned="true" protocolSupportEnumeration="{proto}">"#,
+            "\n    <md:NameIDFormat>{email}</md:NameIDFormat>",
+            "\n    <md:NameIDFormat>{persistent}</md:NameIDFormat>",
+            "\n    <md:NameIDFormat>{unspecified}</md:NameIDFormat>",
+            "\n    ",
+            r#"<md:AssertionConsumerService Binding="{post}" Location="{acs}" index="0" isDefault="true"/>"#,
+            "\n  </md:SPSSODescriptor>\n</md:EntityDescriptor>\n"
+        ),
+        md = NS_METADATA,
+        entity = escape(&sp.entity_id),
+        proto = NS_PROTOCOL,
+        email = NAMEID_EMAIL,
+        persistent = NAMEID_PERSISTENT,
+        unspecified = NAMEID_UNSPECIFIED,
+        post = BINDING_POST,
+        acs = escape(&sp.acs_url),
+    )
+}
+

@@ -1,0 +1,68 @@
+//! Our own AuthnRequest (samael's IDs carry only 32 random bits) and its HTTP-Redirect encoding.
+
+use std::io::Write;
+
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use flate2::write::DeflateEncoder;
+use flate2::Compression;
+
+use super::xml::{
+    escape, format_time, random_id, BINDING_POST, NAMEID_UNSPECIFIED, NS_ASSERTION, NS_PROTOCOL,
+};
+use super::{AuthnRedirect, SamlError, SpSettings};
+
+/// Builds an AuthnRequest with a fresh 128-bit ID and encodes it for HTTP-Redirect.
+///
+/// The request is unsigned. It is built for the Redirect binding even when the IdP metadata
+/// lists only HTTP-POST (`sp.idp.sso_binding`); choosing a binding is the caller's job.
+pub fn authn_request_redirect(
+    sp: &SpSettings,
+    relay_state: &str,
+    now: DateTime<Utc>,
+) -> Result<AuthnRedirect, SamlError> {
+    let request_id = random_id();
+    let xml = authn_request_xml(sp, &request_id, now);
+
+    let mut encoder = DeflateEncoder::new(Vec::new(), Compression::default());
+    let deflated = encoder
+        .write_all(xml.as_bytes())
+        .and_then(|()| encoder.finish())
+        .map_err(|e| SamlError::Metadata(format!("cannot deflate AuthnRequest: {e}")))?;
+    let saml_request = base64::engine::general_purpose::STANDARD.encode(deflated);
+
+    let mut url = url::Url::parse(&sp.idp.sso_url).map_err(|e| {
+        SamlError::Metadata(format!("IdP SSO URL {:?} is invalid: {e}", sp.idp.sso_url))
+    })?;
+    {
+        let mut query = url.query_pairs_mut();
+        query.append_pair("SAMLRequest", &saml_request);
+        if !relay_state.is_empty() {
+            query.append_pair("RelayState", relay_state);
+        }
+    }
+    Ok(AuthnRedirect {
+        request_id,
+        url: url.into(),
+    })
+}
+
+fn authn_request_xml(sp: &SpSettings, request_id: &str, now: DateTime<Utc>) -> String {
+    format!(
+        concat!(
+            r#"<samlp:AuthnRequest xmlns:samlp="{protocol}" xmlns:saml="{assertion}" ID="{id}" Version="2.0" IssueInstant="{instant}" Destination="{destination}" AssertionConsumerServiceURL="{acs}" ProtocolBinding="{binding}">"#,
+            "<saml:Issuer>{issuer}</saml:Issuer>",
+            r#"<samlp:NameIDPolicy AllowCreate="true" Format="{format}"/>"#,
+            "</samlp:AuthnRequest>"
+        ),
+        protocol = NS_PROTOCOL,
+        assertion = NS_ASSERTION,
+        id = escape(request_id),
+        instant = format_time(now),
+        destination = escape(&sp.idp.sso_url),
+        acs = escape(&sp.acs_url),
+        binding = BINDING_POST,
+        issuer = escape(&sp.entity_id),
+        format = NAMEID_UNSPECIFIED,
+    )
+}

@@ -1,0 +1,712 @@
+//! SAML room tests: responses built and signed by the dev IdP, then bent into each failure.
+
+use std::error::Error;
+use std::sync::OnceLock;
+
+use base64::Engine;
+use chrono::{DateTime, Duration, Utc};
+
+use super::*;
+use crate::devidp::{parse_authn_request, DevIdp, ResponseSpec, SigAlg, SignMode};
+
+type TestResult = Result<(), Box<dyn Error>>;
+
+const SP_ENTITY: &str = "https://broker.example/saml/acme/metadata";
+const ACS: &str = "https://broker.example/saml/acme/acs";
+const IDP_ENTITY: &str = "https://idp.example/entity";
+const IDP_SSO: &str = "https://idp.example/sso";
+const REQUEST_ID: &str = "_4d6c8f0e2a1b3c5d7e9f00112233445566";
+
+fn now() -> DateTime<Utc> {
+    DateTime::<Utc>::UNIX_EPOCH + Duration::seconds(1_716_206_400) // 2024-05-20T12:00:00Z
+}
+
+/// One key for the whole module: RSA key generation is the slow part of these tests.
+fn idp() -> Result<&'static DevIdp, Box<dyn Error>> {
+    static IDP: OnceLock<DevIdp> = OnceLock::new();
+    if IDP.get().is_none() {
+        let _ = IDP.set(DevIdp::generate(IDP_ENTITY, IDP_SSO)?);
+    }
+    Ok(IDP.get().ok_or("dev IdP not initialised")?)
+}
+
+fn sp(idp: &DevIdp) -> SpSettings {
+    SpSettings {
+        entity_id: SP_ENTITY.into(),
+        acs_url: ACS.into(),
+        idp: idp.idp_metadata(),
+        allow_sha1: false,
+        clock_skew: Duration::seconds(60),
+        max_response_bytes: 256 * 1024,
+    }
+}
+
+fn spec(idp: &DevIdp) -> ResponseSpec {
+    ResponseSpec::new(idp, SP_ENTITY, ACS, Some(REQUEST_ID), "alice@example.com", now())
+        .with_attribute("email", &["alice@example.com"])
+        .with_attribute("groups", &["Engineering", "IT Admins"])
+}
+
+fn signed(mode: SignMode) -> Result<(SpSettings, ResponseSpec, String), Box<dyn Error>> {
+    let idp = idp()?;
+    let mut spec = spec(idp);
+    spec.sign = mode;
+    let xml = idp.sign_response(&spec)?;
+    Ok((sp(idp), spec, xml))
+}
+
+fn refused(result: Result<ValidatedAssertion, SamlError>) -> Result<SamlError, Box<dyn Error>> {
+    match result {
+        Ok(v) => Err(format!("accepted: {v:?}").into()),
+        Err(e) => Ok(e),
+    }
+}
+
+fn replace_once(haystack: &str, from: &str, to: &str) -> Result<String, Box<dyn Error>> {
+    if !haystack.contains(from) {
+        return Err(format!("{from:?} not found").into());
+    }
+    Ok(haystack.replacen(from, to, 1))
+}
+
+fn span(xml: &str, open: &str, close: &str) -> Result<(usize, usize), Box<dyn Error>> {
+    let start = xml.find(open).ok_or("open tag not found")?;
+    let end = xml[start..].find(close).ok_or("close tag not found")? + start + close.len();
+    Ok((start, end))
+}
+
+fn without_signatures(xml: &str) -> Result<String, Box<dyn Error>> {
+    let mut out = xml.to_string();
+    while out.contains("<ds:Signature") {
+        let (s, e) = span(&out, "<ds:Signature", "</ds:Signature>")?;
+        out.replace_range(s..e, "");
+    }
+    Ok(out)
+}
+
+/// An unsigned copy of the response's assertion with another ID and NameID.
+fn evil_assertion(xml: &str) -> Result<String, Box<dyn Error>> {
+    let (s, e) = span(xml, "<saml:Assertion", "</saml:Assertion>")?;
+    let evil = without_signatures(&xml[s..e])?;
+    let evil = replace_once(&evil, "alice@example.com</saml:NameID>", "admin@example.com</saml:NameID>")?;
+    let id_at = evil.find("ID=\"").ok_or("no ID")? + 4;
+    Ok(format!("{}_evil{}", &evil[..id_at], &evil[id_at + 1..]))
+}
+
+#[test]
+fn accepts_assertion_signed() -> TestResult {
+    let (sp, spec, xml) = signed(SignMode::Assertion)?;
+    let v = validate_response_xml(&sp, &xml, now())?;
+    assert_eq!(v.name_id, "alice@example.com");
+    assert_eq!(v.name_id_format.as_deref(), Some(xml::NAMEID_EMAIL));
+    assert_eq!(v.issuer, IDP_ENTITY);
+    assert_eq!(v.assertion_id, spec.assertion_id);
+    assert_eq!(v.in_response_to.as_deref(), Some(REQUEST_ID));
+    assert_eq!(v.session_index.as_deref(), Some(spec.assertion_id.as_str()));
+    assert_eq!(v.authn_instant, Some(now()));
+    assert_eq!(
+        v.authn_context_class.as_deref(),
+        Some("urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport")
+    );
+    assert_eq!(v.valid_until, now() + Duration::minutes(5) + Duration::seconds(60));
+    assert_eq!(
+        v.attributes,
+        vec![
+            SamlAttribute {
+                name: "email".into(),
+                friendly_name: None,
+                values: vec!["alice@example.com".into()],
+            },
+            SamlAttribute {
+                name: "groups".into(),
+                friendly_name: None,
+                values: vec!["Engineering".into(), "IT Admins".into()],
+            },
+        ]
+    );
+    Ok(())
+}
+
+#[test]
+fn accepts_response_signed() -> TestResult {
+    let (sp, _, xml) = signed(SignMode::Response)?;
+    let v = validate_response_xml(&sp, &xml, now())?;
+    assert_eq!(v.name_id, "alice@example.com");
+    assert_eq!(v.in_response_to.as_deref(), Some(REQUEST_ID));
+    Ok(())
+}
+
+#[test]
+fn accepts_both_signed() -> TestResult {
+    let (sp, _, xml) = signed(SignMode::Both)?;
+    assert_eq!(xml.matches("<ds:SignatureValue>").count(), 2);
+    let v = validate_response_xml(&sp, &xml, now())?;
+    assert_eq!(v.name_id, "alice@example.com");
+    assert_eq!(v.attributes.len(), 2);
+    Ok(())
+}
+
+#[test]
+fn accepts_post_binding_with_line_breaks() -> TestResult {
+    let (sp, _, xml) = signed(SignMode::Assertion)?;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&xml);
+    let wrapped: Vec<String> = b64
+        .as_bytes()
+        .chunks(76)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect();
+    let v = validate_post_response(&sp, &format!(" {}\r\n", wrapped.join("\r\n")), now())?;
+    assert_eq!(v.name_id, "alice@example.com");
+    Ok(())
+}
+
+#[test]
+fn escaped_values_round_trip() -> TestResult {
+    let idp = idp()?;
+    let mut spec = spec(idp);
+    spec.name_id = "o'brien&co <x>@example.com".into();
+    let v = validate_response_xml(&sp(idp), &idp.sign_response(&spec)?, now())?;
+    assert_eq!(v.name_id, "o'brien&co <x>@example.com");
+    Ok(())
+}
+
+#[test]
+fn concurrent_validations_agree() -> TestResult {
+    let (sp, _, xml) = signed(SignMode::Both)?;
+    let results: Vec<bool> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| s.spawn(|| validate_response_xml(&sp, &xml, now()).is_ok()))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or(false)).collect()
+    });
+    assert!(results.iter().all(|ok| *ok));
+    Ok(())
+}
+
+#[test]
+fn refuses_tampered_name_id() -> TestResult {
+    for mode in [SignMode::Assertion, SignMode::Response, SignMode::Both] {
+        let (sp, _, xml) = signed(mode)?;
+        let forged = replace_once(&xml, "alice@example.com</saml:NameID>", "admin@example.com</saml:NameID>")?;
+        let err = refused(validate_response_xml(&sp, &forged, now()))?;
+        assert!(matches!(err.reason(), Some(Reason::SignatureInvalid)), "{mode:?}: {err}");
+    }
+    Ok(())
+}
+
+#[test]
+fn refuses_removed_signature() -> TestResult {
+    let (sp, _, xml) = signed(SignMode::Assertion)?;
+    let stripped = without_signatures(&xml)?;
+    let forged = replace_once(&stripped, "alice@example.com</saml:NameID>", "admin@example.com</saml:NameID>")?;
+    let err = refused(validate_response_xml(&sp, &forged, now()))?;
+    assert!(matches!(err.reason(), Some(Reason::SignatureMissing)), "{err}");
+    Ok(())
+}
+
+#[test]
+fn refuses_unsigned() -> TestResult {
+    let (sp, _, xml) = signed(SignMode::Unsigned)?;
+    let err = refused(validate_response_xml(&sp, &xml, now()))?;
+    assert!(matches!(err.reason(), Some(Reason::SignatureMissing)), "{err}");
+    Ok(())
+}
+
+#[test]
+fn refuses_attacker_key_with_cert_in_key_info() -> TestResult {
+    let trusted = idp()?;
+    let attacker = DevIdp::generate(IDP_ENTITY, IDP_SSO)?;
+    for mode in [SignMode::Assertion, SignMode::Response] {
+        let mut spec = spec(&attacker);
+        spec.sign = mode;
+        let xml = attacker.sign_response(&spec)?;
+        assert!(xml.contains("<ds:X509Certificate>"));
+        let err = refused(validate_response_xml(&sp(trusted), &xml, now()))?;
+        assert!(matches!(err.reason(), Some(Reason::SignatureInvalid)), "{err}");
+    }
+    Ok(())
+}
+
+#[test]
+fn refuses_comment_inside_name_id() -> TestResult {
+    let idp = idp()?;
+    for mode in [SignMode::Assertion, SignMode::Response] {
+        let mut spec = spec(idp);
+        spec.sign = mode;
+        spec.name_id = "admin@victim.example.attacker.example".into();
+        let xml = idp.sign_response(&spec)?;
+        // Still verifies under exc-c14n (comments are not signed); a naive reader would see
+        // only "admin@victim.example".
+        let forged = replace_once(&xml, "admin@victim.example.attacker", "admin@victim.example<!---->.attacker")?;
+        let err = refused(validate_response_xml(&sp(idp), &forged, now()))?;
+        assert!(matches!(err.reason(), Some(Reason::SignaturePolicy)), "{err}");
+    }
+    Ok(())
+}
+
+#[test]
+fn refuses_comment_or_pi_between_elements() -> TestResult {
+    let (sp, _, xml) = signed(SignMode::Assertion)?;
+    for insert in ["<!-- note -->", "<?pi data?>"] {
+        let forged = replace_once(&xml, "<saml:Subject>", &format!("<saml:Subject>{insert}"))?;
+        let err = refused(validate_response_xml(&sp, &forged, now()))?;
+        assert!(matches!(err.reason(), Some(Reason::SignaturePolicy)), "{err}");
+    }
+    Ok(())
+}
+
+#[test]
+fn refuses_second_assertion_appended() -> TestResult {
+    for mode in [SignMode::Assertion, SignMode::Response] {
+        let (sp, _, xml) = signed(mode)?;
+        let evil = evil_assertion(&xml)?;
+        let forged = replace_once(&xml, "</saml:Assertion>", &format!("</saml:Assertion>{evil}"))?;
+        let err = refused(validate_response_xml(&sp, &forged, now()))?;
+        assert!(matches!(err.reason(), Some(Reason::MultipleAssertions)), "{err}");
+        let forged = replace_once(&xml, "<samlp:Status>", &format!("{evil}<samlp:Status>"))?;
+        let err = refused(validate_response_xml(&sp, &forged, now()))?;
+        assert!(matches!(err.reason(), Some(Reason::MultipleAssertions)), "{err}");
+    }
+    Ok(())
+}
+
+#[test]
+fn refuses_assertion_in_advice() -> TestResult {
+    let (sp, _, xml) = signed(SignMode::Response)?;
+    let evil = evil_assertion(&xml)?;
+    let forged = replace_once(&xml, "<saml:AuthnStatement", &format!("<saml:Advice>{evil}</saml:Advice><saml:AuthnStatement"))?;
+    let err = refused(validate_response_xml(&sp, &forged, now()))?;
+    assert!(matches!(err.reason(), Some(Reason::MultipleAssertions)), "{err}");
+    Ok(())
+}
+
+#[test]
+fn refuses_assertion_in_extensions_and_key_info() -> TestResult {
+    let (sp, _, xml) = signed(SignMode::Assertion)?;
+    let evil = evil_assertion(&xml)?;
+    let forged = replace_once(&xml, "<samlp:Status>", &format!("<samlp:Extensions>{evil}</samlp:Extensions><samlp:Status>"))?;
+    let err = refused(validate_response_xml(&sp, &forged, now()))?;
+    assert!(matches!(err.reason(), Some(Reason::MultipleAssertions)), "{err}");
+    let forged = replace_once(&xml, "</ds:X509Data>", &format!("</ds:X509Data>{evil}"))?;
+    let err = refused(validate_response_xml(&sp, &forged, now()))?;
+    assert!(matches!(err.reason(), Some(Reason::MultipleAssertions)), "{err}");
+    Ok(())
+}
+
+#[test]
+fn refuses_wrapping_with_original_moved_to_extensions() -> TestResult {
+    let (sp, _, xml) = signed(SignMode::Assertion)?;
+    let (s, e) = span(&xml, "<saml:Assertion", "</saml:Assertion>")?;
+    let original = &xml[s..e];
+    let evil = evil_assertion(&xml)?;
+    let forged = format!("{}{}{}", &xml[..s], evil, &xml[e..]);
+    let forged = replace_once(&forged, "<samlp:Status>", &format!("<samlp:Extensions>{original}</samlp:Extensions><samlp:Status>"))?;
+    let err = refused(validate_response_xml(&sp, &forged, now()))?;
+    assert!(matches!(err.reason(), Some(Reason::MultipleAssertions)), "{err}");
+    Ok(())
+}
+
+#[test]
+fn refuses_lone_assertion_outside_response_children() -> TestResult {
+    let (sp, _, xml) = signed(SignMode::Assertion)?;
+    let (s, e) = span(&xml, "<saml:Assertion", "</saml:Assertion>")?;
+    let moved = format!("{}{}", &xml[..s], &xml[e..]);
+    let moved = replace_once(&moved, "<samlp:Status>", &format!("<samlp:Extensions>{}</samlp:Extensions><samlp:Status>", &xml[s..e]))?;
+    let err = refused(validate_response_xml(&sp, &moved, now()))?;
+    assert!(matches!(err.reason(), Some(Reason::NoAssertion)), "{err}");
+    let none = format!("{}{}", &xml[..s], &xml[e..]);
+    let err = refused(validate_response_xml(&sp, &none, now()))?;
+    assert!(matches!(err.reason(), Some(Reason::NoAssertion)), "{err}");
+    Ok(())
+}
+
+#[test]
+fn refuses_doctype_and_entities() -> TestResult {
+    let (sp, _, xml) = signed(SignMode::Assertion)?;
+    let body = xml.trim_start_matches("<?xml version=\"1.0\"?>").trim_start();
+    let with_dtd = format!("<!DOCTYPE samlp:Response [<!ENTITY e \"admin\">]>\n{body}");
+    let err = refused(validate_response_xml(&sp, &with_dtd, now()))?;
+    assert!(matches!(err.reason(), Some(Reason::DtdForbidden)), "{err}");
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&with_dtd);
+    let err = refused(validate_post_response(&sp, &b64, now()))?;
+    assert!(matches!(err.reason(), Some(Reason::DtdForbidden)), "{err}");
+    // An entity reference without a DTD is simply not well-formed.
+    let with_entity = replace_once(&xml, "alice@example.com</saml:NameID>", "&e;</saml:NameID>")?;
+    let err = refused(validate_response_xml(&sp, &with_entity, now()))?;
+    assert!(matches!(err.reason(), Some(Reason::Malformed)), "{err}");
+    Ok(())
+}
+
+#[test]
+fn refuses_xslt_and_xpath_transforms() -> TestResult {
+    let (sp, _, xml) = signed(SignMode::Assertion)?;
+    let xslt = r#"<ds:Transform Algorithm="http://www.w3.org/TR/1999/REC-xslt-19991116"><xsl:stylesheet xmlns:xsl="http://www.w3.org/1999/XSL/Transform" version="1.0"><xsl:template match="/"><xsl:copy-of select="document('http://127.0.0.1:9/canary')"/></xsl:template></xsl:stylesheet></ds:Transform>"#;
+    let xpath = r#"<ds:Transform Algorithm="http://www.w3.org/TR/1999/REC-xpath-19991116"><ds:XPath>count(//. | //@* | //namespace::*)</ds:XPath></ds:Transform>"#;
+    for transform in [xslt, xpath] {
+        let forged = replace_once(&xml, "<ds:Transforms>", &format!("<ds:Transforms>{transform}"))?;
+        let err = refused(validate_response_xml(&sp, &forged, now()))?;
+        assert!(matches!(err.reason(), Some(Reason::SignaturePolicy)), "{err}");
+    }
+    Ok(())
+}
+
+#[test]
+fn refuses_other_signature_shapes() -> TestResult {
+    let (sp, spec, xml) = signed(SignMode::Assertion)?;
+    let c14n = "http://www.w3.org/2001/10/xml-exc-c14n#";
+    let cases = [
+        // Comments in the canonical form.
+        replace_once(&xml, &format!("<ds:CanonicalizationMethod Algorithm=\"{c14n}\"/>"), &format!("<ds:CanonicalizationMethod Algorithm=\"{c14n}WithComments\"/>"))?,
+        // Whole-document reference.
+        replace_once(&xml, &format!("URI=\"#{}\"", spec.assertion_id), "URI=\"\"")?,
+        // Reference to an element other than the Signature's parent.
+        replace_once(&xml, &format!("URI=\"#{}\"", spec.assertion_id), &format!("URI=\"#{}\"", spec.response_id))?,
+        // ds:Object carrying content.
+        replace_once(&xml, "</ds:KeyInfo>", "</ds:KeyInfo><ds:Object><x/></ds:Object>")?,
+        // RetrievalMethod in KeyInfo.
+        replace_once(&xml, "<ds:KeyInfo>", "<ds:KeyInfo><ds:RetrievalMethod URI=\"http://127.0.0.1:9/\"/>")?,
+        // Two References.
+        replace_once(&xml, "</ds:SignedInfo>", &format!("<ds:Reference URI=\"#{}\"><ds:DigestMethod Algorithm=\"http://www.w3.org/2001/04/xmlenc#sha256\"/><ds:DigestValue>AA==</ds:DigestValue></ds:Reference></ds:SignedInfo>", spec.assertion_id))?,
+    ];
+    for forged in &cases {
+        let err = refused(validate_response_xml(&sp, forged, now()))?;
+        assert!(matches!(err.reason(), Some(Reason::SignaturePolicy)), "{err}");
+    }
+    // A signature moved below the Assertion (its parent is then the Subject).
+    let (s, e) = span(&xml, "<ds:Signature", "</ds:Signature>")?;
+    let signature = &xml[s..e];
+    let moved = format!("{}{}", &xml[..s], &xml[e..]);
+    let moved = replace_once(&moved, "</saml:Subject>", &format!("{signature}</saml:Subject>"))?;
+    let err = refused(validate_response_xml(&sp, &moved, now()))?;
+    assert!(matches!(err.reason(), Some(Reason::SignaturePolicy)), "{err}");
+    Ok(())
+}
+
+#[test]
+fn refuses_duplicate_ids() -> TestResult {
+    let (sp, spec, xml) = signed(SignMode::Assertion)?;
+    let forged = replace_once(&xml, &format!("ID=\"{}\"", spec.response_id), &format!("ID=\"{}\"", spec.assertion_id))?;
+    let err = refused(validate_response_xml(&sp, &forged, now()))?;
+    assert!(matches!(err.reason(), Some(Reason::SignaturePolicy)), "{err}");
+    Ok(())
+}
+
+#[test]
+fn refuses_wrong_or_missing_audience() -> TestResult {
+    let idp = idp()?;
+    for audience in [Some("https://other-sp.example".to_string()), None] {
+        let mut spec = spec(idp);
+        spec.audience = audience;
+        let err = refused(validate_response_xml(&sp(idp), &idp.sign_response(&spec)?, now()))?;
+        assert!(matches!(err.reason(), Some(Reason::AudienceMismatch)), "{err}");
+    }
+    Ok(())
+}
+
+#[test]
+fn refuses_wrong_recipient() -> TestResult {
+    let idp = idp()?;
+    let mut spec = spec(idp);
+    spec.recipient = format!("{ACS}/other");
+    let err = refused(validate_response_xml(&sp(idp), &idp.sign_response(&spec)?, now()))?;
+    assert!(matches!(err.reason(), Some(Reason::RecipientMismatch)), "{err}");
+    Ok(())
+}
+
+#[test]
+fn refuses_wrong_destination_signed_or_not() -> TestResult {
+    let idp = idp()?;
+    for mode in [SignMode::Assertion, SignMode::Response] {
+        let mut spec = spec(idp);
+        spec.sign = mode;
+        spec.destination = Some("https://elsewhere.example/acs".into());
+        let err = refused(validate_response_xml(&sp(idp), &idp.sign_response(&spec)?, now()))?;
+        assert!(matches!(err.reason(), Some(Reason::DestinationMismatch)), "{mode:?}: {err}");
+    }
+    // Destination is optional.
+    let mut spec = spec(idp);
+    spec.destination = None;
+    validate_response_xml(&sp(idp), &idp.sign_response(&spec)?, now())?;
+    Ok(())
+}
+
+#[test]
+fn refuses_wrong_issuer() -> TestResult {
+    let idp = idp()?;
+    let mut spec = spec(idp);
+    spec.issuer = "https://evil.example/idp".into();
+    let err = refused(validate_response_xml(&sp(idp), &idp.sign_response(&spec)?, now()))?;
+    assert!(matches!(err.reason(), Some(Reason::IssuerMismatch)), "{err}");
+    // Only the unsigned Response's Issuer differs.
+    let (sp, _, xml) = signed(SignMode::Assertion)?;
+    let forged = replace_once(&xml, &format!("<saml:Issuer>{IDP_ENTITY}</saml:Issuer>"), "<saml:Issuer>https://evil.example/idp</saml:Issuer>")?;
+    let err = refused(validate_response_xml(&sp, &forged, now()))?;
+    assert!(matches!(err.reason(), Some(Reason::IssuerMismatch)), "{err}");
+    Ok(())
+}
+
+#[test]
+fn refuses_in_response_to_disagreement() -> TestResult {
+    let (sp, _, xml) = signed(SignMode::Assertion)?;
+    let forged = replace_once(&xml, &format!("InResponseTo=\"{REQUEST_ID}\""), "InResponseTo=\"_someone_elses_request\"")?;
+    let err = refused(validate_response_xml(&sp, &forged, now()))?;
+    assert!(matches!(err.reason(), Some(Reason::InResponseToMismatch)), "{err}");
+    Ok(())
+}
+
+#[test]
+fn unsolicited_response_returns_no_in_response_to() -> TestResult {
+    let idp = idp()?;
+    let mut spec = spec(idp);
+    spec.in_response_to = None;
+    let v = validate_response_xml(&sp(idp), &idp.sign_response(&spec)?, now())?;
+    assert_eq!(v.in_response_to, None);
+    Ok(())
+}
+
+#[test]
+fn time_window_and_skew_edges() -> TestResult {
+    let (sp, _, xml) = signed(SignMode::Assertion)?;
+    let not_on_or_after = now() + Duration::minutes(5);
+    let skew = sp.clock_skew;
+    let one = Duration::seconds(1);
+
+    validate_response_xml(&sp, &xml, not_on_or_after + skew - one)?;
+    let err = refused(validate_response_xml(&sp, &xml, not_on_or_after + skew))?;
+    assert!(matches!(err.reason(), Some(Reason::Expired)), "{err}");
+    let err = refused(validate_response_xml(&sp, &xml, now() + Duration::days(1)))?;
+    assert!(matches!(err.reason(), Some(Reason::Expired)), "{err}");
+
+    // NotBefore is `now()`.
+    validate_response_xml(&sp, &xml, now() - skew)?;
+    let err = refused(validate_response_xml(&sp, &xml, now() - skew - one))?;
+    assert!(matches!(err.reason(), Some(Reason::NotYetValid)), "{err}");
+
+    let strict = SpSettings { clock_skew: Duration::zero(), ..sp.clone() };
+    let err = refused(validate_response_xml(&strict, &xml, not_on_or_after))?;
+    assert!(matches!(err.reason(), Some(Reason::Expired)), "{err}");
+    Ok(())
+}
+
+#[test]
+fn refuses_missing_time_bounds() -> TestResult {
+    let idp = idp()?;
+    let mut spec = spec(idp);
+    spec.not_on_or_after = None;
+    let err = refused(validate_response_xml(&sp(idp), &idp.sign_response(&spec)?, now()))?;
+    assert!(matches!(err.reason(), Some(Reason::MissingTimeBounds)), "{err}");
+    Ok(())
+}
+
+#[test]
+fn refuses_non_success_status() -> TestResult {
+    let idp = idp()?;
+    let mut spec = spec(idp);
+    spec.status = "urn:oasis:names:tc:SAML:2.0:status:Requester".into();
+    let err = refused(validate_response_xml(&sp(idp), &idp.sign_response(&spec)?, now()))?;
+    assert!(matches!(err.reason(), Some(Reason::StatusNotSuccess)), "{err}");
+    Ok(())
+}
+
+#[test]
+fn sha1_only_when_allowed() -> TestResult {
+    let idp = idp()?;
+    for mode in [SignMode::Assertion, SignMode::Both] {
+        let mut spec = spec(idp);
+        spec.sign = mode;
+        spec.alg = SigAlg::RsaSha1;
+        let xml = idp.sign_response(&spec)?;
+        let err = refused(validate_response_xml(&sp(idp), &xml, now()))?;
+        assert!(matches!(err.reason(), Some(Reason::AlgorithmNotAllowed)), "{err}");
+        let lenient = SpSettings { allow_sha1: true, ..sp(idp) };
+        let v = validate_response_xml(&lenient, &xml, now())?;
+        assert_eq!(v.name_id, "alice@example.com");
+    }
+    // Opting in to SHA-1 does not weaken SHA-256 responses or admit unknown algorithms.
+    let lenient = SpSettings { allow_sha1: true, ..sp(idp) };
+    let (_, _, xml) = signed(SignMode::Assertion)?;
+    validate_response_xml(&lenient, &xml, now())?;
+    let md5 = replace_once(&xml, "http://www.w3.org/2001/04/xmlenc#sha256", "http://www.w3.org/2001/04/xmldsig-more#md5")?;
+    let err = refused(validate_response_xml(&lenient, &md5, now()))?;
+    assert!(matches!(err.reason(), Some(Reason::AlgorithmNotAllowed)), "{err}");
+    Ok(())
+}
+
+#[test]
+fn refuses_oversized() -> TestResult {
+    let (sp, _, xml) = signed(SignMode::Assertion)?;
+    let small = SpSettings { max_response_bytes: 1024, ..sp };
+    let err = refused(validate_response_xml(&small, &xml, now()))?;
+    assert!(matches!(err.reason(), Some(Reason::TooLarge)), "{err}");
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&xml);
+    let err = refused(validate_post_response(&small, &b64, now()))?;
+    assert!(matches!(err.reason(), Some(Reason::TooLarge)), "{err}");
+    Ok(())
+}
+
+#[test]
+fn refuses_bad_base64() -> TestResult {
+    let sp = sp(idp()?);
+    for bad in ["not base64!", "PHNhbWxwOlJlc3BvbnNl=", "%3Csamlp"] {
+        let err = refused(validate_post_response(&sp, bad, now()))?;
+        assert!(matches!(err.reason(), Some(Reason::BadEncoding)), "{bad}: {err}");
+    }
+    Ok(())
+}
+
+#[test]
+fn refuses_deflated_or_binary_body() -> TestResult {
+    use std::io::Write;
+    let (sp, _, xml) = signed(SignMode::Assertion)?;
+    let mut encoder = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(xml.as_bytes())?;
+    let deflated = base64::engine::general_purpose::STANDARD.encode(encoder.finish()?);
+    let err = refused(validate_post_response(&sp, &deflated, now()))?;
+    assert!(matches!(err.reason(), Some(Reason::Malformed)), "{err}");
+    let nul = base64::engine::general_purpose::STANDARD.encode(b"\0<samlp:Response/>");
+    let err = refused(validate_post_response(&sp, &nul, now()))?;
+    assert!(matches!(err.reason(), Some(Reason::Malformed)), "{err}");
+    Ok(())
+}
+
+#[test]
+fn refuses_non_response_and_garbage() -> TestResult {
+    let (sp, _, xml) = signed(SignMode::Assertion)?;
+    let (s, e) = span(&xml, "<saml:Assertion", "</saml:Assertion>")?;
+    let bare = replace_once(&xml[s..e], "<saml:Assertion", &format!("<saml:Assertion xmlns:saml=\"{}\"", xml::NS_ASSERTION))?;
+    let err = refused(validate_response_xml(&sp, &bare, now()))?;
+    assert!(matches!(err.reason(), Some(Reason::NotAResponse)), "{err}");
+    for garbage in ["", "<samlp:Response", "<a></b>", &xml[..xml.len() / 2]] {
+        let err = refused(validate_response_xml(&sp, garbage, now()))?;
+        assert!(matches!(err.reason(), Some(Reason::Malformed)), "{err}");
+    }
+    Ok(())
+}
+
+#[test]
+fn refuses_encrypted_assertion() -> TestResult {
+    let (sp, _, xml) = signed(SignMode::Response)?;
+    let (s, e) = span(&xml, "<saml:Assertion", "</saml:Assertion>")?;
+    let encrypted = format!(
+        "{}<saml:EncryptedAssertion><xenc:EncryptedData xmlns:xenc=\"http://www.w3.org/2001/04/xmlenc#\"/></saml:EncryptedAssertion>{}",
+        &xml[..s],
+        &xml[e..]
+    );
+    let err = refused(validate_response_xml(&sp, &encrypted, now()))?;
+    assert!(matches!(err.reason(), Some(Reason::EncryptedUnsupported)), "{err}");
+    Ok(())
+}
+
+#[test]
+fn refuses_blank_name_id() -> TestResult {
+    let idp = idp()?;
+    let mut spec = spec(idp);
+    spec.name_id = "  \n ".into();
+    let err = refused(validate_response_xml(&sp(idp), &idp.sign_response(&spec)?, now()))?;
+    assert!(matches!(err.reason(), Some(Reason::NameIdInvalid)), "{err}");
+    Ok(())
+}
+
+#[test]
+fn refuses_without_trusted_key() -> TestResult {
+    let (mut sp, _, xml) = signed(SignMode::Assertion)?;
+    sp.idp.signing_certs.clear();
+    let err = refused(validate_response_xml(&sp, &xml, now()))?;
+    assert!(matches!(err.reason(), Some(Reason::NoTrustedKey)), "{err}");
+    Ok(())
+}
+
+#[test]
+fn metadata_round_trip() -> TestResult {
+    let idp = idp()?;
+    let md = parse_idp_metadata(&idp.metadata_xml())?;
+    assert_eq!(md.entity_id, IDP_ENTITY);
+    assert_eq!(md.sso_url, IDP_SSO);
+    assert_eq!(md.sso_binding, SsoBinding::Redirect);
+    assert_eq!(md.signing_certs, vec![idp.cert_der().to_vec()]);
+
+    let post_only = idp.metadata_xml().replace(xml::BINDING_REDIRECT, xml::BINDING_POST);
+    assert_eq!(parse_idp_metadata(&post_only)?.sso_binding, SsoBinding::Post);
+    Ok(())
+}
+
+#[test]
+fn metadata_without_signing_certificate_is_refused() -> TestResult {
+    let idp = idp()?;
+    let encryption_only = idp.metadata_xml().replace("use=\"signing\"", "use=\"encryption\"");
+    match parse_idp_metadata(&encryption_only) {
+        Err(SamlError::Metadata(m)) => assert!(m.contains("no signing certificate"), "{m}"),
+        other => return Err(format!("expected a metadata error, got {other:?}").into()),
+    }
+    let (s, e) = span(&idp.metadata_xml(), "<md:KeyDescriptor", "</md:KeyDescriptor>")?;
+    let md = idp.metadata_xml();
+    let no_keys = format!("{}{}", &md[..s], &md[e..]);
+    assert!(matches!(parse_idp_metadata(&no_keys), Err(SamlError::Metadata(_))));
+    Ok(())
+}
+
+#[test]
+fn metadata_rejects_bad_input() -> TestResult {
+    let idp = idp()?;
+    let md = idp.metadata_xml();
+    let bad_cert = md.replace("<ds:X509Certificate>MII", "<ds:X509Certificate>AAAA");
+    let two = format!(
+        "<md:EntitiesDescriptor xmlns:md=\"{}\">{}{}</md:EntitiesDescriptor>",
+        xml::NS_METADATA,
+        md.trim_start_matches("<?xml version=\"1.0\" encoding=\"UTF-8\"?>"),
+        md.trim_start_matches("<?xml version=\"1.0\" encoding=\"UTF-8\"?>").replace(IDP_ENTITY, "https://second.example")
+    );
+    let dtd = format!("<!DOCTYPE x>{}", md.trim_start_matches("<?xml version=\"1.0\" encoding=\"UTF-8\"?>"));
+    for bad in [bad_cert, two, dtd, "<html/>".to_string(), "not xml".to_string()] {
+        assert!(matches!(parse_idp_metadata(&bad), Err(SamlError::Metadata(_))), "{bad}");
+    }
+    Ok(())
+}
+
+#[test]
+fn sp_metadata_is_escaped_and_complete() -> TestResult {
+    let mut sp = sp(idp()?);
+    sp.entity_id = "https://broker.example/saml/a&b/metadata".into();
+    let xml = sp_metadata_xml(&sp);
+    let doc = xml::parse_strict(&xml)?;
+    let root = doc.root_element();
+    assert_eq!(root.attribute("entityID"), Some(sp.entity_id.as_str()));
+    let acs = root
+        .descendants()
+        .find(|n| xml::is(*n, xml::NS_METADATA, "AssertionConsumerService"))
+        .ok_or("no ACS")?;
+    assert_eq!(acs.attribute("Location"), Some(ACS));
+    assert_eq!(acs.attribute("Binding"), Some(xml::BINDING_POST));
+    assert_eq!(acs.attribute("isDefault"), Some("true"));
+    let sso = root
+        .descendants()
+        .find(|n| xml::is(*n, xml::NS_METADATA, "SPSSODescriptor"))
+        .ok_or("no SPSSODescriptor")?;
+    assert_eq!(sso.attribute("WantAssertionsSigned"), Some("true"));
+    assert_eq!(sso.attribute("AuthnRequestsSigned"), Some("false"));
+    Ok(())
+}
+
+#[test]
+fn authn_request_redirect_round_trip() -> TestResult {
+    let mut sp = sp(idp()?);
+    for (sso, separator) in [(IDP_SSO, "?"), ("https://idp.example/sso?idpid=C0abc", "&")] {
+        sp.idp.sso_url = sso.into();
+        let redirect = authn_request_redirect(&sp, "opaque state/+=", now())?;
+        assert_eq!(redirect.request_id.len(), 33);
+        assert!(redirect.url.starts_with(&format!("{sso}{separator}SAMLRequest=")), "{}", redirect.url);
+        let url = url::Url::parse(&redirect.url)?;
+        let pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+        let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        assert_eq!(get("RelayState").as_deref(), Some("opaque state/+="));
+        let parsed = parse_authn_request(&get("SAMLRequest").ok_or("no SAMLRequest")?)?;
+        assert_eq!(parsed.id, redirect.request_id);
+        assert_eq!(parsed.acs_url.as_deref(), Some(ACS));
+        assert_eq!(parsed.issuer.as_deref(), Some(SP_ENTITY));
+    }
+    let a = authn_request_redirect(&sp, "", now())?;
+    let b = authn_request_redirect(&sp, "", now())?;
+    assert_ne!(a.request_id, b.request_id);
+    assert!(!a.url.contains("RelayState"));
+    Ok(())
+}

@@ -1,0 +1,116 @@
+//! Broker sessions, authorization grants (code → tokens) and signing keys.
+
+use super::schema::{auth_grants, sessions, signing_keys, users};
+use super::DbConnection;
+use diesel::prelude::*;
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = sessions)]
+pub struct Session {
+    /// SHA-256 of the cookie value.
+    pub id: String,
+    pub user_id: String,
+    pub connection_id: String,
+    pub auth_time: i64,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub revoked: bool,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = auth_grants)]
+pub struct Grant {
+    pub id: String,
+    pub code_hash: String,
+    pub client_id: String,
+    pub user_id: String,
+    pub session_id: Option<String>,
+    pub redirect_uri: String,
+    pub scope: String,
+    pub nonce: Option<String>,
+    pub code_challenge: Option<String>,
+    pub auth_time: i64,
+    pub created_at: i64,
+    pub code_expires_at: i64,
+    pub code_used: bool,
+    pub revoked: bool,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = signing_keys)]
+pub struct SigningKeyRow {
+    pub kid: String,
+    pub alg: String,
+    pub private_pem: String,
+    pub created_at: i64,
+    pub active: bool,
+}
+
+pub fn insert_session(conn: &mut DbConnection, s: &Session) -> QueryResult<()> {
+    diesel::insert_into(sessions::table).values(s).execute(conn).map(|_| ())
+}
+
+/// A live session (not revoked, not expired, user not disabled).
+pub fn live_session(conn: &mut DbConnection, id: &str, now: i64) -> QueryResult<Option<Session>> {
+    sessions::table
+        .inner_join(users::table)
+        .filter(sessions::id.eq(id))
+        .filter(sessions::revoked.eq(false))
+        .filter(sessions::expires_at.gt(now))
+        .filter(users::disabled.eq(false))
+        .select(Session::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub fn insert_grant(conn: &mut DbConnection, g: &Grant) -> QueryResult<()> {
+    diesel::insert_into(auth_grants::table).values(g).execute(conn).map(|_| ())
+}
+
+pub fn grant_by_code(conn: &mut DbConnection, code_hash: &str) -> QueryResult<Option<Grant>> {
+    auth_grants::table
+        .filter(auth_grants::code_hash.eq(code_hash))
+        .select(Grant::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub fn grant_by_id(conn: &mut DbConnection, id: &str) -> QueryResult<Option<Grant>> {
+    auth_grants::table.find(id).select(Grant::as_select()).first(conn).optional()
+}
+
+/// Marks the code used; false when another request used it first.
+pub fn use_code(conn: &mut DbConnection, grant_id: &str) -> QueryResult<bool> {
+    let n = diesel::update(auth_grants::table.find(grant_id).filter(auth_grants::code_used.eq(false)))
+        .set(auth_grants::code_used.eq(true))
+        .execute(conn)?;
+    Ok(n == 1)
+}
+
+/// Revokes a grant: tokens minted from it stop working at /userinfo.
+pub fn revoke_grant(conn: &mut DbConnection, grant_id: &str) -> QueryResult<()> {
+    diesel::update(auth_grants::table.find(grant_id))
+        .set(auth_grants::revoked.eq(true))
+        .execute(conn)
+        .map(|_| ())
+}
+
+pub fn count_grants(conn: &mut DbConnection) -> QueryResult<i64> {
+    auth_grants::table.count().get_result(conn)
+}
+
+pub fn count_sessions(conn: &mut DbConnection) -> QueryResult<i64> {
+    sessions::table.count().get_result(conn)
+}
+
+pub fn active_keys(conn: &mut DbConnection) -> QueryResult<Vec<SigningKeyRow>> {
+    signing_keys::table
+        .filter(signing_keys::active.eq(true))
+        .order((signing_keys::created_at.asc(), signing_keys::kid.asc()))
+        .select(SigningKeyRow::as_select())
+        .load(conn)
+}
+
+pub fn insert_key(conn: &mut DbConnection, k: &SigningKeyRow) -> QueryResult<()> {
+    diesel::insert_into(signing_keys::table).values(k).execute(conn).map(|_| ())
+}

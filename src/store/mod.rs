@@ -1,0 +1,114 @@
+//! Persistence with diesel only: one schema over SQLite and PostgreSQL, an r2d2 pool, embedded
+//! migrations, and one file per table family. Queries here; decisions elsewhere.
+
+pub mod audit;
+pub mod grants;
+pub mod logins;
+pub mod schema;
+pub mod users;
+
+use crate::config::DatabaseUrl;
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+
+pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+pub const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+#[derive(diesel::MultiConnection)]
+pub enum DbConnection {
+    Postgres(diesel::PgConnection),
+    Sqlite(diesel::SqliteConnection),
+}
+
+pub type DbPool = Pool<ConnectionManager<DbConnection>>;
+pub type PooledDb = PooledConnection<ConnectionManager<DbConnection>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database connection: {0}")]
+    Connect(String),
+    #[error("migrations: {0}")]
+    Migrate(String),
+    #[error("pool: {0}")]
+    Pool(#[from] diesel::r2d2::PoolError),
+    #[error("query: {0}")]
+    Query(#[from] diesel::result::Error),
+}
+
+/// SQLite settings every pooled connection needs: foreign keys are per connection, and the busy
+/// timeout lets concurrent writers queue instead of failing.
+#[derive(Debug)]
+struct SqlitePragmas;
+
+impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for SqlitePragmas {
+    fn on_acquire(&self, conn: &mut DbConnection) -> Result<(), diesel::r2d2::Error> {
+        if let DbConnection::Sqlite(c) = conn {
+            c.batch_execute(
+                "PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; \
+                 PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;",
+            )
+            .map_err(diesel::r2d2::Error::QueryError)?;
+        }
+        Ok(())
+    }
+}
+
+/// Opens the pool for `url` (creating the SQLite file and its folder) and applies migrations.
+pub fn connect(url: &DatabaseUrl, max_size: u32) -> Result<DbPool, StoreError> {
+    let conn_str = match url {
+        DatabaseUrl::Sqlite(path) => {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| StoreError::Connect(format!("{}: {e}", dir.display())))?;
+            }
+            // Establish once directly: the derive's `establish` hides the real error.
+            diesel::SqliteConnection::establish(&path.to_string_lossy())
+                .map_err(|e| StoreError::Connect(e.to_string()))?;
+            path.to_string_lossy().to_string()
+        }
+        DatabaseUrl::Postgres(u) => {
+            diesel::PgConnection::establish(u).map_err(|e| StoreError::Connect(e.to_string()))?;
+            u.clone()
+        }
+    };
+    let manager = ConnectionManager::<DbConnection>::new(match url {
+        DatabaseUrl::Sqlite(_) => format!("sqlite://{conn_str}"),
+        DatabaseUrl::Postgres(_) => conn_str,
+    });
+    let pool =
+        Pool::builder().max_size(max_size).connection_customizer(Box::new(SqlitePragmas)).build(manager)?;
+    let mut conn = pool.get()?;
+    migrate(&mut conn)?;
+    Ok(pool)
+}
+
+pub fn migrate(conn: &mut DbConnection) -> Result<(), StoreError> {
+    let result = match conn {
+        DbConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|_| ()),
+        DbConnection::Postgres(c) => c.run_pending_migrations(POSTGRES_MIGRATIONS).map(|_| ()),
+    };
+    result.map_err(|e| StoreError::Migrate(e.to_string()))
+}
+
+/// Runs `f` in one transaction.
+pub fn transaction<T, E>(
+    conn: &mut DbConnection,
+    f: impl FnOnce(&mut DbConnection) -> Result<T, E>,
+) -> Result<T, E>
+where
+    E: From<diesel::result::Error>,
+{
+    conn.transaction(f)
+}
+
+/// Whether a failed insert hit a unique or primary-key constraint (replays, races).
+pub fn is_unique_violation(e: &diesel::result::Error) -> bool {
+    matches!(e, diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _))
+}
+
+/// A liveness probe for health checks.
+pub fn ping(conn: &mut DbConnection) -> QueryResult<()> {
+    conn.batch_execute("SELECT 1")
+}

@@ -1,0 +1,134 @@
+//! Diesel table definitions, written by hand to match both migration trees.
+
+diesel::table! {
+    users (id) {
+        id -> Text,
+        email -> Nullable<Text>,
+        email_verified -> Bool,
+        given_name -> Nullable<Text>,
+        family_name -> Nullable<Text>,
+        display_name -> Nullable<Text>,
+        groups_json -> Text,
+        disabled -> Bool,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+        last_login_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    federated_identities (connection_id, subject) {
+        connection_id -> Text,
+        subject -> Text,
+        user_id -> Text,
+        created_at -> BigInt,
+        last_login_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    user_roles (user_id, role, source) {
+        user_id -> Text,
+        role -> Text,
+        source -> Text,
+        source_detail -> Nullable<Text>,
+        granted_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    login_transactions (id) {
+        id -> Text,
+        request_id -> Text,
+        connection_id -> Text,
+        client_id -> Text,
+        redirect_uri -> Text,
+        scope -> Text,
+        state -> Nullable<Text>,
+        nonce -> Nullable<Text>,
+        code_challenge -> Nullable<Text>,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    saml_replay (connection_id, assertion_id) {
+        connection_id -> Text,
+        assertion_id -> Text,
+        expires_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    sessions (id) {
+        id -> Text,
+        user_id -> Text,
+        connection_id -> Text,
+        auth_time -> BigInt,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+        revoked -> Bool,
+    }
+}
+
+diesel::table! {
+    auth_grants (id) {
+        id -> Text,
+        code_hash -> Text,
+        client_id -> Text,
+        user_id -> Text,
+        session_id -> Nullable<Text>,
+        redirect_uri -> Text,
+        scope -> Text,
+        nonce -> Nullable<Text>,
+        code_challenge -> Nullable<Text>,
+        auth_time -> BigInt,
+        created_at -> BigInt,
+        code_expires_at -> BigInt,
+        code_used -> Bool,
+        revoked -> Bool,
+    }
+}
+
+diesel::table! {
+    signing_keys (kid) {
+        kid -> Text,
+        alg -> Text,
+        private_pem -> Text,
+        created_at -> BigInt,
+        active -> Bool,
+    }
+}
+
+diesel::table! {
+    audit_events (id) {
+        id -> Text,
+        at -> BigInt,
+        kind -> Text,
+        user_id -> Nullable<Text>,
+        connection_id -> Nullable<Text>,
+        client_id -> Nullable<Text>,
+        ip -> Nullable<Text>,
+        user_agent -> Nullable<Text>,
+        reason -> Nullable<Text>,
+        detail -> Text,
+    }
+}
+
+diesel::joinable!(federated_identities -> users (user_id));
+diesel::joinable!(user_roles -> users (user_id));
+diesel::joinable!(sessions -> users (user_id));
+diesel::joinable!(auth_grants -> users (user_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    users,
+    federated_identities,
+    user_roles,
+    login_transactions,
+    saml_replay,
+    sessions,
+    auth_grants,
+    signing_keys,
+    audit_events,
+);

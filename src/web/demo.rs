@@ -1,0 +1,238 @@
+//! Demo-only routes: the development IdP (a form that signs a SAML response) and a sample app
+//! registered as an OIDC client. Mounted only when the state carries a `DemoState`.
+
+use super::oidc_routes::found;
+use super::{AppState, WebError};
+use crate::devidp::{parse_authn_request, DevIdp, ResponseSpec};
+use crate::oidc::{random_token, Secret};
+use actix_web::cookie::{Cookie, SameSite};
+use actix_web::{web, HttpRequest, HttpResponse};
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use sha2::Digest;
+
+pub struct DemoState {
+    pub idp: DevIdp,
+    pub connection_id: String,
+    pub client_id: String,
+    pub client_secret: Secret,
+    pub redirect_uri: String,
+    /// Where the sample app reaches the broker's token and userinfo endpoints.
+    pub broker_url: String,
+}
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/dev-idp/sso", web::get().to(idp_form_handler))
+        .route("/dev-idp/sso", web::post().to(idp_submit_handler))
+        .route("/dev-idp/metadata", web::get().to(idp_metadata_handler))
+        .route("/demo-app/", web::get().to(app_home_handler))
+        .route("/demo-app/login", web::get().to(app_login_handler))
+        .route("/demo-app/callback", web::get().to(app_callback_handler));
+}
+
+fn demo(state: &AppState) -> Result<&DemoState, WebError> {
+    state.demo.as_deref().ok_or(WebError::NotFound)
+}
+
+async fn idp_metadata_handler(state: web::Data<AppState>) -> Result<HttpResponse, WebError> {
+    Ok(HttpResponse::Ok().content_type("application/samlmetadata+xml").body(demo(&state)?.idp.metadata_xml()))
+}
+
+#[derive(Deserialize)]
+struct SsoQuery {
+    #[serde(rename = "SAMLRequest")]
+    saml_request: String,
+    #[serde(rename = "RelayState")]
+    relay_state: Option<String>,
+}
+
+#[derive(Serialize)]
+struct IdpForm {
+    request_id: String,
+    relay_state: String,
+}
+
+async fn idp_form_handler(
+    state: web::Data<AppState>,
+    q: web::Query<SsoQuery>,
+) -> Result<HttpResponse, WebError> {
+    demo(&state)?;
+    let parsed = parse_authn_request(&q.saml_request)
+        .map_err(|_| WebError::bad_request("Not a valid AuthnRequest."))?;
+    state.views.page(
+        "devidp",
+        &IdpForm { request_id: parsed.id, relay_state: q.relay_state.clone().unwrap_or_default() },
+    )
+}
+
+#[derive(Deserialize)]
+struct IdpSubmit {
+    request_id: String,
+    relay_state: String,
+    email: String,
+    given_name: String,
+    family_name: String,
+    groups: String,
+}
+
+#[derive(Serialize)]
+struct AutoPost {
+    action: String,
+    fields: Vec<Field>,
+    dev_banner: bool,
+}
+
+#[derive(Serialize)]
+struct Field {
+    name: &'static str,
+    value: String,
+}
+
+async fn idp_submit_handler(
+    state: web::Data<AppState>,
+    f: web::Form<IdpSubmit>,
+) -> Result<HttpResponse, WebError> {
+    let d = demo(&state)?;
+    let connection = state.cfg.connection(&d.connection_id).ok_or(WebError::NotFound)?;
+    let f = f.into_inner();
+    let groups: Vec<&str> = f.groups.split(',').map(str::trim).filter(|g| !g.is_empty()).collect();
+    let spec = ResponseSpec::new(
+        &d.idp,
+        &connection.sp.entity_id,
+        &connection.sp.acs_url,
+        Some(&f.request_id),
+        f.email.trim(),
+        state.clock.now(),
+    )
+    .with_attribute("email", &[f.email.trim()])
+    .with_attribute("firstName", &[f.given_name.trim()])
+    .with_attribute("lastName", &[f.family_name.trim()])
+    .with_attribute("groups", &groups);
+    let signed = d.idp.sign_response_b64(&spec).map_err(|e| WebError::internal(&e))?;
+    let page = AutoPost {
+        action: connection.sp.acs_url.clone(),
+        fields: vec![
+            Field { name: "SAMLResponse", value: signed },
+            Field { name: "RelayState", value: f.relay_state },
+        ],
+        dev_banner: true,
+    };
+    state.views.page("autopost", &page)
+}
+
+#[derive(Serialize, Default)]
+struct AppPage {
+    client_id: String,
+    claims: Option<String>,
+    userinfo: Option<String>,
+    error: Option<String>,
+}
+
+async fn app_home_handler(state: web::Data<AppState>) -> Result<HttpResponse, WebError> {
+    let d = demo(&state)?;
+    state.views.page("demo_app", &AppPage { client_id: d.client_id.clone(), ..Default::default() })
+}
+
+const APP_COOKIE: &str = "demo_app_login";
+
+async fn app_login_handler(state: web::Data<AppState>) -> Result<HttpResponse, WebError> {
+    let d = demo(&state)?;
+    let (st, nonce, verifier) = (random_token(16), random_token(16), random_token(32));
+    let challenge =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()));
+    let mut url =
+        url::Url::parse(&format!("{}/authorize", d.broker_url)).map_err(|e| WebError::internal(&e))?;
+    url.query_pairs_mut()
+        .append_pair("response_type", "code")
+        .append_pair("client_id", &d.client_id)
+        .append_pair("redirect_uri", &d.redirect_uri)
+        .append_pair("scope", "openid email profile")
+        .append_pair("state", &st)
+        .append_pair("nonce", &nonce)
+        .append_pair("code_challenge", &challenge)
+        .append_pair("code_challenge_method", "S256");
+    let mut resp = found(url.as_str());
+    let cookie = Cookie::build(APP_COOKIE, format!("{st}.{verifier}"))
+        .path("/demo-app/")
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .finish();
+    resp.add_cookie(&cookie).map_err(|e| WebError::internal(&e))?;
+    Ok(resp)
+}
+
+#[derive(Deserialize)]
+struct Callback {
+    code: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Tokens {
+    id_token: String,
+    access_token: String,
+}
+
+async fn app_callback_handler(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    q: web::Query<Callback>,
+) -> Result<HttpResponse, WebError> {
+    let d = demo(&state)?;
+    let page = |error: String| {
+        state.views.page(
+            "demo_app",
+            &AppPage { client_id: d.client_id.clone(), error: Some(error), ..Default::default() },
+        )
+    };
+    if let Some(e) = &q.error {
+        return page(format!("The broker answered: {e}"));
+    }
+    let cookie = req.cookie(APP_COOKIE).map(|c| c.value().to_string()).unwrap_or_default();
+    let (expected_state, verifier) = cookie.split_once('.').unwrap_or(("", ""));
+    let (Some(code), Some(st)) = (&q.code, &q.state) else { return page("Missing code or state.".into()) };
+    if expected_state.is_empty() || st != expected_state {
+        return page("State mismatch: start the login again.".into());
+    }
+    let client = awc::Client::default();
+    let mut resp = client
+        .post(format!("{}/token", d.broker_url))
+        .basic_auth(&d.client_id, d.client_secret.expose())
+        .send_form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", d.redirect_uri.as_str()),
+            ("code_verifier", verifier),
+        ])
+        .await
+        .map_err(|e| WebError::internal(&e))?;
+    if !resp.status().is_success() {
+        let body = resp.body().await.unwrap_or_default();
+        return page(format!("Token request failed: {}", String::from_utf8_lossy(&body)));
+    }
+    let tokens: Tokens = resp.json().await.map_err(|e| WebError::internal(&e))?;
+    let payload = tokens.id_token.split('.').nth(1).unwrap_or_default();
+    let claims: serde_json::Value = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let mut ui = client
+        .get(format!("{}/userinfo", d.broker_url))
+        .bearer_auth(&tokens.access_token)
+        .send()
+        .await
+        .map_err(|e| WebError::internal(&e))?;
+    let userinfo: serde_json::Value = ui.json().await.map_err(|e| WebError::internal(&e))?;
+    let pretty = |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap_or_default();
+    state.views.page(
+        "demo_app",
+        &AppPage {
+            client_id: d.client_id.clone(),
+            claims: Some(pretty(&claims)),
+            userinfo: Some(pretty(&userinfo)),
+            error: None,
+        },
+    )
+}

@@ -1,0 +1,95 @@
+//! SAML SP endpoints: SP metadata and the assertion consumer service (HTTP-POST).
+
+use super::oidc_routes::{found, session_cookie};
+use super::{error::reference_id, request_meta, AppState, WebError};
+use crate::flow::{self, FinishInput, FlowError, LoginOutcome};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::{Deserialize, Serialize};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/saml/{connection}/metadata", web::get().to(metadata_handler))
+        .route("/saml/{connection}/acs", web::post().to(acs_handler));
+}
+
+async fn metadata_handler(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, WebError> {
+    let connection = state.cfg.connection(&path).ok_or(WebError::NotFound)?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/samlmetadata+xml")
+        .body(crate::saml::sp_metadata_xml(&connection.sp)))
+}
+
+#[derive(Deserialize)]
+struct AcsForm {
+    #[serde(rename = "SAMLResponse")]
+    saml_response: String,
+    #[serde(rename = "RelayState")]
+    relay_state: Option<String>,
+}
+
+#[derive(Serialize)]
+struct PortalPage {
+    display: String,
+}
+
+async fn acs_handler(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    form: web::Form<AcsForm>,
+) -> Result<HttpResponse, WebError> {
+    let connection_id = path.into_inner();
+    if state.cfg.connection(&connection_id).is_none() {
+        return Err(WebError::NotFound);
+    }
+    let AcsForm { saml_response, relay_state } = form.into_inner();
+    let now = state.clock.now();
+    let meta = request_meta(&req);
+    let st = state.clone();
+    // Signature checks (xmlsec) and the login transaction both block: one trip to the pool.
+    let outcome = state
+        .db(move |c| -> Result<Result<LoginOutcome, String>, WebError> {
+            let Some(connection) = st.cfg.connection(&connection_id) else { return Err(WebError::NotFound) };
+            let result = crate::saml::validate_post_response(&connection.sp, &saml_response, now)
+                .map_err(FlowError::from)
+                .and_then(|assertion| {
+                    let input = FinishInput { cfg: &st.cfg, connection, assertion: &assertion, relay_state: relay_state.as_deref(), meta: &meta, now };
+                    flow::finish_login(c, &input)
+                });
+            match result {
+                Ok(outcome) => Ok(Ok(outcome)),
+                Err(err) => {
+                    let reference = reference_id();
+                    // The precise reason goes to the log and the audit row, never to the browser.
+                    match &err {
+                        FlowError::Store(e) => tracing::error!(reference = %reference, connection = %connection.id, error = %e, "login failed: database"),
+                        other => tracing::warn!(reference = %reference, connection = %connection.id, error = %other, "login refused"),
+                    }
+                    flow::audit_failure(c, now, &meta, &connection.id, &err, &reference)?;
+                    Ok(Err(reference))
+                }
+            }
+        })
+        .await?;
+    match outcome {
+        Err(reference) => Err(WebError::Page {
+            status: StatusCode::FORBIDDEN,
+            title: "Sign-in failed",
+            message: "Your identity provider's response could not be accepted. Try again from your application; if it keeps failing, give your administrator the reference below.".into(),
+            reference: Some(reference),
+        }),
+        Ok(LoginOutcome::Code { redirect, session, .. }) | Ok(LoginOutcome::AccessDenied { redirect, session, .. }) => {
+            let mut resp = found(&redirect);
+            resp.add_cookie(&session_cookie(&state, session)).map_err(|e| WebError::internal(&e))?;
+            Ok(resp)
+        }
+        Ok(LoginOutcome::Portal { session, display, .. }) => {
+            let mut resp = state.views.page("portal", &PortalPage { display })?;
+            resp.add_cookie(&session_cookie(&state, session)).map_err(|e| WebError::internal(&e))?;
+            Ok(resp)
+        }
+    }
+}

@@ -19,9 +19,8 @@ use openssl::x509::{X509Builder, X509NameBuilder};
 use samael::crypto::CryptoProvider;
 
 use crate::saml::xml::{
-    child, escape, format_time, is, parse_strict, random_id, text_content, BINDING_REDIRECT,
-    NAMEID_EMAIL, NAMEID_UNSPECIFIED, NS_ASSERTION, NS_DSIG, NS_METADATA, NS_PROTOCOL,
-    STATUS_SUCCESS, CM_BEARER,
+    child, escape, format_time, is, parse_strict, random_id, text_content, BINDING_REDIRECT, CM_BEARER,
+    NAMEID_EMAIL, NAMEID_UNSPECIFIED, NS_ASSERTION, NS_DSIG, NS_METADATA, NS_PROTOCOL, STATUS_SUCCESS,
 };
 use crate::saml::{IdpMetadata, SsoBinding};
 
@@ -34,8 +33,7 @@ const DIGEST_SHA256: &str = "http://www.w3.org/2001/04/xmlenc#sha256";
 const DIGEST_SHA1: &str = "http://www.w3.org/2000/09/xmldsig#sha1";
 const EXC_C14N: &str = "http://www.w3.org/2001/10/xml-exc-c14n#";
 const ENVELOPED: &str = "http://www.w3.org/2000/09/xmldsig#enveloped-signature";
-const AC_PASSWORD_PROTECTED: &str =
-    "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport";
+const AC_PASSWORD_PROTECTED: &str = "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport";
 const AC_UNSPECIFIED: &str = "urn:oasis:names:tc:SAML:2.0:ac:classes:unspecified";
 
 #[derive(Debug, thiserror::Error)]
@@ -119,11 +117,7 @@ impl ResponseSpec {
         name_id: &str,
         now: DateTime<Utc>,
     ) -> Self {
-        let name_id_format = if name_id.contains('@') {
-            NAMEID_EMAIL
-        } else {
-            NAMEID_UNSPECIFIED
-        };
+        let name_id_format = if name_id.contains('@') { NAMEID_EMAIL } else { NAMEID_UNSPECIFIED };
         ResponseSpec {
             issuer: idp.entity_id.clone(),
             audience: Some(sp_entity_id.to_string()),
@@ -147,10 +141,7 @@ impl ResponseSpec {
 
     /// Adds one attribute (builder style).
     pub fn with_attribute(mut self, name: &str, values: &[&str]) -> Self {
-        self.attributes.push((
-            name.to_string(),
-            values.iter().map(|v| v.to_string()).collect(),
-        ));
+        self.attributes.push((name.to_string(), values.iter().map(|v| v.to_string()).collect()));
         self
     }
 }
@@ -191,12 +182,7 @@ impl DevIdp {
         builder.sign(&pkey, MessageDigest::sha256())?;
         let cert_der = builder.build().to_der()?;
 
-        Ok(DevIdp {
-            key_der,
-            cert_der,
-            entity_id: entity_id.to_string(),
-            sso_url: sso_url.to_string(),
-        })
+        Ok(DevIdp { key_der, cert_der, entity_id: entity_id.to_string(), sso_url: sso_url.to_string() })
     }
 
     pub fn cert_der(&self) -> &[u8] {
@@ -362,9 +348,7 @@ fn response_xml(
         escape(&spec.name_id_format),
         escape(&spec.name_id),
     ));
-    x.push_str(&format!(
-        r#"<saml:SubjectConfirmation Method="{CM_BEARER}"><saml:SubjectConfirmationData"#
-    ));
+    x.push_str(&format!(r#"<saml:SubjectConfirmation Method="{CM_BEARER}"><saml:SubjectConfirmationData"#));
     if let Some(irt) = &spec.in_response_to {
         x.push_str(&format!(r#" InResponseTo="{}""#, escape(irt)));
     }
@@ -409,10 +393,7 @@ fn response_xml(
                 escape(name)
             ));
             for value in values {
-                x.push_str(&format!(
-                    "<saml:AttributeValue>{}</saml:AttributeValue>",
-                    escape(value)
-                ));
+                x.push_str(&format!("<saml:AttributeValue>{}</saml:AttributeValue>", escape(value)));
             }
             x.push_str("</saml:Attribute>");
         }
@@ -425,10 +406,7 @@ fn response_xml(
 /// Decodes an HTTP-Redirect `SAMLRequest` value (base64 of raw DEFLATE, already URL-decoded).
 pub fn parse_authn_request(saml_request: &str) -> Result<ParsedAuthnRequest, DevIdpError> {
     let bad = |m: String| DevIdpError::BadRequest(m);
-    let compact: Vec<u8> = saml_request
-        .bytes()
-        .filter(|b| !b.is_ascii_whitespace())
-        .collect();
+    let compact: Vec<u8> = saml_request.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
     let deflated = base64::engine::general_purpose::STANDARD
         .decode(&compact)
         .map_err(|e| bad(format!("not base64: {e}")))?;
@@ -445,16 +423,10 @@ pub fn parse_authn_request(saml_request: &str) -> Result<ParsedAuthnRequest, Dev
     if !is(root, NS_PROTOCOL, "AuthnRequest") {
         return Err(bad("root is not samlp:AuthnRequest".into()));
     }
-    let id = root
-        .attribute("ID")
-        .filter(|id| !id.is_empty())
-        .ok_or_else(|| bad("no ID".into()))?
-        .to_string();
+    let id = root.attribute("ID").filter(|id| !id.is_empty()).ok_or_else(|| bad("no ID".into()))?.to_string();
     Ok(ParsedAuthnRequest {
         id,
-        acs_url: root
-            .attribute("AssertionConsumerServiceURL")
-            .map(str::to_string),
+        acs_url: root.attribute("AssertionConsumerServiceURL").map(str::to_string),
         issuer: child(root, NS_ASSERTION, "Issuer").map(|i| text_content(i).trim().to_string()),
     })
 }

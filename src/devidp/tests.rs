@@ -21,9 +21,7 @@ fn xmlsec1_verify(xml: &str, cert_pem: &str, nth: usize) -> Result<bool, Box<dyn
     let cert_path = dir.path().join("idp.pem");
     std::fs::write(&xml_path, xml)?;
     std::fs::write(&cert_path, cert_pem)?;
-    let xpath = format!(
-        "(//*[local-name()='Signature' and namespace-uri()='{NS_DSIG}'])[{nth}]"
-    );
+    let xpath = format!("(//*[local-name()='Signature' and namespace-uri()='{NS_DSIG}'])[{nth}]");
     let status = Command::new("xmlsec1")
         .arg("--verify")
         .arg("--pubkey-cert-pem")

@@ -53,7 +53,8 @@ pub fn audit_row(
     detail: serde_json::Value,
 ) -> AuditEvent {
     AuditEvent {
-        id: uuid::Uuid::new_v4().to_string(),
+        // Time-ordered ids keep events of the same second in the order they happened.
+        id: uuid::Uuid::now_v7().to_string(),
         at: now.timestamp(),
         kind: kind.to_string(),
         user_id: user_id.map(str::to_string),

@@ -4,9 +4,8 @@ use base64::Engine;
 use roxmltree::Node;
 
 use super::xml::{
-    children_named, escape, is, parse_strict, text_content, BINDING_POST,
-    BINDING_REDIRECT, NAMEID_EMAIL, NAMEID_PERSISTENT, NAMEID_UNSPECIFIED, NS_DSIG, NS_METADATA,
-    NS_PROTOCOL,
+    children_named, escape, is, parse_strict, text_content, BINDING_POST, BINDING_REDIRECT, NAMEID_EMAIL,
+    NAMEID_PERSISTENT, NAMEID_UNSPECIFIED, NS_DSIG, NS_METADATA, NS_PROTOCOL,
 };
 use super::{IdpMetadata, SamlError, SpSettings, SsoBinding};
 
@@ -28,22 +27,16 @@ pub fn parse_idp_metadata(xml: &str) -> Result<IdpMetadata, SamlError> {
     let doc = parse_strict(xml).map_err(|e| meta_err(format!("not well-formed XML: {e}")))?;
     let root = doc.root_element();
     if !is(root, NS_METADATA, "EntityDescriptor") && !is(root, NS_METADATA, "EntitiesDescriptor") {
-        return Err(meta_err(
-            "root element is neither md:EntityDescriptor nor md:EntitiesDescriptor",
-        ));
+        return Err(meta_err("root element is neither md:EntityDescriptor nor md:EntitiesDescriptor"));
     }
 
     let mut idps = root
         .descendants()
         .filter(|n| is(*n, NS_METADATA, "EntityDescriptor"))
         .filter_map(|entity| saml2_idp_descriptor(entity).map(|idp| (entity, idp)));
-    let (entity, idp) = idps
-        .next()
-        .ok_or_else(|| meta_err("no entity with a SAML 2.0 IDPSSODescriptor"))?;
+    let (entity, idp) = idps.next().ok_or_else(|| meta_err("no entity with a SAML 2.0 IDPSSODescriptor"))?;
     if idps.next().is_some() {
-        return Err(meta_err(
-            "several entities have an IDPSSODescriptor; paste the metadata of one IdP",
-        ));
+        return Err(meta_err("several entities have an IDPSSODescriptor; paste the metadata of one IdP"));
     }
 
     let entity_id = entity
@@ -61,12 +54,7 @@ pub fn parse_idp_metadata(xml: &str) -> Result<IdpMetadata, SamlError> {
         )));
     }
 
-    Ok(IdpMetadata {
-        entity_id,
-        sso_url,
-        sso_binding,
-        signing_certs,
-    })
+    Ok(IdpMetadata { entity_id, sso_url, sso_binding, signing_certs })
 }
 
 fn saml2_idp_descriptor<'a, 'i>(entity: Node<'a, 'i>) -> Option<Node<'a, 'i>> {
@@ -88,18 +76,14 @@ fn sso_endpoint(idp: Node<'_, '_>) -> Result<(String, SsoBinding), SamlError> {
         None => match location_for(BINDING_POST) {
             Some(l) => (l, SsoBinding::Post),
             None => {
-                return Err(meta_err(
-                    "no SingleSignOnService with the HTTP-Redirect or HTTP-POST binding",
-                ))
+                return Err(meta_err("no SingleSignOnService with the HTTP-Redirect or HTTP-POST binding"))
             }
         },
     };
     let url = url::Url::parse(location)
         .map_err(|e| meta_err(format!("SingleSignOnService Location {location:?}: {e}")))?;
     if url.scheme() != "https" && url.scheme() != "http" {
-        return Err(meta_err(format!(
-            "SingleSignOnService Location {location:?} is not an http(s) URL"
-        )));
+        return Err(meta_err(format!("SingleSignOnService Location {location:?} is not an http(s) URL")));
     }
     Ok((location.to_string(), binding))
 }
@@ -110,10 +94,7 @@ fn signing_certificates(idp: Node<'_, '_>) -> Result<Vec<Vec<u8>>, SamlError> {
         .filter(|k| matches!(k.attribute("use"), None | Some("signing")));
     for key in signing_keys {
         for cert in key.descendants().filter(|n| is(*n, NS_DSIG, "X509Certificate")) {
-            let b64: String = text_content(cert)
-                .chars()
-                .filter(|c| !c.is_ascii_whitespace())
-                .collect();
+            let b64: String = text_content(cert).chars().filter(|c| !c.is_ascii_whitespace()).collect();
             let der = base64::engine::general_purpose::STANDARD
                 .decode(b64.as_bytes())
                 .map_err(|e| meta_err(format!("signing certificate is not base64: {e}")))?;
@@ -153,4 +134,3 @@ pub fn sp_metadata_xml(sp: &SpSettings) -> String {
         acs = escape(&sp.acs_url),
     )
 }
-

@@ -14,8 +14,8 @@ mod tests;
 
 pub use metadata::{parse_idp_metadata, sp_metadata_xml};
 pub use request::authn_request_redirect;
-pub use validate::{validate_post_response, validate_response_xml};
 pub(crate) use validate::xmlsec_lock;
+pub use validate::{validate_post_response, validate_response_xml};
 
 use chrono::{DateTime, Duration, Utc};
 
@@ -166,8 +166,5 @@ impl SamlError {
 }
 
 pub(crate) fn reject(reason: Reason, detail: impl Into<String>) -> SamlError {
-    SamlError::Rejected {
-        reason,
-        detail: detail.into(),
-    }
+    SamlError::Rejected { reason, detail: detail.into() }
 }

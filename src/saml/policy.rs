@@ -82,10 +82,7 @@ pub(crate) fn check_raw<'a, 'i>(
     }
 
     if encrypted > 0 {
-        return Err(reject(
-            Reason::EncryptedUnsupported,
-            "the response carries an EncryptedAssertion",
-        ));
+        return Err(reject(Reason::EncryptedUnsupported, "the response carries an EncryptedAssertion"));
     }
     let assertion = match assertions.as_slice() {
         [] => return Err(reject(Reason::NoAssertion, "the response has no Assertion")),
@@ -98,24 +95,15 @@ pub(crate) fn check_raw<'a, 'i>(
         }
     };
     if assertion.parent_element() != Some(root) {
-        return Err(reject(
-            Reason::NoAssertion,
-            "the Assertion is not a direct child of the Response",
-        ));
+        return Err(reject(Reason::NoAssertion, "the Assertion is not a direct child of the Response"));
     }
     // A comment splits a text node; a verifier that ignores it and a reader that stops at it
     // would see different NameIDs (SAML-NOTES L5). Nothing legitimate needs one.
     if comment_or_pi {
-        return Err(reject(
-            Reason::SignaturePolicy,
-            "comment or processing instruction inside the Response",
-        ));
+        return Err(reject(Reason::SignaturePolicy, "comment or processing instruction inside the Response"));
     }
     if let Some(id) = duplicate_id {
-        return Err(reject(
-            Reason::SignaturePolicy,
-            format!("duplicate ID value {id:?}"),
-        ));
+        return Err(reject(Reason::SignaturePolicy, format!("duplicate ID value {id:?}")));
     }
     if signatures.is_empty() {
         return Err(reject(Reason::SignatureMissing, "no ds:Signature in the response"));
@@ -127,9 +115,7 @@ pub(crate) fn check_raw<'a, 'i>(
         let parent = signature
             .parent_element()
             .filter(|p| *p == root || *p == assertion)
-            .ok_or_else(|| {
-                policy("a Signature is not a direct child of the Response or the Assertion")
-            })?;
+            .ok_or_else(|| policy("a Signature is not a direct child of the Response or the Assertion"))?;
         if signed_parents.contains(&parent.id()) {
             return Err(policy("more than one Signature on one element"));
         }
@@ -137,10 +123,7 @@ pub(crate) fn check_raw<'a, 'i>(
         uses_sha1 |= check_signature(signature, parent, allow_sha1)?;
     }
 
-    Ok(RawChecked {
-        assertion,
-        uses_sha1,
-    })
+    Ok(RawChecked { assertion, uses_sha1 })
 }
 
 fn policy(detail: &str) -> SamlError {
@@ -158,9 +141,10 @@ fn check_signature(
         .filter(|id| !id.is_empty())
         .ok_or_else(|| policy("the signed element has no ID"))?;
 
-    if signature.descendants().any(|n| {
-        is(n, NS_DSIG, "Object") || is(n, NS_DSIG, "Manifest") || is(n, NS_DSIG, "RetrievalMethod")
-    }) {
+    if signature
+        .descendants()
+        .any(|n| is(n, NS_DSIG, "Object") || is(n, NS_DSIG, "Manifest") || is(n, NS_DSIG, "RetrievalMethod"))
+    {
         return Err(policy("Object, Manifest or RetrievalMethod inside a Signature"));
     }
 
@@ -244,9 +228,7 @@ fn check_transforms(transforms: Node<'_, '_>) -> Result<(), SamlError> {
             _ => false,
         };
         if !allowed || seen.contains(&algorithm) {
-            return Err(policy(
-                "only the enveloped-signature and exclusive C14N transforms are allowed",
-            ));
+            return Err(policy("only the enveloped-signature and exclusive C14N transforms are allowed"));
         }
         seen.push(algorithm);
     }

@@ -31,9 +31,8 @@ pub fn authn_request_redirect(
         .map_err(|e| SamlError::Metadata(format!("cannot deflate AuthnRequest: {e}")))?;
     let saml_request = base64::engine::general_purpose::STANDARD.encode(deflated);
 
-    let mut url = url::Url::parse(&sp.idp.sso_url).map_err(|e| {
-        SamlError::Metadata(format!("IdP SSO URL {:?} is invalid: {e}", sp.idp.sso_url))
-    })?;
+    let mut url = url::Url::parse(&sp.idp.sso_url)
+        .map_err(|e| SamlError::Metadata(format!("IdP SSO URL {:?} is invalid: {e}", sp.idp.sso_url)))?;
     {
         let mut query = url.query_pairs_mut();
         query.append_pair("SAMLRequest", &saml_request);
@@ -41,10 +40,7 @@ pub fn authn_request_redirect(
             query.append_pair("RelayState", relay_state);
         }
     }
-    Ok(AuthnRedirect {
-        request_id,
-        url: url.into(),
-    })
+    Ok(AuthnRedirect { request_id, url: url.into() })
 }
 
 fn authn_request_xml(sp: &SpSettings, request_id: &str, now: DateTime<Utc>) -> String {

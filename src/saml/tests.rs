@@ -150,11 +150,8 @@ fn accepts_both_signed() -> TestResult {
 fn accepts_post_binding_with_line_breaks() -> TestResult {
     let (sp, _, xml) = signed(SignMode::Assertion)?;
     let b64 = base64::engine::general_purpose::STANDARD.encode(&xml);
-    let wrapped: Vec<String> = b64
-        .as_bytes()
-        .chunks(76)
-        .map(|c| String::from_utf8_lossy(c).into_owned())
-        .collect();
+    let wrapped: Vec<String> =
+        b64.as_bytes().chunks(76).map(|c| String::from_utf8_lossy(c).into_owned()).collect();
     let v = validate_post_response(&sp, &format!(" {}\r\n", wrapped.join("\r\n")), now())?;
     assert_eq!(v.name_id, "alice@example.com");
     Ok(())
@@ -174,9 +171,8 @@ fn escaped_values_round_trip() -> TestResult {
 fn concurrent_validations_agree() -> TestResult {
     let (sp, _, xml) = signed(SignMode::Both)?;
     let results: Vec<bool> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..8)
-            .map(|_| s.spawn(|| validate_response_xml(&sp, &xml, now()).is_ok()))
-            .collect();
+        let handles: Vec<_> =
+            (0..8).map(|_| s.spawn(|| validate_response_xml(&sp, &xml, now()).is_ok())).collect();
         handles.into_iter().map(|h| h.join().unwrap_or(false)).collect()
     });
     assert!(results.iter().all(|ok| *ok));
@@ -187,7 +183,8 @@ fn concurrent_validations_agree() -> TestResult {
 fn refuses_tampered_name_id() -> TestResult {
     for mode in [SignMode::Assertion, SignMode::Response, SignMode::Both] {
         let (sp, _, xml) = signed(mode)?;
-        let forged = replace_once(&xml, "alice@example.com</saml:NameID>", "admin@example.com</saml:NameID>")?;
+        let forged =
+            replace_once(&xml, "alice@example.com</saml:NameID>", "admin@example.com</saml:NameID>")?;
         let err = refused(validate_response_xml(&sp, &forged, now()))?;
         assert!(matches!(err.reason(), Some(Reason::SignatureInvalid)), "{mode:?}: {err}");
     }
@@ -198,7 +195,8 @@ fn refuses_tampered_name_id() -> TestResult {
 fn refuses_removed_signature() -> TestResult {
     let (sp, _, xml) = signed(SignMode::Assertion)?;
     let stripped = without_signatures(&xml)?;
-    let forged = replace_once(&stripped, "alice@example.com</saml:NameID>", "admin@example.com</saml:NameID>")?;
+    let forged =
+        replace_once(&stripped, "alice@example.com</saml:NameID>", "admin@example.com</saml:NameID>")?;
     let err = refused(validate_response_xml(&sp, &forged, now()))?;
     assert!(matches!(err.reason(), Some(Reason::SignatureMissing)), "{err}");
     Ok(())
@@ -237,7 +235,8 @@ fn refuses_comment_inside_name_id() -> TestResult {
         let xml = idp.sign_response(&spec)?;
         // Still verifies under exc-c14n (comments are not signed); a naive reader would see
         // only "admin@victim.example".
-        let forged = replace_once(&xml, "admin@victim.example.attacker", "admin@victim.example<!---->.attacker")?;
+        let forged =
+            replace_once(&xml, "admin@victim.example.attacker", "admin@victim.example<!---->.attacker")?;
         let err = refused(validate_response_xml(&sp(idp), &forged, now()))?;
         assert!(matches!(err.reason(), Some(Reason::SignaturePolicy)), "{err}");
     }
@@ -274,7 +273,11 @@ fn refuses_second_assertion_appended() -> TestResult {
 fn refuses_assertion_in_advice() -> TestResult {
     let (sp, _, xml) = signed(SignMode::Response)?;
     let evil = evil_assertion(&xml)?;
-    let forged = replace_once(&xml, "<saml:AuthnStatement", &format!("<saml:Advice>{evil}</saml:Advice><saml:AuthnStatement"))?;
+    let forged = replace_once(
+        &xml,
+        "<saml:AuthnStatement",
+        &format!("<saml:Advice>{evil}</saml:Advice><saml:AuthnStatement"),
+    )?;
     let err = refused(validate_response_xml(&sp, &forged, now()))?;
     assert!(matches!(err.reason(), Some(Reason::MultipleAssertions)), "{err}");
     Ok(())
@@ -284,7 +287,11 @@ fn refuses_assertion_in_advice() -> TestResult {
 fn refuses_assertion_in_extensions_and_key_info() -> TestResult {
     let (sp, _, xml) = signed(SignMode::Assertion)?;
     let evil = evil_assertion(&xml)?;
-    let forged = replace_once(&xml, "<samlp:Status>", &format!("<samlp:Extensions>{evil}</samlp:Extensions><samlp:Status>"))?;
+    let forged = replace_once(
+        &xml,
+        "<samlp:Status>",
+        &format!("<samlp:Extensions>{evil}</samlp:Extensions><samlp:Status>"),
+    )?;
     let err = refused(validate_response_xml(&sp, &forged, now()))?;
     assert!(matches!(err.reason(), Some(Reason::MultipleAssertions)), "{err}");
     let forged = replace_once(&xml, "</ds:X509Data>", &format!("</ds:X509Data>{evil}"))?;
@@ -300,7 +307,11 @@ fn refuses_wrapping_with_original_moved_to_extensions() -> TestResult {
     let original = &xml[s..e];
     let evil = evil_assertion(&xml)?;
     let forged = format!("{}{}{}", &xml[..s], evil, &xml[e..]);
-    let forged = replace_once(&forged, "<samlp:Status>", &format!("<samlp:Extensions>{original}</samlp:Extensions><samlp:Status>"))?;
+    let forged = replace_once(
+        &forged,
+        "<samlp:Status>",
+        &format!("<samlp:Extensions>{original}</samlp:Extensions><samlp:Status>"),
+    )?;
     let err = refused(validate_response_xml(&sp, &forged, now()))?;
     assert!(matches!(err.reason(), Some(Reason::MultipleAssertions)), "{err}");
     Ok(())
@@ -311,7 +322,11 @@ fn refuses_lone_assertion_outside_response_children() -> TestResult {
     let (sp, _, xml) = signed(SignMode::Assertion)?;
     let (s, e) = span(&xml, "<saml:Assertion", "</saml:Assertion>")?;
     let moved = format!("{}{}", &xml[..s], &xml[e..]);
-    let moved = replace_once(&moved, "<samlp:Status>", &format!("<samlp:Extensions>{}</samlp:Extensions><samlp:Status>", &xml[s..e]))?;
+    let moved = replace_once(
+        &moved,
+        "<samlp:Status>",
+        &format!("<samlp:Extensions>{}</samlp:Extensions><samlp:Status>", &xml[s..e]),
+    )?;
     let err = refused(validate_response_xml(&sp, &moved, now()))?;
     assert!(matches!(err.reason(), Some(Reason::NoAssertion)), "{err}");
     let none = format!("{}{}", &xml[..s], &xml[e..]);
@@ -385,7 +400,11 @@ fn refuses_other_signature_shapes() -> TestResult {
 #[test]
 fn refuses_duplicate_ids() -> TestResult {
     let (sp, spec, xml) = signed(SignMode::Assertion)?;
-    let forged = replace_once(&xml, &format!("ID=\"{}\"", spec.response_id), &format!("ID=\"{}\"", spec.assertion_id))?;
+    let forged = replace_once(
+        &xml,
+        &format!("ID=\"{}\"", spec.response_id),
+        &format!("ID=\"{}\"", spec.assertion_id),
+    )?;
     let err = refused(validate_response_xml(&sp, &forged, now()))?;
     assert!(matches!(err.reason(), Some(Reason::SignaturePolicy)), "{err}");
     Ok(())
@@ -439,7 +458,11 @@ fn refuses_wrong_issuer() -> TestResult {
     assert!(matches!(err.reason(), Some(Reason::IssuerMismatch)), "{err}");
     // Only the unsigned Response's Issuer differs.
     let (sp, _, xml) = signed(SignMode::Assertion)?;
-    let forged = replace_once(&xml, &format!("<saml:Issuer>{IDP_ENTITY}</saml:Issuer>"), "<saml:Issuer>https://evil.example/idp</saml:Issuer>")?;
+    let forged = replace_once(
+        &xml,
+        &format!("<saml:Issuer>{IDP_ENTITY}</saml:Issuer>"),
+        "<saml:Issuer>https://evil.example/idp</saml:Issuer>",
+    )?;
     let err = refused(validate_response_xml(&sp, &forged, now()))?;
     assert!(matches!(err.reason(), Some(Reason::IssuerMismatch)), "{err}");
     Ok(())
@@ -448,7 +471,11 @@ fn refuses_wrong_issuer() -> TestResult {
 #[test]
 fn refuses_in_response_to_disagreement() -> TestResult {
     let (sp, _, xml) = signed(SignMode::Assertion)?;
-    let forged = replace_once(&xml, &format!("InResponseTo=\"{REQUEST_ID}\""), "InResponseTo=\"_someone_elses_request\"")?;
+    let forged = replace_once(
+        &xml,
+        &format!("InResponseTo=\"{REQUEST_ID}\""),
+        "InResponseTo=\"_someone_elses_request\"",
+    )?;
     let err = refused(validate_response_xml(&sp, &forged, now()))?;
     assert!(matches!(err.reason(), Some(Reason::InResponseToMismatch)), "{err}");
     Ok(())
@@ -526,7 +553,11 @@ fn sha1_only_when_allowed() -> TestResult {
     let lenient = SpSettings { allow_sha1: true, ..sp(idp) };
     let (_, _, xml) = signed(SignMode::Assertion)?;
     validate_response_xml(&lenient, &xml, now())?;
-    let md5 = replace_once(&xml, "http://www.w3.org/2001/04/xmlenc#sha256", "http://www.w3.org/2001/04/xmldsig-more#md5")?;
+    let md5 = replace_once(
+        &xml,
+        "http://www.w3.org/2001/04/xmlenc#sha256",
+        "http://www.w3.org/2001/04/xmldsig-more#md5",
+    )?;
     let err = refused(validate_response_xml(&lenient, &md5, now()))?;
     assert!(matches!(err.reason(), Some(Reason::AlgorithmNotAllowed)), "{err}");
     Ok(())
@@ -573,8 +604,15 @@ fn refuses_deflated_or_binary_body() -> TestResult {
 fn refuses_non_response_and_garbage() -> TestResult {
     let (sp, _, xml) = signed(SignMode::Assertion)?;
     let (s, e) = span(&xml, "<saml:Assertion", "</saml:Assertion>")?;
-    let bare = replace_once(&xml[s..e], "<saml:Assertion", &format!("<saml:Assertion xmlns:saml=\"{}\"", xml::NS_ASSERTION))?;
+    let bare = replace_once(
+        &xml[s..e],
+        "<saml:Assertion",
+        &format!("<saml:Assertion xmlns:saml=\"{}\"", xml::NS_ASSERTION),
+    )?;
     let err = refused(validate_response_xml(&sp, &bare, now()))?;
+    assert!(matches!(err.reason(), Some(Reason::NotAResponse)), "{err}");
+    let other = base64::engine::general_purpose::STANDARD.encode("<notsaml/>");
+    let err = refused(validate_post_response(&sp, &other, now()))?;
     assert!(matches!(err.reason(), Some(Reason::NotAResponse)), "{err}");
     for garbage in ["", "<samlp:Response", "<a></b>", &xml[..xml.len() / 2]] {
         let err = refused(validate_response_xml(&sp, garbage, now()))?;
@@ -654,7 +692,8 @@ fn metadata_rejects_bad_input() -> TestResult {
         "<md:EntitiesDescriptor xmlns:md=\"{}\">{}{}</md:EntitiesDescriptor>",
         xml::NS_METADATA,
         md.trim_start_matches("<?xml version=\"1.0\" encoding=\"UTF-8\"?>"),
-        md.trim_start_matches("<?xml version=\"1.0\" encoding=\"UTF-8\"?>").replace(IDP_ENTITY, "https://second.example")
+        md.trim_start_matches("<?xml version=\"1.0\" encoding=\"UTF-8\"?>")
+            .replace(IDP_ENTITY, "https://second.example")
     );
     let dtd = format!("<!DOCTYPE x>{}", md.trim_start_matches("<?xml version=\"1.0\" encoding=\"UTF-8\"?>"));
     for bad in [bad_cert, two, dtd, "<html/>".to_string(), "not xml".to_string()] {

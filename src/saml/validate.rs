@@ -36,29 +36,17 @@ pub fn validate_post_response(
     let max_encoded = max.saturating_mul(3) / 2 + 64;
     let trimmed = saml_response_b64.trim();
     if trimmed.len() > max_encoded {
-        return Err(reject(
-            Reason::TooLarge,
-            format!("encoded response of {} bytes", trimmed.len()),
-        ));
+        return Err(reject(Reason::TooLarge, format!("encoded response of {} bytes", trimmed.len())));
     }
-    let compact: Vec<u8> = trimmed
-        .bytes()
-        .filter(|b| !b.is_ascii_whitespace())
-        .collect();
+    let compact: Vec<u8> = trimmed.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
     if compact.len() / 4 * 3 > max.saturating_add(3) {
-        return Err(reject(
-            Reason::TooLarge,
-            format!("encoded response of {} bytes", compact.len()),
-        ));
+        return Err(reject(Reason::TooLarge, format!("encoded response of {} bytes", compact.len())));
     }
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(&compact)
         .map_err(|e| reject(Reason::BadEncoding, format!("SAMLResponse is not base64: {e}")))?;
     if bytes.len() > max {
-        return Err(reject(
-            Reason::TooLarge,
-            format!("decoded response of {} bytes", bytes.len()),
-        ));
+        return Err(reject(Reason::TooLarge, format!("decoded response of {} bytes", bytes.len())));
     }
     let xml = String::from_utf8(bytes)
         .map_err(|_| reject(Reason::Malformed, "decoded SAMLResponse is not UTF-8 XML"))?;
@@ -73,10 +61,7 @@ pub fn validate_response_xml(
     now: DateTime<Utc>,
 ) -> Result<ValidatedAssertion, SamlError> {
     if xml.len() > sp.max_response_bytes {
-        return Err(reject(
-            Reason::TooLarge,
-            format!("response of {} bytes", xml.len()),
-        ));
+        return Err(reject(Reason::TooLarge, format!("response of {} bytes", xml.len())));
     }
     // Refused before any parser runs: libxml2 (inside samael) recovers and would expand entities.
     if xml.contains("<!DOCTYPE") {
@@ -97,19 +82,12 @@ pub fn validate_response_xml(
 
     let raw = check_raw(&doc, sp.allow_sha1)?;
     if sp.idp.signing_certs.is_empty() {
-        return Err(reject(
-            Reason::NoTrustedKey,
-            "the connection has no IdP signing certificate",
-        ));
+        return Err(reject(Reason::NoTrustedKey, "the connection has no IdP signing certificate"));
     }
 
     let reduced = verify_and_reduce(sp, xml, raw.uses_sha1)?;
-    let reduced_doc = parse_strict(&reduced).map_err(|e| {
-        reject(
-            Reason::SignatureInvalid,
-            format!("verified output does not parse: {e}"),
-        )
-    })?;
+    let reduced_doc = parse_strict(&reduced)
+        .map_err(|e| reject(Reason::SignatureInvalid, format!("verified output does not parse: {e}")))?;
     let signed_root = reduced_doc.root_element();
     let assertion = signed_assertion(signed_root)?;
     if assertion.attribute("ID") != raw.assertion.attribute("ID") {
@@ -141,10 +119,7 @@ fn check_status(response: Node<'_, '_>) -> Result<(), SamlError> {
                 .and_then(|c| child(c, NS_PROTOCOL, "StatusCode"))
                 .and_then(|c| c.attribute("Value"))
                 .unwrap_or_default();
-            Err(reject(
-                Reason::StatusNotSuccess,
-                format!("status {other} {sub}").trim_end().to_string(),
-            ))
+            Err(reject(Reason::StatusNotSuccess, format!("status {other} {sub}").trim_end().to_string()))
         }
         None => Err(reject(Reason::StatusNotSuccess, "no StatusCode")),
     }
@@ -158,12 +133,8 @@ pub(crate) fn xmlsec_lock() -> std::sync::MutexGuard<'static, ()> {
 }
 
 fn verify_and_reduce(sp: &SpSettings, xml: &str, uses_sha1: bool) -> Result<String, SamlError> {
-    let certs: Vec<CertificateDer> = sp
-        .idp
-        .signing_certs
-        .iter()
-        .map(|der| CertificateDer::from(der.clone()))
-        .collect();
+    let certs: Vec<CertificateDer> =
+        sp.idp.signing_certs.iter().map(|der| CertificateDer::from(der.clone())).collect();
     // samael has no SHA-1 entry; with SHA-1 opted in, policy::check_raw is the allow-list.
     let allowed = if uses_sha1 { None } else { Some(SAMAEL_ALLOWED) };
     let _guard = xmlsec_lock();
@@ -188,10 +159,7 @@ fn signed_assertion<'a, 'i>(root: Node<'a, 'i>) -> Result<Node<'a, 'i>, SamlErro
             return Ok(a);
         }
     }
-    Err(reject(
-        Reason::SignatureInvalid,
-        "no single signed Assertion in the verified output",
-    ))
+    Err(reject(Reason::SignatureInvalid, "no single signed Assertion in the verified output"))
 }
 
 fn time_attr(node: Node<'_, '_>, name: &str) -> Result<Option<DateTime<Utc>>, SamlError> {
@@ -225,17 +193,11 @@ impl Window {
     ) -> Result<(), SamlError> {
         if let Some(nb) = not_before {
             if self.latest < nb {
-                return Err(reject(
-                    Reason::NotYetValid,
-                    format!("{what} NotBefore {nb}"),
-                ));
+                return Err(reject(Reason::NotYetValid, format!("{what} NotBefore {nb}")));
             }
         }
         if self.earliest >= not_on_or_after {
-            return Err(reject(
-                Reason::Expired,
-                format!("{what} NotOnOrAfter {not_on_or_after}"),
-            ));
+            return Err(reject(Reason::Expired, format!("{what} NotOnOrAfter {not_on_or_after}")));
         }
         Ok(())
     }
@@ -257,10 +219,7 @@ fn read_assertion(
         .map(|i| text_content(i).trim().to_string())
         .ok_or_else(|| reject(Reason::IssuerMismatch, "the Assertion has no Issuer"))?;
     if issuer != sp.idp.entity_id {
-        return Err(reject(
-            Reason::IssuerMismatch,
-            format!("Assertion Issuer {issuer:?}"),
-        ));
+        return Err(reject(Reason::IssuerMismatch, format!("Assertion Issuer {issuer:?}")));
     }
 
     let subject = child(assertion, NS_ASSERTION, "Subject")
@@ -281,9 +240,7 @@ fn read_assertion(
         Some(a) => time_attr(a, "AuthnInstant")?,
         None => None,
     };
-    let session_index = authn
-        .and_then(|a| a.attribute("SessionIndex"))
-        .map(str::to_string);
+    let session_index = authn.and_then(|a| a.attribute("SessionIndex")).map(str::to_string);
     let authn_context_class = authn
         .and_then(|a| child(a, NS_ASSERTION, "AuthnContext"))
         .and_then(|c| child(c, NS_ASSERTION, "AuthnContextClassRef"))
@@ -292,9 +249,7 @@ fn read_assertion(
 
     // The replay cache must hold the ID for as long as a skewed clock would still accept it.
     let until = conditions_until.min(confirmation_until);
-    let valid_until = until
-        .checked_add_signed(sp.clock_skew.max(Duration::zero()))
-        .unwrap_or(until);
+    let valid_until = until.checked_add_signed(sp.clock_skew.max(Duration::zero())).unwrap_or(until);
 
     Ok(ValidatedAssertion {
         assertion_id,
@@ -345,12 +300,7 @@ fn read_bearer_confirmation(
             }
         }
     }
-    Err(first_error.unwrap_or_else(|| {
-        reject(
-            Reason::RecipientMismatch,
-            "no bearer SubjectConfirmation",
-        )
-    }))
+    Err(first_error.unwrap_or_else(|| reject(Reason::RecipientMismatch, "no bearer SubjectConfirmation")))
 }
 
 fn check_confirmation(
@@ -359,32 +309,15 @@ fn check_confirmation(
     window: &Window,
 ) -> Result<(Option<String>, DateTime<Utc>), SamlError> {
     let data = child(confirmation, NS_ASSERTION, "SubjectConfirmationData").ok_or_else(|| {
-        reject(
-            Reason::RecipientMismatch,
-            "bearer SubjectConfirmation without SubjectConfirmationData",
-        )
+        reject(Reason::RecipientMismatch, "bearer SubjectConfirmation without SubjectConfirmationData")
     })?;
     match data.attribute("Recipient") {
         Some(r) if r == sp.acs_url => {}
-        Some(r) => {
-            return Err(reject(
-                Reason::RecipientMismatch,
-                format!("Recipient {r:?}"),
-            ))
-        }
-        None => {
-            return Err(reject(
-                Reason::RecipientMismatch,
-                "SubjectConfirmationData without Recipient",
-            ))
-        }
+        Some(r) => return Err(reject(Reason::RecipientMismatch, format!("Recipient {r:?}"))),
+        None => return Err(reject(Reason::RecipientMismatch, "SubjectConfirmationData without Recipient")),
     }
-    let until = time_attr(data, "NotOnOrAfter")?.ok_or_else(|| {
-        reject(
-            Reason::MissingTimeBounds,
-            "SubjectConfirmationData without NotOnOrAfter",
-        )
-    })?;
+    let until = time_attr(data, "NotOnOrAfter")?
+        .ok_or_else(|| reject(Reason::MissingTimeBounds, "SubjectConfirmationData without NotOnOrAfter"))?;
     window.check(time_attr(data, "NotBefore")?, until, "SubjectConfirmationData")?;
     Ok((data.attribute("InResponseTo").map(str::to_string), until))
 }
@@ -403,10 +336,7 @@ fn check_audience(sp: &SpSettings, conditions: Node<'_, '_>) -> Result<(), SamlE
             let seen: Vec<String> = children_named(restriction, NS_ASSERTION, "Audience")
                 .map(|a| text_content(a).trim().to_string())
                 .collect();
-            return Err(reject(
-                Reason::AudienceMismatch,
-                format!("audiences {seen:?}"),
-            ));
+            return Err(reject(Reason::AudienceMismatch, format!("audiences {seen:?}")));
         }
     }
     Ok(())
@@ -443,25 +373,18 @@ fn check_envelope(
 ) -> Result<(), SamlError> {
     if let Some(destination) = response.attribute("Destination") {
         if destination != sp.acs_url {
-            return Err(reject(
-                Reason::DestinationMismatch,
-                format!("Destination {destination:?}"),
-            ));
+            return Err(reject(Reason::DestinationMismatch, format!("Destination {destination:?}")));
         }
     }
     if let Some(issuer) = child(response, NS_ASSERTION, "Issuer") {
         let issuer = text_content(issuer);
         if issuer.trim() != sp.idp.entity_id {
-            return Err(reject(
-                Reason::IssuerMismatch,
-                format!("Response Issuer {:?}", issuer.trim()),
-            ));
+            return Err(reject(Reason::IssuerMismatch, format!("Response Issuer {:?}", issuer.trim())));
         }
     }
-    if let (Some(outer), Some(inner)) = (
-        response.attribute("InResponseTo"),
-        validated.in_response_to.as_deref(),
-    ) {
+    if let (Some(outer), Some(inner)) =
+        (response.attribute("InResponseTo"), validated.in_response_to.as_deref())
+    {
         if outer != inner {
             return Err(reject(
                 Reason::InResponseToMismatch,

@@ -44,10 +44,7 @@ pub(crate) fn escape(value: &str) -> String {
 
 /// Non-recovering parse with DTDs refused (roxmltree never fetches anything).
 pub(crate) fn parse_strict(xml: &str) -> Result<Document<'_>, roxmltree::Error> {
-    let options = ParsingOptions {
-        allow_dtd: false,
-        nodes_limit: NODES_LIMIT,
-    };
+    let options = ParsingOptions { allow_dtd: false, nodes_limit: NODES_LIMIT };
     Document::parse_with_options(xml, options)
 }
 
@@ -73,10 +70,7 @@ pub(crate) fn child<'a, 'i: 'a>(node: Node<'a, 'i>, ns: &'a str, local: &'a str)
 
 /// Concatenation of every text node below `node`, in document order.
 pub(crate) fn text_content(node: Node<'_, '_>) -> String {
-    node.descendants()
-        .filter(|n| n.is_text())
-        .filter_map(|n| n.text())
-        .collect()
+    node.descendants().filter(|n| n.is_text()).filter_map(|n| n.text()).collect()
 }
 
 /// SAML times are xs:dateTime in UTC. Some IdPs omit the `Z`; such values are read as UTC.
@@ -85,9 +79,7 @@ pub(crate) fn parse_time(value: &str) -> Option<DateTime<Utc>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(value) {
         return Some(t.with_timezone(&Utc));
     }
-    NaiveDateTime::parse_from_str(value, "%Y-%m-%dT%H:%M:%S%.f")
-        .ok()
-        .map(|t| t.and_utc())
+    NaiveDateTime::parse_from_str(value, "%Y-%m-%dT%H:%M:%S%.f").ok().map(|t| t.and_utc())
 }
 
 pub(crate) fn format_time(t: DateTime<Utc>) -> String {

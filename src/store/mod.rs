@@ -112,3 +112,20 @@ pub fn is_unique_violation(e: &diesel::result::Error) -> bool {
 pub fn ping(conn: &mut DbConnection) -> QueryResult<()> {
     conn.batch_execute("SELECT 1")
 }
+
+/// Row counts of every table, for tests and operators checking that a refused request wrote
+/// nothing but its audit row.
+pub fn table_counts(conn: &mut DbConnection) -> QueryResult<std::collections::BTreeMap<&'static str, i64>> {
+    use schema::*;
+    let mut m = std::collections::BTreeMap::new();
+    m.insert("users", users::table.count().get_result(conn)?);
+    m.insert("federated_identities", federated_identities::table.count().get_result(conn)?);
+    m.insert("user_roles", user_roles::table.count().get_result(conn)?);
+    m.insert("login_transactions", login_transactions::table.count().get_result(conn)?);
+    m.insert("saml_replay", saml_replay::table.count().get_result(conn)?);
+    m.insert("sessions", sessions::table.count().get_result(conn)?);
+    m.insert("auth_grants", auth_grants::table.count().get_result(conn)?);
+    m.insert("signing_keys", signing_keys::table.count().get_result(conn)?);
+    m.insert("audit_events", audit_events::table.count().get_result(conn)?);
+    Ok(m)
+}

@@ -1,1 +1,10 @@
-#[test] fn t() {}
+//! The one integration test binary: real HTTP on 127.0.0.1:0, real databases, real signatures.
+
+mod support;
+
+mod acs_refusals;
+mod config_cli;
+mod e2e;
+mod migrations;
+mod oidc_refusals;
+mod saml_vendors;

@@ -1,0 +1,167 @@
+//! Whole logins with a real OIDC relying party (the `openidconnect` crate): discovery →
+//! authorize → IdP → ACS → token → ID token verified against JWKS → userinfo.
+
+use crate::both_backends;
+use crate::support::*;
+use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
+use openidconnect::{
+    AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, OAuth2TokenResponse,
+    PkceCodeChallenge, RedirectUrl, Scope, TokenResponse,
+};
+use ssobroker::devidp::SignMode;
+use ssobroker::oidc::keys::BrokerIdToken;
+
+fn rp_http() -> Result<reqwest::Client, reqwest::Error> {
+    // openidconnect asks for a client that does not follow redirects (SSRF hygiene).
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()
+}
+
+/// One full login through the real RP; returns (sub, roles, email).
+async fn rp_login(app: &TestApp, email: &str, groups: &[&str], sign: SignMode) -> Result<(String, Vec<String>, Option<String>), Box<dyn std::error::Error>> {
+    let http = rp_http()?;
+    let meta = CoreProviderMetadata::discover_async(IssuerUrl::new(app.base.clone())?, &http).await?;
+    let client = CoreClient::from_provider_metadata(meta, ClientId::new(CLIENT_ID.into()), Some(ClientSecret::new(CLIENT_SECRET.into())))
+        .set_redirect_uri(RedirectUrl::new(REDIRECT_URI.into())?);
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let (auth_url, csrf, nonce) = client
+        .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
+        .add_scope(Scope::new("email".into()))
+        .add_scope(Scope::new("profile".into()))
+        .set_pkce_challenge(challenge)
+        .url();
+    let at = app.authorize(auth_url.as_str()).await?;
+    let mut spec = app.response(Some(&at.request_id), email, groups);
+    spec.sign = sign;
+    let q = redirect_query(app.post_signed(&spec, Some(&at.relay_state)).await?).await?;
+    assert_eq!(q.get("state").map(String::as_str), Some(csrf.secret().as_str()));
+    assert_eq!(q.get("iss").map(String::as_str), Some(app.base.as_str()));
+    let code = q.get("code").ok_or("no code")?;
+    let tokens = client.exchange_code(AuthorizationCode::new(code.clone()))?.set_pkce_verifier(verifier).request_async(&http).await?;
+    let id_token = tokens.id_token().ok_or("no id_token")?;
+    // Verified by the library against the broker's JWKS, issuer, audience, nonce and expiry.
+    let claims = id_token.claims(&client.id_token_verifier(), &nonce)?;
+    assert_eq!(claims.email().map(|e| e.as_str()), Some(email));
+    assert_eq!(claims.email_verified(), Some(true));
+    assert_eq!(claims.given_name().and_then(|n| n.get(None)).map(|n| n.as_str()), Some("Ada"));
+    assert_eq!(claims.family_name().and_then(|n| n.get(None)).map(|n| n.as_str()), Some("Lovelace"));
+    assert!(claims.auth_time().is_some());
+    // roles/groups are broker claims: read them through the broker's token type, same verifier.
+    let broker: BrokerIdToken = id_token.to_string().parse()?;
+    let broker_claims = broker.claims(&client.id_token_verifier(), &nonce)?;
+    let roles = broker_claims.additional_claims().roles.clone();
+    assert_eq!(broker_claims.additional_claims().groups, groups.iter().map(|g| g.to_string()).collect::<Vec<_>>());
+    let info: openidconnect::core::CoreUserInfoClaims =
+        client.user_info(tokens.access_token().clone(), None)?.request_async(&http).await?;
+    assert_eq!(info.subject().as_str(), claims.subject().as_str());
+    assert_eq!(info.email().map(|e| e.as_str()), Some(email));
+    Ok((claims.subject().to_string(), roles, claims.email().map(|e| e.to_string())))
+}
+
+async fn full_login_and_relogin(backend: Backend) -> TestResult {
+    let mut app = app(backend).start().await?;
+    let (sub, roles, _) = rp_login(&app, "ada@example.com", &["Engineering", "Everyone"], SignMode::Assertion).await?;
+    assert_eq!(roles, vec!["engineer", "user"]);
+    let counts = app.counts()?;
+    assert_eq!(counts["users"], 1);
+    assert_eq!(counts["federated_identities"], 1);
+    assert_eq!(counts["login_transactions"], 0, "the login transaction was consumed");
+
+    // The same person again, from a fresh browser (no SSO): same sub, no second user.
+    app.new_browser()?;
+    let (sub2, _, _) = rp_login(&app, "ada@example.com", &["Engineering", "Everyone"], SignMode::Response).await?;
+    assert_eq!(sub, sub2);
+    assert_eq!(app.counts()?["users"], 1);
+    let kinds: Vec<String> = app.audit()?.into_iter().map(|e| e.kind).collect();
+    assert_eq!(kinds.iter().filter(|k| *k == "user.provisioned").count(), 1);
+    assert_eq!(kinds.iter().filter(|k| *k == "login.succeeded").count(), 2);
+    let provisioned = app.audit()?.into_iter().find(|e| e.kind == "user.provisioned").ok_or("no provisioning row")?;
+    assert_eq!(provisioned.client_id.as_deref(), Some(CLIENT_ID));
+    assert_eq!(provisioned.connection_id.as_deref(), Some(CONNECTION));
+    assert!(provisioned.ip.is_some());
+    Ok(())
+}
+both_backends!(full_login_and_relogin_same_sub, full_login_and_relogin);
+
+async fn both_signed(backend: Backend) -> TestResult {
+    let app = app(backend).start().await?;
+    rp_login(&app, "bob@example.com", &[], SignMode::Both).await?;
+    Ok(())
+}
+both_backends!(response_and_assertion_signed, both_signed);
+
+async fn group_removed_role_removed(backend: Backend) -> TestResult {
+    let mut app = app(backend).start().await?;
+    let (_, roles, _) = rp_login(&app, "ada@example.com", &["Engineering", "IT-Admins"], SignMode::Assertion).await?;
+    assert_eq!(roles, vec!["admin", "engineer", "user"]);
+    app.new_browser()?;
+    let (_, roles, _) = rp_login(&app, "ada@example.com", &["Engineering"], SignMode::Assertion).await?;
+    assert_eq!(roles, vec!["engineer", "user"], "the IdP removed IT-Admins, so admin goes");
+    let revoked: Vec<_> = app.audit()?.into_iter().filter(|e| e.kind == "role.revoked").collect();
+    assert_eq!(revoked.len(), 1);
+    assert!(revoked[0].detail.contains("admin"));
+    Ok(())
+}
+both_backends!(group_removal_revokes_role, group_removed_role_removed);
+
+async fn sso_second_app(backend: Backend) -> TestResult {
+    let app = app(backend).start().await?;
+    let q = app.login_code("ada@example.com", &[]).await?;
+    assert!(q.contains_key("code"));
+    // Same browser, second authorize: the broker session answers without the IdP.
+    let resp = app.browser.get(app.auth_url(&[])).send().await?;
+    let q2 = redirect_query(resp).await?;
+    let code = q2.get("code").ok_or("no SSO code")?;
+    let tok = app.token(code).await?;
+    assert_eq!(tok.status(), 200);
+    // prompt=login forces the IdP again.
+    let resp = app.browser.get(app.auth_url(&[("prompt", "login")])).send().await?;
+    assert_eq!(resp.status(), 302);
+    assert!(resp.headers()["location"].to_str()?.starts_with("https://idp.test/sso?SAMLRequest="));
+    Ok(())
+}
+both_backends!(sso_without_idp_trip, sso_second_app);
+
+async fn public_client_pkce(backend: Backend) -> TestResult {
+    let app = app(backend).start().await?;
+    let http = rp_http()?;
+    let meta = CoreProviderMetadata::discover_async(IssuerUrl::new(app.base.clone())?, &http).await?;
+    let client = CoreClient::from_provider_metadata(meta, ClientId::new(PUBLIC_CLIENT_ID.into()), None)
+        .set_redirect_uri(RedirectUrl::new(REDIRECT_URI.into())?);
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let (auth_url, _, nonce) = client
+        .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
+        .set_pkce_challenge(challenge)
+        .url();
+    let at = app.authorize(auth_url.as_str()).await?;
+    let q = redirect_query(app.post_signed(&app.response(Some(&at.request_id), "eve@example.com", &[]), Some(&at.relay_state)).await?).await?;
+    let tokens = client
+        .exchange_code(AuthorizationCode::new(q["code"].clone()))?
+        .set_pkce_verifier(verifier)
+        .request_async(&http)
+        .await?;
+    let claims = tokens.id_token().ok_or("no id_token")?.claims(&client.id_token_verifier(), &nonce)?;
+    assert_eq!(claims.email().map(|e| e.as_str()), Some("eve@example.com"));
+    Ok(())
+}
+both_backends!(public_client_with_pkce, public_client_pkce);
+
+#[actix_web::test]
+async fn discovery_jwks_and_sp_metadata() -> TestResult {
+    let app = app(Backend::Sqlite).start().await?;
+    let d: serde_json::Value = reqwest::get(format!("{}/.well-known/openid-configuration", app.base)).await?.json().await?;
+    assert_eq!(d["issuer"], app.base.as_str());
+    assert_eq!(d["code_challenge_methods_supported"], serde_json::json!(["S256"]));
+    let jwks: serde_json::Value = reqwest::get(format!("{}/jwks", app.base)).await?.json().await?;
+    assert_eq!(jwks["keys"][0]["alg"], "RS256");
+    assert!(jwks["keys"][0]["kid"].is_string());
+    let resp = reqwest::get(format!("{}/saml/{CONNECTION}/metadata", app.base)).await?;
+    assert_eq!(resp.headers()["content-type"], "application/samlmetadata+xml");
+    let xml = resp.text().await?;
+    assert!(xml.contains(&format!("entityID=\"{}/saml/{CONNECTION}/metadata\"", app.base)));
+    assert!(xml.contains(&format!("Location=\"{}/saml/{CONNECTION}/acs\"", app.base)));
+    let headers = reqwest::get(format!("{}/authorize", app.base)).await?;
+    assert_eq!(headers.status(), 400);
+    assert!(headers.headers()["content-security-policy"].to_str()?.contains("frame-ancestors 'none'"));
+    assert_eq!(headers.headers()["x-content-type-options"], "nosniff");
+    Ok(())
+}

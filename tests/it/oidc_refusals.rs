@@ -1,0 +1,138 @@
+//! OIDC checks from the outside: redirect_uri, PKCE, single-use codes, client authentication,
+//! client access by role. Each refusal writes nothing but its audit row.
+
+use crate::both_backends;
+use crate::support::*;
+
+fn changed_only_audit(before: &std::collections::BTreeMap<&'static str, i64>, after: &std::collections::BTreeMap<&'static str, i64>, audit_rows: i64) {
+    for (t, n) in after {
+        let expected = before[t] + if *t == "audit_events" { audit_rows } else { 0 };
+        assert_eq!(*n, expected, "table {t}");
+    }
+}
+
+async fn authorize_redirect_mismatch(b: Backend) -> TestResult {
+    let app = app(b).start().await?;
+    let before = app.counts()?;
+    let url = app.auth_url(&[]).replace("127.0.0.1%3A9%2Fcallback", "127.0.0.1%3A9%2Fcallback%2Fevil");
+    let resp = app.browser.get(&url).send().await?;
+    assert_eq!(resp.status(), 400, "an unregistered redirect_uri gets an error page");
+    assert!(resp.headers().get("location").is_none(), "never a redirect to an unregistered URI");
+    let unknown = app.browser.get(app.auth_url(&[]).replace("client_id=dashboard", "client_id=nobody")).send().await?;
+    assert_eq!(unknown.status(), 400);
+    changed_only_audit(&before, &app.counts()?, 0);
+    Ok(())
+}
+both_backends!(redirect_uri_must_match_exactly, authorize_redirect_mismatch);
+
+async fn wrong_verifier(b: Backend) -> TestResult {
+    let app = app(b).start().await?;
+    let q = app.login_code("ada@example.com", &[]).await?;
+    let before = app.counts()?;
+    let resp = reqwest::Client::new()
+        .post(format!("{}/token", app.base))
+        .basic_auth(CLIENT_ID, Some(CLIENT_SECRET))
+        .form(&[("grant_type", "authorization_code"), ("code", &q["code"]), ("redirect_uri", REDIRECT_URI), ("code_verifier", "x".repeat(43).as_str())])
+        .send()
+        .await?;
+    assert_eq!(resp.status(), 400);
+    let body: serde_json::Value = resp.json().await?;
+    assert_eq!(body["error"], "invalid_grant");
+    changed_only_audit(&before, &app.counts()?, 1);
+    assert_eq!(app.audit()?.pop().ok_or("no audit")?.kind, "token.failed");
+    Ok(())
+}
+both_backends!(wrong_pkce_verifier_refused, wrong_verifier);
+
+async fn reused_code(b: Backend) -> TestResult {
+    let app = app(b).start().await?;
+    let q = app.login_code("ada@example.com", &[]).await?;
+    let first = app.token(&q["code"]).await?;
+    assert_eq!(first.status(), 200);
+    assert_eq!(first.headers()["cache-control"], "no-store");
+    let tokens: serde_json::Value = first.json().await?;
+    let access = tokens["access_token"].as_str().ok_or("no access token")?.to_string();
+    let userinfo = |t: String| {
+        let base = app.base.clone();
+        async move { reqwest::Client::new().get(format!("{base}/userinfo")).bearer_auth(t).send().await }
+    };
+    assert_eq!(userinfo(access.clone()).await?.status(), 200);
+    let second = app.token(&q["code"]).await?;
+    assert_eq!(second.status(), 400);
+    assert_eq!(second.json::<serde_json::Value>().await?["error"], "invalid_grant");
+    // The reuse revoked what the code had issued.
+    let after = userinfo(access).await?;
+    assert_eq!(after.status(), 401);
+    assert!(after.headers()["www-authenticate"].to_str()?.contains("invalid_token"));
+    Ok(())
+}
+both_backends!(reused_code_revokes_tokens, reused_code);
+
+async fn token_checks(b: Backend) -> TestResult {
+    let app = app(b).start().await?;
+    let q = app.login_code("ada@example.com", &[]).await?;
+    let code = q["code"].as_str();
+    let http = reqwest::Client::new();
+    let token_url = format!("{}/token", app.base);
+    // Wrong secret.
+    let r = http.post(&token_url).basic_auth(CLIENT_ID, Some("wrong-secret-wrong-secret")).form(&[("grant_type", "authorization_code"), ("code", code), ("redirect_uri", REDIRECT_URI), ("code_verifier", VERIFIER)]).send().await?;
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.json::<serde_json::Value>().await?["error"], "invalid_client");
+    // Another redirect_uri than the one the code was issued for.
+    let r = http.post(&token_url).basic_auth(CLIENT_ID, Some(CLIENT_SECRET)).form(&[("grant_type", "authorization_code"), ("code", code), ("redirect_uri", "http://127.0.0.1:9/other"), ("code_verifier", VERIFIER)]).send().await?;
+    assert_eq!(r.json::<serde_json::Value>().await?["error"], "invalid_grant");
+    // Another client (the public one) presenting this client's code.
+    let r = http.post(&token_url).form(&[("grant_type", "authorization_code"), ("code", code), ("redirect_uri", REDIRECT_URI), ("code_verifier", VERIFIER), ("client_id", PUBLIC_CLIENT_ID)]).send().await?;
+    assert_eq!(r.json::<serde_json::Value>().await?["error"], "invalid_grant");
+    // After all that the code still works for its owner (failed attempts do not burn it)...
+    let before = app.counts()?;
+    app.clock.advance(chrono::Duration::minutes(2));
+    // ...but not once it has expired.
+    let r = app.token(code).await?;
+    assert_eq!(r.json::<serde_json::Value>().await?["error"], "invalid_grant");
+    changed_only_audit(&before, &app.counts()?, 1);
+    Ok(())
+}
+both_backends!(token_endpoint_checks, token_checks);
+
+async fn access_denied_by_role(b: Backend) -> TestResult {
+    let app = app(b)
+        .with_config(|c| c.clients[0].allowed_roles = vec!["admin".into()])
+        .start()
+        .await?;
+    let q = app.login_code("ada@example.com", &["Engineering"]).await?;
+    assert_eq!(q.get("error").map(String::as_str), Some("access_denied"));
+    assert_eq!(q.get("state").map(String::as_str), Some("st-1"));
+    assert!(!q.contains_key("code"));
+    assert_eq!(app.counts()?["auth_grants"], 0);
+    assert!(app.audit()?.iter().any(|e| e.kind == "client_access_denied" && e.client_id.as_deref() == Some(CLIENT_ID)));
+    // An admin gets in.
+    let mut app = app;
+    app.new_browser()?;
+    let q = app.login_code("root@example.com", &["IT-Admins"]).await?;
+    assert!(q.contains_key("code"));
+    Ok(())
+}
+both_backends!(client_allowed_roles_enforced, access_denied_by_role);
+
+#[actix_web::test]
+async fn authorize_request_errors_redirect_to_client() -> TestResult {
+    let app = app(Backend::Sqlite).start().await?;
+    // Public client without PKCE.
+    let url = format!("{}/authorize?response_type=code&client_id={PUBLIC_CLIENT_ID}&redirect_uri={}&scope=openid&state=s", app.base, urlencode(REDIRECT_URI));
+    let q = redirect_query(app.browser.get(&url).send().await?).await?;
+    assert_eq!(q["error"], "invalid_request");
+    assert_eq!(q["state"], "s");
+    // plain PKCE refused.
+    let url = app.auth_url(&[]).replace("code_challenge_method=S256", "code_challenge_method=plain");
+    let q = redirect_query(app.browser.get(&url).send().await?).await?;
+    assert_eq!(q["error"], "invalid_request");
+    // prompt=none without a session.
+    let q = redirect_query(app.browser.get(app.auth_url(&[("prompt", "none")])).send().await?).await?;
+    assert_eq!(q["error"], "login_required");
+    Ok(())
+}
+
+fn urlencode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}

@@ -1,0 +1,329 @@
+//! Test harness: a real broker on 127.0.0.1:0 with a fresh database (SQLite file or a new
+//! PostgreSQL database), a per-test development IdP key, a cookie-keeping "browser", and a
+//! pinned clock.
+
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use ssobroker::clock::FixedClock;
+use ssobroker::config::{self, Config, FileClient, FileConfig, FileConnection};
+use ssobroker::devidp::{DevIdp, ResponseSpec};
+use ssobroker::provisioning::{AttributeOverrides, ProvisioningMode, Vendor};
+use ssobroker::store::{self, DbPool};
+use ssobroker::web::AppState;
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::sync::Arc;
+
+pub type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub const CLIENT_ID: &str = "dashboard";
+pub const CLIENT_SECRET: &str = "dashboard-secret-0123456789";
+pub const PUBLIC_CLIENT_ID: &str = "spa";
+pub const REDIRECT_URI: &str = "http://127.0.0.1:9/callback";
+pub const CONNECTION: &str = "okta";
+
+/// Runs the body once per backend; the PostgreSQL variant needs `TEST_DATABASE_URL`.
+#[macro_export]
+macro_rules! both_backends {
+    ($name:ident, $body:path) => {
+        mod $name {
+            use super::*;
+            #[actix_web::test]
+            async fn sqlite() -> $crate::support::TestResult {
+                $body($crate::support::Backend::Sqlite).await
+            }
+            #[actix_web::test]
+            async fn postgres() -> $crate::support::TestResult {
+                if std::env::var("TEST_DATABASE_URL").is_err() {
+                    eprintln!("TEST_DATABASE_URL not set: PostgreSQL variant skipped");
+                    return Ok(());
+                }
+                $body($crate::support::Backend::Postgres).await
+            }
+        }
+    };
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub idp: DevIdp,
+    pub clock: FixedClock,
+    pub pool: DbPool,
+    pub cfg: Arc<Config>,
+    pub browser: reqwest::Client,
+    server: actix_web::dev::ServerHandle,
+    _dir: tempfile::TempDir,
+}
+
+pub struct Builder {
+    backend: Backend,
+    tweak: Vec<Box<dyn FnOnce(&mut FileConfig)>>,
+    now: DateTime<Utc>,
+}
+
+impl Builder {
+    pub fn with_config(mut self, f: impl FnOnce(&mut FileConfig) + 'static) -> Self {
+        self.tweak.push(Box::new(f));
+        self
+    }
+
+    pub fn at(mut self, now: DateTime<Utc>) -> Self {
+        self.now = now;
+        self
+    }
+
+    pub async fn start(self) -> Result<TestApp, Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let base = format!("http://{}", listener.local_addr()?);
+        let idp = DevIdp::generate("https://idp.test/metadata", "https://idp.test/sso")?;
+        let metadata = dir.path().join("idp.xml");
+        std::fs::write(&metadata, idp.metadata_xml())?;
+        let database_url = match self.backend {
+            Backend::Sqlite => format!("sqlite://{}", dir.path().join("broker.db").display()),
+            Backend::Postgres => fresh_postgres_database()?,
+        };
+        let mut file = FileConfig {
+            issuer: base.clone(),
+            listen: "127.0.0.1:0".into(),
+            database_url,
+            connections: vec![FileConnection {
+                id: CONNECTION.into(),
+                display_name: Some("Okta".into()),
+                vendor: Vendor::Okta,
+                metadata_file: metadata,
+                sp_entity_id: None,
+                domains: vec!["example.com".into()],
+                default_roles: vec!["user".into()],
+                role_mapping: [
+                    ("Engineering".to_string(), vec!["engineer".to_string()]),
+                    ("IT-Admins".to_string(), vec!["admin".to_string()]),
+                ]
+                .into_iter()
+                .collect(),
+                update_on_login: true,
+                provisioning: ProvisioningMode::Jit,
+                allow_idp_initiated: false,
+                allow_sha1: false,
+                attributes: AttributeOverrides::default(),
+            }],
+            clients: vec![
+                FileClient {
+                    client_id: CLIENT_ID.into(),
+                    client_secret: Some(CLIENT_SECRET.into()),
+                    client_secret_hash: None,
+                    redirect_uris: vec![REDIRECT_URI.into()],
+                    post_logout_redirect_uris: vec![],
+                    allowed_roles: vec![],
+                },
+                FileClient {
+                    client_id: PUBLIC_CLIENT_ID.into(),
+                    client_secret: None,
+                    client_secret_hash: None,
+                    redirect_uris: vec![REDIRECT_URI.into()],
+                    post_logout_redirect_uris: vec![],
+                    allowed_roles: vec![],
+                },
+            ],
+            ..FileConfig::default()
+        };
+        for t in self.tweak {
+            t(&mut file);
+        }
+        let cfg = config::validate(file, "test.toml", dir.path())?;
+        let pool = store::connect(&cfg.database, 4)?;
+        let clock = FixedClock::at(self.now);
+        let state = AppState::new(cfg, pool.clone(), Arc::new(clock.clone()), None)?;
+        let cfg = state.cfg.clone();
+        let server = ssobroker::web::serve(state, listener, 2)?;
+        let handle = server.handle();
+        actix_web::rt::spawn(server);
+        let browser = reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        Ok(TestApp { base, idp, clock, pool, cfg, browser, server: handle, _dir: dir })
+    }
+}
+
+/// A new, empty database on the test server for each test.
+fn fresh_postgres_database() -> Result<String, Box<dyn std::error::Error>> {
+    use diesel::{Connection, RunQueryDsl};
+    let admin_url = std::env::var("TEST_DATABASE_URL")?;
+    let mut admin = diesel::PgConnection::establish(&admin_url)?;
+    let name = format!("ssobroker_test_{}", uuid::Uuid::new_v4().simple());
+    diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut admin)?;
+    let mut url = url::Url::parse(&admin_url)?;
+    url.set_path(&format!("/{name}"));
+    Ok(url.to_string())
+}
+
+pub fn app(backend: Backend) -> Builder {
+    Builder { backend, tweak: Vec::new(), now: Utc::now() }
+}
+
+/// What the IdP saw: the AuthnRequest ID and the RelayState to echo.
+#[derive(Debug, Clone)]
+pub struct AtIdp {
+    pub request_id: String,
+    pub relay_state: String,
+}
+
+impl TestApp {
+    pub fn connection(&self) -> &ssobroker::config::Connection {
+        &self.cfg.connections[0]
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        use ssobroker::clock::Clock;
+        self.clock.now()
+    }
+
+    /// A valid response for `request_id` about `email`, with the usual Okta attributes.
+    pub fn response(&self, request_id: Option<&str>, email: &str, groups: &[&str]) -> ResponseSpec {
+        let sp = &self.connection().sp;
+        ResponseSpec::new(&self.idp, &sp.entity_id, &sp.acs_url, request_id, email, self.now())
+            .with_attribute("email", &[email])
+            .with_attribute("firstName", &["Ada"])
+            .with_attribute("lastName", &["Lovelace"])
+            .with_attribute("groups", groups)
+    }
+
+    /// Follows /authorize to the IdP and reads the AuthnRequest the broker sent.
+    pub async fn authorize(&self, auth_url: &str) -> Result<AtIdp, Box<dyn std::error::Error>> {
+        let resp = self.browser.get(auth_url).send().await?;
+        if resp.status() != 302 {
+            return Err(format!("authorize answered {}: {}", resp.status(), resp.text().await?).into());
+        }
+        let location = resp.headers().get("location").ok_or("no Location")?.to_str()?.to_string();
+        let url = url::Url::parse(&location)?;
+        let q: BTreeMap<String, String> = url.query_pairs().into_owned().collect();
+        let parsed = ssobroker::devidp::parse_authn_request(q.get("SAMLRequest").ok_or("no SAMLRequest")?)?;
+        Ok(AtIdp { request_id: parsed.id, relay_state: q.get("RelayState").ok_or("no RelayState")?.clone() })
+    }
+
+    /// Posts a SAMLResponse to the ACS like the IdP's auto-submitting form would.
+    pub async fn post_acs(&self, saml_response_b64: &str, relay_state: Option<&str>) -> Result<reqwest::Response, reqwest::Error> {
+        let mut form = vec![("SAMLResponse", saml_response_b64)];
+        if let Some(r) = relay_state {
+            form.push(("RelayState", r));
+        }
+        self.browser.post(format!("{}/saml/{CONNECTION}/acs", self.base)).form(&form).send().await
+    }
+
+    pub async fn post_signed(&self, spec: &ResponseSpec, relay_state: Option<&str>) -> Result<reqwest::Response, Box<dyn std::error::Error>> {
+        let b64 = self.idp.sign_response_b64(spec)?;
+        Ok(self.post_acs(&b64, relay_state).await?)
+    }
+
+    pub fn counts(&self) -> Result<BTreeMap<&'static str, i64>, Box<dyn std::error::Error>> {
+        let mut c = self.pool.get()?;
+        Ok(store::table_counts(&mut c)?)
+    }
+
+    pub fn audit(&self) -> Result<Vec<store::audit::AuditEvent>, Box<dyn std::error::Error>> {
+        let mut c = self.pool.get()?;
+        Ok(store::audit::all(&mut c)?)
+    }
+
+    /// A simple authorize URL for the confidential client (PKCE S256 with a fixed verifier).
+    pub fn auth_url(&self, extra: &[(&str, &str)]) -> String {
+        let mut url = url::Url::parse(&format!("{}/authorize", self.base)).unwrap_or_else(|_| unreachable!());
+        url.query_pairs_mut()
+            .append_pair("response_type", "code")
+            .append_pair("client_id", CLIENT_ID)
+            .append_pair("redirect_uri", REDIRECT_URI)
+            .append_pair("scope", "openid email profile")
+            .append_pair("state", "st-1")
+            .append_pair("nonce", "n-1")
+            .append_pair("code_challenge", &pkce_challenge(VERIFIER))
+            .append_pair("code_challenge_method", "S256");
+        for (k, v) in extra {
+            url.query_pairs_mut().append_pair(k, v);
+        }
+        url.to_string()
+    }
+
+    /// A whole login up to the code: authorize → IdP → ACS; returns the redirect's query.
+    pub async fn login_code(&self, email: &str, groups: &[&str]) -> Result<BTreeMap<String, String>, Box<dyn std::error::Error>> {
+        let at = self.authorize(&self.auth_url(&[])).await?;
+        let resp = self.post_signed(&self.response(Some(&at.request_id), email, groups), Some(&at.relay_state)).await?;
+        redirect_query(resp).await
+    }
+
+    /// Exchanges a code at /token with client_secret_basic and the fixed verifier.
+    pub async fn token(&self, code: &str) -> Result<reqwest::Response, reqwest::Error> {
+        reqwest::Client::new()
+            .post(format!("{}/token", self.base))
+            .basic_auth(CLIENT_ID, Some(CLIENT_SECRET))
+            .form(&[("grant_type", "authorization_code"), ("code", code), ("redirect_uri", REDIRECT_URI), ("code_verifier", VERIFIER)])
+            .send()
+            .await
+    }
+
+    /// A new browser without the broker session cookie (another person, or a private window).
+    pub fn new_browser(&mut self) -> Result<(), reqwest::Error> {
+        self.browser = reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build()?;
+        Ok(())
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        // Stop the workers so a long test run does not pile up servers.
+        drop(self.server.stop(false));
+    }
+}
+
+pub const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+
+pub fn pkce_challenge(verifier: &str) -> String {
+    use sha2::Digest;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()))
+}
+
+/// Reads a 302 to the app and returns its query parameters.
+pub async fn redirect_query(resp: reqwest::Response) -> Result<BTreeMap<String, String>, Box<dyn std::error::Error>> {
+    if resp.status() != 302 {
+        return Err(format!("expected a redirect, got {}: {}", resp.status(), resp.text().await?).into());
+    }
+    let location = resp.headers().get("location").ok_or("no Location")?.to_str()?.to_string();
+    if !location.starts_with(REDIRECT_URI) {
+        return Err(format!("redirect to unexpected place: {location}").into());
+    }
+    Ok(url::Url::parse(&location)?.query_pairs().into_owned().collect())
+}
+
+/// Asserts a refused ACS post: generic 403 page, one new `login.failed` audit row with the
+/// reason, and no other table changed.
+pub async fn assert_refused(
+    app: &TestApp,
+    resp: reqwest::Response,
+    before: &BTreeMap<&'static str, i64>,
+    reason: &str,
+) -> TestResult {
+    let status = resp.status();
+    let set_cookie = resp.headers().get("set-cookie").is_some();
+    let body = resp.text().await?;
+    assert_eq!(status, 403, "expected refusal ({reason}), got {status}: {body}");
+    assert!(!set_cookie, "a refused login must not set a session cookie");
+    assert!(body.contains("Support reference"), "error page carries a reference id");
+    assert!(!body.contains("Signature") && !body.contains("saml"), "no internal or SAML text on the page");
+    let after = app.counts()?;
+    for (table, n) in &after {
+        let expected = before[table] + i64::from(*table == "audit_events");
+        assert_eq!(*n, expected, "table {table} changed on a refused login ({reason})");
+    }
+    let last = app.audit()?.pop().ok_or("no audit row")?;
+    assert_eq!(last.kind, "login.failed");
+    assert_eq!(last.reason.as_deref(), Some(reason), "audit reason");
+    assert_eq!(last.connection_id.as_deref(), Some(CONNECTION));
+    assert!(last.ip.is_some());
+    Ok(())
+}

@@ -68,20 +68,20 @@ pub fn audit_row(
 }
 
 /// Starts an SP-initiated login: stores the pending authorize request under a fresh RelayState
-/// handle and returns the IdP redirect URL.
+/// handle and returns how to send the browser to the IdP.
 pub fn start_login(
     conn: &mut DbConnection,
     cfg: &Config,
     connection: &Connection,
     req: &ValidAuthorize,
     now: DateTime<Utc>,
-) -> Result<String, FlowError> {
+) -> Result<crate::saml::AuthnStart, FlowError> {
     // The browser carries only this opaque handle; the database keeps its hash.
     let relay = random_token(32);
-    let redirect = crate::saml::authn_request_redirect(&connection.sp, &relay, now)?;
+    let start = crate::saml::authn_request(&connection.sp, &relay, now)?;
     let txn = LoginTransaction {
         id: token_hash(&relay),
-        request_id: redirect.request_id.clone(),
+        request_id: start.request_id().to_string(),
         connection_id: connection.id.clone(),
         client_id: req.client_id.clone(),
         redirect_uri: req.redirect_uri.clone(),
@@ -93,7 +93,7 @@ pub fn start_login(
         expires_at: (now + cfg.login_timeout).timestamp(),
     };
     store::logins::insert(conn, &txn)?;
-    Ok(redirect.url)
+    Ok(start)
 }
 
 /// Records a refused login (its own small transaction: the refused work was rolled back).

@@ -13,7 +13,7 @@ pub(crate) mod xml;
 mod tests;
 
 pub use metadata::{parse_idp_metadata, sp_metadata_xml};
-pub use request::authn_request_redirect;
+pub use request::{authn_request, authn_request_redirect};
 pub(crate) use validate::xmlsec_lock;
 pub use validate::{validate_post_response, validate_response_xml};
 
@@ -55,6 +55,28 @@ pub struct AuthnRedirect {
     pub request_id: String,
     /// The full URL to redirect the browser to (SAMLRequest + RelayState).
     pub url: String,
+}
+
+/// How the browser is sent to the IdP with the AuthnRequest.
+#[derive(Debug, Clone)]
+pub enum AuthnStart {
+    Redirect(AuthnRedirect),
+    /// An auto-submitting form posting `SAMLRequest` and `RelayState` to `url`.
+    Post {
+        request_id: String,
+        url: String,
+        saml_request: String,
+        relay_state: String,
+    },
+}
+
+impl AuthnStart {
+    pub fn request_id(&self) -> &str {
+        match self {
+            AuthnStart::Redirect(r) => &r.request_id,
+            AuthnStart::Post { request_id, .. } => request_id,
+        }
+    }
 }
 
 /// What a fully validated response asserts about the user. Every field was covered by a

@@ -10,7 +10,33 @@ use flate2::Compression;
 use super::xml::{
     escape, format_time, random_id, BINDING_POST, NAMEID_UNSPECIFIED, NS_ASSERTION, NS_PROTOCOL,
 };
-use super::{AuthnRedirect, SamlError, SpSettings};
+use super::{AuthnRedirect, AuthnStart, SamlError, SpSettings, SsoBinding};
+
+/// Builds the AuthnRequest for the binding the IdP's metadata offers: HTTP-Redirect when it has
+/// one, else HTTP-POST (Google Workspace, OneLogin and JumpCloud metadata list only POST).
+pub fn authn_request(
+    sp: &SpSettings,
+    relay_state: &str,
+    now: DateTime<Utc>,
+) -> Result<AuthnStart, SamlError> {
+    match sp.idp.sso_binding {
+        SsoBinding::Redirect => authn_request_redirect(sp, relay_state, now).map(AuthnStart::Redirect),
+        SsoBinding::Post => {
+            let request_id = random_id();
+            let xml = authn_request_xml(sp, &request_id, now);
+            url::Url::parse(&sp.idp.sso_url).map_err(|e| {
+                SamlError::Metadata(format!("IdP SSO URL {:?} is invalid: {e}", sp.idp.sso_url))
+            })?;
+            Ok(AuthnStart::Post {
+                request_id,
+                url: sp.idp.sso_url.clone(),
+                // The POST binding carries the XML base64-encoded, not deflated.
+                saml_request: base64::engine::general_purpose::STANDARD.encode(xml),
+                relay_state: relay_state.to_string(),
+            })
+        }
+    }
+}
 
 /// Builds an AuthnRequest with a fresh 128-bit ID and encodes it for HTTP-Redirect.
 ///

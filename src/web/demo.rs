@@ -1,7 +1,7 @@
 //! Demo-only routes: the development IdP (a form that signs a SAML response) and a sample app
 //! registered as an OIDC client. Mounted only when the state carries a `DemoState`.
 
-use super::oidc_routes::found;
+use super::oidc_routes::{found, AutoPost, Field};
 use super::{AppState, WebError};
 use crate::devidp::{parse_authn_request, DevIdp, ResponseSpec};
 use crate::oidc::{random_token, Secret};
@@ -73,19 +73,6 @@ struct IdpSubmit {
     given_name: String,
     family_name: String,
     groups: String,
-}
-
-#[derive(Serialize)]
-struct AutoPost {
-    action: String,
-    fields: Vec<Field>,
-    dev_banner: bool,
-}
-
-#[derive(Serialize)]
-struct Field {
-    name: &'static str,
-    value: String,
 }
 
 async fn idp_submit_handler(

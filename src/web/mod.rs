@@ -168,7 +168,7 @@ pub fn serve(
 }
 
 async fn healthz_handler(state: web::Data<AppState>) -> Result<HttpResponse, WebError> {
-    state.db(|c| store::ping(c)).await?;
+    state.db(store::ping).await?;
     Ok(HttpResponse::Ok().content_type("text/plain").body("ok"))
 }
 

@@ -3,6 +3,7 @@
 use super::{request_meta, AppState, WebError};
 use crate::flow::{self, Route};
 use crate::oidc::{self, AuthorizeError, AuthorizeParams, TokenParams};
+use crate::saml::AuthnStart;
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -64,6 +65,20 @@ async fn authorize_post_handler(
     f: web::Form<AuthorizeParams>,
 ) -> Result<HttpResponse, WebError> {
     authorize(state, req, f.into_inner()).await
+}
+
+/// An auto-submitting form (SAML HTTP-POST binding).
+#[derive(Serialize)]
+pub struct AutoPost {
+    pub action: String,
+    pub fields: Vec<Field>,
+    pub dev_banner: bool,
+}
+
+#[derive(Serialize)]
+pub struct Field {
+    pub name: &'static str,
+    pub value: String,
 }
 
 #[derive(Serialize)]
@@ -129,13 +144,26 @@ async fn authorize(
         Route::Connection(connection) => {
             let id = connection.id.clone();
             let st = state.clone();
-            let url = state
+            let start = state
                 .db(move |c| {
-                    let connection = st.cfg.connection(&id).ok_or_else(|| WebError::NotFound)?;
+                    let connection = st.cfg.connection(&id).ok_or(WebError::NotFound)?;
                     flow::start_login(c, &st.cfg, connection, &valid, now).map_err(WebError::from)
                 })
                 .await?;
-            Ok(found(&url))
+            match start {
+                AuthnStart::Redirect(r) => Ok(found(&r.url)),
+                AuthnStart::Post { url, saml_request, relay_state, .. } => state.views.page(
+                    "autopost",
+                    &AutoPost {
+                        action: url,
+                        fields: vec![
+                            Field { name: "SAMLRequest", value: saml_request },
+                            Field { name: "RelayState", value: relay_state },
+                        ],
+                        dev_banner: false,
+                    },
+                ),
+            }
         }
         Route::Picker { unknown_domain } => {
             // Links and the discovery form re-enter /authorize with the same request.

@@ -165,3 +165,29 @@ async fn discovery_jwks_and_sp_metadata() -> TestResult {
     assert_eq!(headers.headers()["x-content-type-options"], "nosniff");
     Ok(())
 }
+
+async fn post_binding_idp(backend: Backend) -> TestResult {
+    // Google Workspace, OneLogin and JumpCloud metadata list only an HTTP-POST sign-on service.
+    let app = app(backend)
+        .with_metadata(|xml| xml.replace("urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect", "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST"))
+        .start()
+        .await?;
+    let resp = app.browser.get(app.auth_url(&[])).send().await?;
+    assert_eq!(resp.status(), 200, "an auto-submitting form, not a redirect");
+    let page = resp.text().await?;
+    assert!(page.contains("action=\"https://idp.test/sso\""), "{page}");
+    let field = |name: &str| -> Option<String> {
+        let start = page.find(&format!("name=\"{name}\" value=\""))? + name.len() + 15;
+        let end = page[start..].find('"')? + start;
+        Some(page[start..end].replace("&#x3D;", "=").replace("&#x2F;", "/"))
+    };
+    let request = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, field("SAMLRequest").ok_or("no SAMLRequest")?)?;
+    let request = String::from_utf8(request)?;
+    let id_start = request.find(" ID=\"").ok_or("no ID")? + 5;
+    let request_id = &request[id_start..id_start + request[id_start..].find('"').ok_or("bad ID")?];
+    let relay = field("RelayState").ok_or("no RelayState")?;
+    let q = redirect_query(app.post_signed(&app.response(Some(request_id), "gw@example.com", &[]), Some(&relay)).await?).await?;
+    assert!(q.contains_key("code"));
+    Ok(())
+}
+both_backends!(idp_with_post_binding_only, post_binding_idp);

@@ -61,9 +61,12 @@ pub struct TestApp {
     _dir: tempfile::TempDir,
 }
 
+type ConfigTweak = Box<dyn FnOnce(&mut FileConfig)>;
+
 pub struct Builder {
     backend: Backend,
-    tweak: Vec<Box<dyn FnOnce(&mut FileConfig)>>,
+    tweak: Vec<ConfigTweak>,
+    metadata_edit: Option<fn(String) -> String>,
     now: DateTime<Utc>,
 }
 
@@ -73,6 +76,15 @@ impl Builder {
         self
     }
 
+    /// Rewrites the IdP metadata file before the broker reads it.
+    #[allow(dead_code)]
+    pub fn with_metadata(mut self, f: fn(String) -> String) -> Self {
+        self.metadata_edit = Some(f);
+        self
+    }
+
+    /// Pins the broker's clock (default: now).
+    #[allow(dead_code)]
     pub fn at(mut self, now: DateTime<Utc>) -> Self {
         self.now = now;
         self
@@ -84,7 +96,8 @@ impl Builder {
         let base = format!("http://{}", listener.local_addr()?);
         let idp = DevIdp::generate("https://idp.test/metadata", "https://idp.test/sso")?;
         let metadata = dir.path().join("idp.xml");
-        std::fs::write(&metadata, idp.metadata_xml())?;
+        let xml = idp.metadata_xml();
+        std::fs::write(&metadata, self.metadata_edit.map(|f| f(xml.clone())).unwrap_or(xml))?;
         let database_url = match self.backend {
             Backend::Sqlite => format!("sqlite://{}", dir.path().join("broker.db").display()),
             Backend::Postgres => fresh_postgres_database()?,
@@ -165,7 +178,7 @@ fn fresh_postgres_database() -> Result<String, Box<dyn std::error::Error>> {
 }
 
 pub fn app(backend: Backend) -> Builder {
-    Builder { backend, tweak: Vec::new(), now: Utc::now() }
+    Builder { backend, tweak: Vec::new(), metadata_edit: None, now: Utc::now() }
 }
 
 /// What the IdP saw: the AuthnRequest ID and the RelayState to echo.

@@ -60,6 +60,17 @@ fn run(cfg: Config, demo: Option<DemoState>) -> anyhow::Result<()> {
     Ok(())
 }
 
+pub fn hash_secret() -> anyhow::Result<()> {
+    let mut secret = String::new();
+    std::io::stdin().read_line(&mut secret).context("read secret from stdin")?;
+    let secret = secret.trim_end_matches(['\r', '\n']);
+    if secret.len() < 16 {
+        anyhow::bail!("a client secret must be at least 16 characters");
+    }
+    println!("{}", crate::oidc::hash_client_secret(secret)?);
+    Ok(())
+}
+
 pub fn healthcheck(url: &str) -> anyhow::Result<()> {
     let parsed = url::Url::parse(url).context("--url")?;
     let host = parsed.host_str().context("--url has no host")?;

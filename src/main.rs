@@ -32,6 +32,8 @@ enum Command {
         #[arg(long, default_value = "http://127.0.0.1:8080", env = "SSOBROKER_HEALTHCHECK_URL")]
         url: String,
     },
+    /// Read a client secret from stdin and print its argon2 hash for `client_secret_hash`.
+    HashSecret,
     /// Run the broker with a development IdP and a sample app on SQLite, to see a whole login.
     Demo {
         #[arg(long, default_value = "127.0.0.1:8080")]
@@ -50,6 +52,7 @@ fn main() -> anyhow::Result<()> {
         Command::CheckConfig { config } => ssobroker::cli::check_config(&config),
         Command::Migrate { config } => ssobroker::cli::migrate(&config),
         Command::Healthcheck { url } => ssobroker::cli::healthcheck(&url),
+        Command::HashSecret => ssobroker::cli::hash_secret(),
         Command::Demo { listen, data_dir } => ssobroker::cli::demo(&listen, &data_dir),
     }
 }

@@ -98,19 +98,25 @@ pub fn preset(vendor: Vendor) -> AttributeNames {
                 "urn:oid:2.5.4.4".into(),
                 format!("{MS}surname"),
             ],
-            display_name: v(&[
-                "displayName",
-                "name",
-                "cn",
-                "urn:oid:2.16.840.1.113730.3.1.241",
-                "urn:oid:2.5.4.3",
-            ]),
+            // The WS-Fed `name` claim comes last: ADFS and Entra put the UPN there.
+            display_name: vec![
+                "displayName".into(),
+                "name".into(),
+                "cn".into(),
+                "urn:oid:2.16.840.1.113730.3.1.241".into(),
+                "urn:oid:2.5.4.3".into(),
+                MS_DISPLAY.into(),
+                format!("{MS}name"),
+            ],
+            // Keycloak's default mapper sends realm roles as repeated `Role` attributes.
             groups: vec![
                 "groups".into(),
                 "memberOf".into(),
                 "isMemberOf".into(),
                 "urn:oid:1.3.6.1.4.1.5923.1.5.1.1".into(),
                 MS_GROUPS.into(),
+                "Role".into(),
+                "roles".into(),
             ],
         },
     }

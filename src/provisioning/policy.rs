@@ -155,13 +155,11 @@ pub fn map_profile(names: &AttributeNames, up: &Upstream) -> Profile {
         .or_else(|| looks_like_email(&up.subject).then(|| up.subject.clone()))
         .map(|e| e.trim().to_lowercase());
     let mut groups: Vec<String> = Vec::new();
-    if let Some(attr) = find(&names.groups, up) {
-        for v in &attr.values {
-            // Some IdPs join several groups into one comma-separated value.
-            for g in v.split(',').map(str::trim).filter(|g| !g.is_empty()) {
-                if !groups.iter().any(|x| x == g) {
-                    groups.push(g.to_string());
-                }
+    for v in values(&names.groups, up) {
+        // Some IdPs join several groups into one comma-separated value.
+        for g in v.split(',').map(str::trim).filter(|g| !g.is_empty()) {
+            if !groups.iter().any(|x| x == g) {
+                groups.push(g.to_string());
             }
         }
     }
@@ -174,18 +172,33 @@ pub fn map_profile(names: &AttributeNames, up: &Upstream) -> Profile {
     }
 }
 
-fn find<'a>(candidates: &[String], up: &'a Upstream) -> Option<&'a UpstreamAttribute> {
-    candidates.iter().find_map(|c| {
+/// Every value of the first candidate name present. Exact Name/FriendlyName first, then
+/// ASCII case-insensitive (IdPs differ on `Name` vs `name`). Values of repeated attributes with
+/// the same name are merged (Keycloak sends one `Role` attribute per role).
+fn values<'a>(candidates: &[String], up: &'a Upstream) -> Vec<&'a str> {
+    let pick = |matches: &dyn Fn(&str) -> bool| -> Vec<&'a str> {
         up.attributes
             .iter()
-            .find(|a| (&a.name == c || a.friendly_name.as_deref() == Some(c)) && !a.values.is_empty())
-    })
+            .filter(|a| matches(&a.name) || a.friendly_name.as_deref().is_some_and(matches))
+            .flat_map(|a| a.values.iter().map(|v| v.trim()))
+            .filter(|v| !v.is_empty())
+            .collect()
+    };
+    for c in candidates {
+        let exact = pick(&|n: &str| n == c);
+        if !exact.is_empty() {
+            return exact;
+        }
+        let folded = pick(&|n: &str| n.eq_ignore_ascii_case(c));
+        if !folded.is_empty() {
+            return folded;
+        }
+    }
+    Vec::new()
 }
 
 fn first_value(candidates: &[String], up: &Upstream) -> Option<String> {
-    find(candidates, up)
-        .and_then(|a| a.values.iter().map(|v| v.trim()).find(|v| !v.is_empty()))
-        .map(str::to_string)
+    values(candidates, up).first().map(|v| v.to_string())
 }
 
 fn looks_like_email(s: &str) -> bool {
@@ -359,6 +372,16 @@ mod tests {
         assert_eq!(prof.given_name.as_deref(), Some("Ada"));
         assert_eq!(prof.family_name.as_deref(), Some("Lovelace"));
         assert_eq!(prof.groups, vec!["Engineering", "Admins", "Ops"]);
+    }
+
+    #[test]
+    fn repeated_attributes_merge_and_names_fold_case() {
+        let prof = map_profile(
+            &preset(Vendor::Generic),
+            &up("u1", &[("Role", &["a"]), ("Role", &["b", " "]), ("EMAIL", &["x@y.org"])]),
+        );
+        assert_eq!(prof.groups, vec!["a", "b"]);
+        assert_eq!(prof.email.as_deref(), Some("x@y.org"));
     }
 
     #[test]

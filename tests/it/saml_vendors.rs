@@ -732,3 +732,282 @@ fn key_rollover_old_response_new_metadata_is_refused() -> TestResult {
     assert_eq!(reason_of(&result), Some(Reason::SignatureInvalid), "{result:?}");
     Ok(())
 }
+
+// ---------------------------------------------------------------------------------------------
+// Attribute mapping: each accepted vendor response, converted to `provisioning::Upstream` exactly
+// as the login flow does (subject = NameID; Name / FriendlyName / values, one entry per
+// <Attribute>), then mapped with the vendor preset by `map_profile`.
+//
+// | fixture                             | preset   | expected email (source)                         |
+// |-------------------------------------|----------|-------------------------------------------------|
+// | okta/gosaml2-okta_response          | okta     | none (NameID `russellhaering`, attr `username`) |
+// | okta/dex-okta-resp                  | okta     | eric.chiang+okta@coreos.com (`email`)           |
+// | azure/tercen-azure_ad_response_raw  | azure    | test@alexandremaurelgmail.onmicrosoft.com (UPN) |
+// | azure/ssoready-entra-response       | azure    | ulysse.carion@codomaindata.com (emailaddress)   |
+// | google/crewjam-google-response      | google   | ross@octolabs.io (NameID)                       |
+// | google/ssoready-google-response     | google   | ulysse.carion@codomaindata.com (NameID)         |
+// | onelogin/crewjam-onelogin-response  | onelogin | ross@kndr.org (`User.email`)                    |
+// | onelogin/gosaml2-onelogin_response  | onelogin | arun@launchdarkly.com (NameID)                  |
+// | adfs/gosaml2-adfs_response          | generic  | paul@spstest2.com (NameID)                      |
+// | keycloak/ssoready-keycloak-response | generic  | ulysse.carion@ssoready.com (NameID)             |
+// | other/ssoready-ping-response        | generic  | none (NameID = `saml_subject` = a UUID)         |
+// | other/ssoready-jumpcloud-response   | generic  | ulysse.carion@codomaindata.com (NameID)         |
+// | other/gosaml2-auth0_response        | generic  | russell.haering@scaleft.com (emailaddress)      |
+//
+// `MAPPED` holds what a correct preset yields, every field of every fixture (Okta's capitalised
+// `Name`, Auth0's WS-Fed `name` claim and Keycloak's repeated `Role` attributes included).
+// ---------------------------------------------------------------------------------------------
+
+use ssobroker::provisioning::{map_profile, preset, Profile, Upstream, UpstreamAttribute, Vendor};
+
+const MS_CLAIMS: &str = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/";
+
+struct Mapped {
+    file: &'static str,
+    vendor: Vendor,
+    email: Option<&'static str>,
+    given_name: Option<&'static str>,
+    family_name: Option<&'static str>,
+    display_name: Option<&'static str>,
+    groups: &'static [&'static str],
+}
+
+const MAPPED: &[Mapped] = &[
+    // Okta (gosaml2): NameID is the Okta username, the only attribute is `username`
+    // (russell.haering@scaleft.com). A username is not an asserted email, so no email; a tenant
+    // that wants it sets the `email = "username"` override.
+    Mapped {
+        file: "okta/gosaml2-okta_response.xml",
+        vendor: Vendor::Okta,
+        email: None,
+        given_name: None,
+        family_name: None,
+        display_name: None,
+        groups: &[],
+    },
+    // Okta (dex): email, Name=Eric, groups=[Everyone, Admins].
+    Mapped {
+        file: "okta/dex-okta-resp.xml",
+        vendor: Vendor::Okta,
+        email: Some("eric.chiang+okta@coreos.com"),
+        given_name: None,
+        family_name: None,
+        display_name: Some("Eric"),
+        groups: &["Everyone", "Admins"],
+    },
+    // Entra (tercen): no emailaddress claim; the UPN (`.../claims/name`, also the NameID) is the
+    // address. displayname=test.
+    Mapped {
+        file: "azure/tercen-azure_ad_response_raw.xml",
+        vendor: Vendor::Azure,
+        email: Some("test@alexandremaurelgmail.onmicrosoft.com"),
+        given_name: None,
+        family_name: None,
+        display_name: Some("test"),
+        groups: &[],
+    },
+    // Entra (ssoready): guest UPN with #EXT# as NameID; the emailaddress claim is the real one.
+    Mapped {
+        file: "azure/ssoready-entra-response.xml",
+        vendor: Vendor::Azure,
+        email: Some("ulysse.carion@codomaindata.com"),
+        given_name: Some("Ulysse"),
+        family_name: Some("Carion"),
+        display_name: Some("Ulysse Carion"),
+        groups: &[],
+    },
+    // Google 2016: NameID without Format; firstName/lastName; phone/address/jobTitle empty.
+    Mapped {
+        file: "google/crewjam-google-response.b64",
+        vendor: Vendor::Google,
+        email: Some("ross@octolabs.io"),
+        given_name: Some("Ross"),
+        family_name: Some("Kinder"),
+        display_name: None,
+        groups: &[],
+    },
+    // Google 2023: NameID only, no AttributeStatement.
+    Mapped {
+        file: "google/ssoready-google-response.xml",
+        vendor: Vendor::Google,
+        email: Some("ulysse.carion@codomaindata.com"),
+        given_name: None,
+        family_name: None,
+        display_name: None,
+        groups: &[],
+    },
+    // OneLogin (crewjam): User.email/User.FirstName/User.LastName; memberOf present but empty.
+    Mapped {
+        file: "onelogin/crewjam-onelogin-response.b64",
+        vendor: Vendor::Onelogin,
+        email: Some("ross@kndr.org"),
+        given_name: Some("Ross"),
+        family_name: Some("Kinder"),
+        display_name: None,
+        groups: &[],
+    },
+    // OneLogin (gosaml2): NameID only.
+    Mapped {
+        file: "onelogin/gosaml2-onelogin_response.xml",
+        vendor: Vendor::Onelogin,
+        email: Some("arun@launchdarkly.com"),
+        given_name: None,
+        family_name: None,
+        display_name: None,
+        groups: &[],
+    },
+    // ADFS: emailAddress NameID; MS givenname/surname claims.
+    Mapped {
+        file: "adfs/gosaml2-adfs_response.b64",
+        vendor: Vendor::Generic,
+        email: Some("paul@spstest2.com"),
+        given_name: Some("paul"),
+        family_name: Some("fraley"),
+        display_name: None,
+        groups: &[],
+    },
+    // Keycloak: emailAddress NameID; the default "role list" mapper sends six separate
+    // <Attribute Name="Role"> elements with one value each.
+    Mapped {
+        file: "keycloak/ssoready-keycloak-response.xml",
+        vendor: Vendor::Generic,
+        email: Some("ulysse.carion@ssoready.com"),
+        given_name: None,
+        family_name: None,
+        display_name: None,
+        groups: &[
+            "view-profile",
+            "manage-account-links",
+            "default-roles-master",
+            "manage-account",
+            "uma_authorization",
+            "offline_access",
+        ],
+    },
+    // PingOne: opaque NameID (no Format) and `saml_subject` = the same UUID; nothing else.
+    Mapped {
+        file: "other/ssoready-ping-response.xml",
+        vendor: Vendor::Generic,
+        email: None,
+        given_name: None,
+        family_name: None,
+        display_name: None,
+        groups: &[],
+    },
+    // JumpCloud: NameID only.
+    Mapped {
+        file: "other/ssoready-jumpcloud-response.xml",
+        vendor: Vendor::Generic,
+        email: Some("ulysse.carion@codomaindata.com"),
+        given_name: None,
+        family_name: None,
+        display_name: None,
+        groups: &[],
+    },
+    // Auth0: opaque NameID; WS-Fed claim URIs (emailaddress, givenname, surname, name = full
+    // name, upn) plus Auth0's own.
+    Mapped {
+        file: "other/gosaml2-auth0_response.xml",
+        vendor: Vendor::Generic,
+        email: Some("russell.haering@scaleft.com"),
+        given_name: Some("Russell"),
+        family_name: Some("Haering"),
+        display_name: Some("Russell Haering"),
+        groups: &[],
+    },
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
+    Email,
+    GivenName,
+    FamilyName,
+    DisplayName,
+    Groups,
+}
+
+const FIELDS: [Field; 5] =
+    [Field::Email, Field::GivenName, Field::FamilyName, Field::DisplayName, Field::Groups];
+
+
+fn genuine(file: &str) -> Result<&'static Genuine, Box<dyn Error>> {
+    GENUINE.iter().find(|c| c.file == file).ok_or_else(|| format!("{file} is not in GENUINE").into())
+}
+
+fn validate_genuine(case: &Genuine) -> Result<ValidatedAssertion, Box<dyn Error>> {
+    let sp = settings(vec![cert_der(case.cert)?], case.issuer, case.acs, case.audience, case.sha1);
+    Ok(validate_file(&sp, case.file, time(case.clock)?)?
+        .map_err(|e| format!("{}: refused: {e}", case.file))?)
+}
+
+/// The same conversion as the login flow (flow/finish.rs).
+fn upstream(v: &ValidatedAssertion) -> Upstream {
+    Upstream {
+        subject: v.name_id.clone(),
+        attributes: v
+            .attributes
+            .iter()
+            .map(|a| UpstreamAttribute {
+                name: a.name.clone(),
+                friendly_name: a.friendly_name.clone(),
+                values: a.values.clone(),
+            })
+            .collect(),
+    }
+}
+
+fn map_fixture(m: &Mapped) -> Result<Profile, Box<dyn Error>> {
+    let v = validate_genuine(genuine(m.file)?)?;
+    Ok(map_profile(&preset(m.vendor), &upstream(&v)))
+}
+
+fn expected_profile(m: &Mapped) -> Profile {
+    Profile {
+        email: m.email.map(str::to_string),
+        given_name: m.given_name.map(str::to_string),
+        family_name: m.family_name.map(str::to_string),
+        display_name: m.display_name.map(str::to_string),
+        groups: m.groups.iter().map(|g| g.to_string()).collect(),
+    }
+}
+
+fn field_of(p: &Profile, field: Field) -> (Option<&str>, &[String]) {
+    match field {
+        Field::Email => (p.email.as_deref(), &[]),
+        Field::GivenName => (p.given_name.as_deref(), &[]),
+        Field::FamilyName => (p.family_name.as_deref(), &[]),
+        Field::DisplayName => (p.display_name.as_deref(), &[]),
+        Field::Groups => (None, &p.groups),
+    }
+}
+
+fn mismatch(m: &Mapped, field: Field, actual: &Profile) -> Option<String> {
+    let want = expected_profile(m);
+    let (got, want) = (field_of(actual, field), field_of(&want, field));
+    (got != want).then(|| format!("{} ({:?} preset) {field:?}: got {got:?}, want {want:?}", m.file, m.vendor))
+}
+
+#[test]
+fn vendor_responses_map_to_the_right_profile() -> TestResult {
+    let mut failures = Vec::new();
+    for m in MAPPED {
+        let profile = map_fixture(m)?;
+        for field in FIELDS {
+            failures.extend(mismatch(m, field, &profile));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    Ok(())
+}
+
+#[test]
+fn entra_guest_email_comes_from_the_claim_not_the_upn() -> TestResult {
+    // The guest's NameID and `.../claims/name` are the #EXT# UPN, which looks like an address.
+    let m = MAPPED.iter().find(|m| m.file == "azure/ssoready-entra-response.xml").ok_or("entra")?;
+    let v = validate_genuine(genuine(m.file)?)?;
+    assert!(v.name_id.contains("#EXT#@"));
+    let name = v.attributes.iter().find(|a| a.name == format!("{MS_CLAIMS}name")).ok_or("name claim")?;
+    assert_eq!(name.values, vec![v.name_id.clone()]);
+    assert_eq!(map_fixture(m)?.email.as_deref(), Some("ulysse.carion@codomaindata.com"));
+    Ok(())
+}

@@ -37,6 +37,11 @@ pub struct FileConfig {
     pub session_ttl_seconds: u64,
     /// Cap on the posted SAMLResponse (decoded bytes).
     pub max_saml_response_bytes: usize,
+    /// Require the ACS post to come from the browser that started the login. Default: on for
+    /// an https issuer (the cookie must be SameSite=None; Secure to ride the IdP's cross-site
+    /// POST, which browsers only keep on https).
+    #[serde(default)]
+    pub bind_login_to_browser: Option<bool>,
     #[serde(default)]
     pub connections: Vec<FileConnection>,
     #[serde(default)]
@@ -56,6 +61,7 @@ impl Default for FileConfig {
             access_token_ttl_seconds: 3600,
             session_ttl_seconds: 8 * 3600,
             max_saml_response_bytes: 256 * 1024,
+            bind_login_to_browser: None,
             connections: Vec::new(),
             clients: Vec::new(),
         }
@@ -168,6 +174,7 @@ pub struct Config {
     pub id_token_ttl: chrono::Duration,
     pub access_token_ttl: chrono::Duration,
     pub session_ttl: chrono::Duration,
+    pub bind_login_to_browser: bool,
     pub connections: Vec<Connection>,
     pub clients: Vec<Client>,
 }
@@ -183,7 +190,7 @@ impl Config {
 
 /// Scalar settings that may come from the environment (`SSOBROKER_ISSUER`, …). Other
 /// `SSOBROKER_*` variables (the CLI's own, the tests') are not configuration.
-const ENV_KEYS: [&str; 10] = [
+const ENV_KEYS: [&str; 11] = [
     "issuer",
     "listen",
     "database_url",
@@ -194,6 +201,7 @@ const ENV_KEYS: [&str; 10] = [
     "access_token_ttl_seconds",
     "session_ttl_seconds",
     "max_saml_response_bytes",
+    "bind_login_to_browser",
 ];
 
 /// Loads defaults → `path` → `SSOBROKER_*` env and validates.
@@ -374,6 +382,7 @@ pub fn validate(raw: FileConfig, file: &str, base_dir: &Path) -> Result<Config, 
     }
 
     Ok(Config {
+        bind_login_to_browser: raw.bind_login_to_browser.unwrap_or(issuer_url.scheme() == "https"),
         issuer_is_https: issuer_url.scheme() == "https",
         issuer,
         listen,

@@ -18,6 +18,8 @@ pub struct FinishInput<'a> {
     pub connection: &'a Connection,
     pub assertion: &'a ValidatedAssertion,
     pub relay_state: Option<&'a str>,
+    /// The browser cookie sent with the ACS post, if any.
+    pub browser: Option<&'a str>,
     pub meta: &'a RequestMeta,
     pub now: DateTime<Utc>,
 }
@@ -46,7 +48,7 @@ pub fn finish_login(conn: &mut DbConnection, input: &FinishInput<'_>) -> Result<
 }
 
 fn finish_once(conn: &mut DbConnection, input: &FinishInput<'_>) -> Result<LoginOutcome, FlowError> {
-    let FinishInput { cfg, connection, assertion, relay_state, meta, now } = *input;
+    let FinishInput { cfg, connection, assertion, relay_state, browser, meta, now } = *input;
     let ts = now.timestamp();
 
     // A write first: on SQLite this takes the write lock at once, so the transaction never has
@@ -89,6 +91,17 @@ fn finish_once(conn: &mut DbConnection, input: &FinishInput<'_>) -> Result<Login
                 .unwrap_or(false);
             if !relay_ok {
                 return Err(refuse("relay_state_mismatch", "RelayState does not belong to this request"));
+            }
+            // Login CSRF: a response the attacker obtained for their own account must not sign
+            // the victim's browser in, so the post has to come from the browser that started it.
+            if cfg.bind_login_to_browser {
+                let same = match (&txn.browser_binding, browser) {
+                    (Some(bound), Some(b)) => bool::from(token_hash(b).as_bytes().ct_eq(bound.as_bytes())),
+                    _ => false,
+                };
+                if !same {
+                    return Err(refuse("browser_mismatch", "the login was started in another browser"));
+                }
             }
             Some(txn)
         }

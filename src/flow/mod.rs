@@ -74,6 +74,7 @@ pub fn start_login(
     cfg: &Config,
     connection: &Connection,
     req: &ValidAuthorize,
+    browser: &str,
     now: DateTime<Utc>,
 ) -> Result<crate::saml::AuthnStart, FlowError> {
     // The browser carries only this opaque handle; the database keeps its hash.
@@ -89,6 +90,7 @@ pub fn start_login(
         state: req.state.clone(),
         nonce: req.nonce.clone(),
         code_challenge: req.code_challenge.clone(),
+        browser_binding: Some(token_hash(browser)),
         created_at: now.timestamp(),
         expires_at: (now + cfg.login_timeout).timestamp(),
     };

@@ -17,6 +17,8 @@ pub struct LoginTransaction {
     pub state: Option<String>,
     pub nonce: Option<String>,
     pub code_challenge: Option<String>,
+    /// SHA-256 of the browser cookie of whoever started the login (login CSRF defence).
+    pub browser_binding: Option<String>,
     pub created_at: i64,
     pub expires_at: i64,
 }

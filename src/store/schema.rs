@@ -47,6 +47,7 @@ diesel::table! {
         state -> Nullable<Text>,
         nonce -> Nullable<Text>,
         code_challenge -> Nullable<Text>,
+        browser_binding -> Nullable<Text>,
         created_at -> BigInt,
         expires_at -> BigInt,
     }

@@ -10,6 +10,9 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 
 pub const SESSION_COOKIE: &str = "ssobroker_session";
+/// Identifies the browser that starts a login, so the ACS can refuse a response posted from
+/// another browser (login CSRF).
+pub const BROWSER_COOKIE: &str = "ssobroker_browser";
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/.well-known/openid-configuration", web::get().to(discovery_handler))
@@ -48,6 +51,18 @@ pub fn session_cookie(state: &AppState, value: String) -> Cookie<'static> {
         .secure(state.cfg.issuer_is_https)
         .same_site(SameSite::Lax)
         .max_age(actix_web::cookie::time::Duration::seconds(state.cfg.session_ttl.num_seconds()))
+        .finish()
+}
+
+/// The browser cookie must ride the IdP's cross-site POST to the ACS: SameSite=None, which
+/// browsers accept only with Secure, i.e. on https. On http it is Lax (same-site setups only).
+fn browser_cookie(state: &AppState, value: String) -> Cookie<'static> {
+    let same_site = if state.cfg.issuer_is_https { SameSite::None } else { SameSite::Lax };
+    Cookie::build(BROWSER_COOKIE, value)
+        .path("/")
+        .http_only(true)
+        .secure(state.cfg.issuer_is_https)
+        .same_site(same_site)
         .finish()
 }
 
@@ -144,14 +159,18 @@ async fn authorize(
         Route::Connection(connection) => {
             let id = connection.id.clone();
             let st = state.clone();
+            let existing =
+                req.cookie(BROWSER_COOKIE).map(|c| c.value().to_string()).filter(|v| v.len() >= 32);
+            let browser = existing.clone().unwrap_or_else(|| oidc::random_token(32));
+            let b = browser.clone();
             let start = state
                 .db(move |c| {
                     let connection = st.cfg.connection(&id).ok_or(WebError::NotFound)?;
-                    flow::start_login(c, &st.cfg, connection, &valid, now).map_err(WebError::from)
+                    flow::start_login(c, &st.cfg, connection, &valid, &b, now).map_err(WebError::from)
                 })
                 .await?;
-            match start {
-                AuthnStart::Redirect(r) => Ok(found(&r.url)),
+            let mut resp = match start {
+                AuthnStart::Redirect(r) => found(&r.url),
                 AuthnStart::Post { url, saml_request, relay_state, .. } => state.views.page(
                     "autopost",
                     &AutoPost {
@@ -162,8 +181,12 @@ async fn authorize(
                         ],
                         dev_banner: false,
                     },
-                ),
+                )?,
+            };
+            if existing.is_none() {
+                resp.add_cookie(&browser_cookie(&state, browser)).map_err(|e| WebError::internal(&e))?;
             }
+            Ok(resp)
         }
         Route::Picker { unknown_domain } => {
             // Links and the discovery form re-enter /authorize with the same request.

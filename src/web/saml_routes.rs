@@ -1,6 +1,6 @@
 //! SAML SP endpoints: SP metadata and the assertion consumer service (HTTP-POST).
 
-use super::oidc_routes::{found, session_cookie};
+use super::oidc_routes::{found, session_cookie, BROWSER_COOKIE};
 use super::{error::reference_id, request_meta, AppState, WebError};
 use crate::flow::{self, FinishInput, FlowError, LoginOutcome};
 use actix_web::http::StatusCode;
@@ -46,6 +46,7 @@ async fn acs_handler(
         return Err(WebError::NotFound);
     }
     let AcsForm { saml_response, relay_state } = form.into_inner();
+    let browser = req.cookie(BROWSER_COOKIE).map(|c| c.value().to_string());
     let now = state.clock.now();
     let meta = request_meta(&req);
     let st = state.clone();
@@ -56,7 +57,7 @@ async fn acs_handler(
             let result = crate::saml::validate_post_response(&connection.sp, &saml_response, now)
                 .map_err(FlowError::from)
                 .and_then(|assertion| {
-                    let input = FinishInput { cfg: &st.cfg, connection, assertion: &assertion, relay_state: relay_state.as_deref(), meta: &meta, now };
+                    let input = FinishInput { cfg: &st.cfg, connection, assertion: &assertion, relay_state: relay_state.as_deref(), browser: browser.as_deref(), meta: &meta, now };
                     flow::finish_login(c, &input)
                 });
             match result {

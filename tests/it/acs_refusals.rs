@@ -231,3 +231,21 @@ async fn garbage_inputs_refused() -> TestResult {
     assert_eq!(reqwest::get(format!("{}/healthz", app.base)).await?.status(), 200);
     Ok(())
 }
+
+async fn other_browser(b: Backend) -> TestResult {
+    // Login CSRF: a valid response for a login started in one browser, posted from another.
+    let mut app = app(b).with_config(|c| c.bind_login_to_browser = Some(true)).start().await?;
+    let at = app.authorize(&app.auth_url(&[])).await?;
+    let b64 = app.idp.sign_response_b64(&app.response(Some(&at.request_id), "ada@example.com", &[]))?;
+    let starter = app.browser.clone();
+    app.new_browser()?;
+    let before = app.counts()?;
+    let resp = app.post_acs(&b64, Some(&at.relay_state)).await?;
+    assert_refused(&app, resp, &before, "browser_mismatch").await?;
+    // The browser that started the login still completes it (the refusal consumed nothing).
+    app.browser = starter;
+    let q = redirect_query(app.post_acs(&b64, Some(&at.relay_state)).await?).await?;
+    assert!(q.contains_key("code"));
+    Ok(())
+}
+both_backends!(response_from_another_browser_refused, other_browser);

@@ -44,6 +44,7 @@ CREATE TABLE login_transactions (
     state TEXT,
     nonce TEXT,
     code_challenge TEXT,
+    browser_binding TEXT,
     created_at BIGINT NOT NULL,
     expires_at BIGINT NOT NULL
 );

@@ -1,0 +1,125 @@
+//! The README's run command path: the real `ssobroker demo` binary, walked like a browser
+//! (cookies, redirects by hand, forms as the pages render them) from the sample app's login
+//! link through the development IdP to the claims page.
+
+use crate::support::TestResult;
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+
+struct Demo(Child);
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Decodes the entities handlebars writes into attribute values.
+fn unescape(s: &str) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(i) = rest.find('&') {
+        out.push_str(&rest[..i]);
+        let Some(end) = rest[i..].find(';') else { break };
+        let entity = &rest[i + 1..i + end];
+        let decoded = match entity {
+            "amp" => Some('&'),
+            "quot" => Some('"'),
+            "lt" => Some('<'),
+            "gt" => Some('>'),
+            e if e.starts_with("#x") => u32::from_str_radix(&e[2..], 16).ok().and_then(char::from_u32),
+            e if e.starts_with('#') => e[1..].parse().ok().and_then(char::from_u32),
+            _ => None,
+        };
+        match decoded {
+            Some(c) => out.push(c),
+            None => out.push_str(&rest[i..i + end + 1]),
+        }
+        rest = &rest[i + end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The form's action and its named inputs with their values.
+fn form(page: &str) -> Result<(String, BTreeMap<String, String>), Box<dyn std::error::Error>> {
+    let start = page.find("<form").ok_or("no form on the page")?;
+    let f = &page[start..page[start..].find("</form>").map(|e| start + e).ok_or("unclosed form")?];
+    let attr = |tag: &str, name: &str| -> Option<String> {
+        let i = tag.find(&format!("{name}=\""))? + name.len() + 2;
+        Some(unescape(&tag[i..i + tag[i..].find('"')?]))
+    };
+    let action = attr(f, "action").ok_or("form without action")?;
+    let mut fields = BTreeMap::new();
+    for piece in f.split("<input").skip(1) {
+        let tag = &piece[..piece.find('>').unwrap_or(piece.len())];
+        if let Some(name) = attr(tag, "name") {
+            fields.insert(name, attr(tag, "value").unwrap_or_default());
+        }
+    }
+    Ok((action, fields))
+}
+
+#[actix_web::test]
+async fn demo_login_end_to_end() -> TestResult {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let dir = tempfile::tempdir()?;
+    let listen = format!("127.0.0.1:{port}");
+    let _demo = Demo(
+        Command::new(env!("CARGO_BIN_EXE_ssobroker"))
+            .args(["demo", "--listen", &listen, "--data-dir"])
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?,
+    );
+    let base = format!("http://{listen}");
+    let browser = reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build()?;
+    let mut up = false;
+    for _ in 0..100 {
+        if browser.get(format!("{base}/healthz")).send().await.is_ok_and(|r| r.status() == 200) {
+            up = true;
+            break;
+        }
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(up, "demo did not come up on {base}");
+
+    let home = browser.get(format!("{base}/demo-app/")).send().await?.text().await?;
+    assert!(home.contains("/demo-app/login"), "the sample app offers a login link");
+    // Follow redirects by hand: app → /authorize → development IdP.
+    let mut url = format!("{base}/demo-app/login");
+    let mut idp_page = String::new();
+    for _ in 0..5 {
+        let resp = browser.get(&url).send().await?;
+        if resp.status() == 302 {
+            url = resp.headers()["location"].to_str()?.to_string();
+            if url.starts_with('/') {
+                url = format!("{base}{url}");
+            }
+        } else {
+            assert_eq!(resp.status(), 200);
+            idp_page = resp.text().await?;
+            break;
+        }
+    }
+    assert!(idp_page.contains("Development identity provider"), "the dev IdP is clearly labelled");
+    let (action, mut fields) = form(&idp_page)?;
+    fields.insert("email".into(), "grace@example.com".into());
+    fields.insert("given_name".into(), "Grace".into());
+    fields.insert("family_name".into(), "Hopper".into());
+    fields.insert("groups".into(), "Engineering".into());
+    let autopost = browser.post(format!("{base}{action}")).form(&fields).send().await?.text().await?;
+    let (acs, saml_fields) = form(&autopost)?;
+    assert!(acs.ends_with("/saml/dev-idp/acs"));
+    let resp = browser.post(&acs).form(&saml_fields).send().await?;
+    assert_eq!(resp.status(), 302, "the ACS accepts the dev IdP's signed response");
+    let callback = resp.headers()["location"].to_str()?.to_string();
+    let page = browser.get(&callback).send().await?.text().await?;
+    let page = unescape(&page);
+    assert!(page.contains("\"email\": \"grace@example.com\""), "claims shown: {page}");
+    assert!(page.contains("\"engineer\""), "role from the Engineering group: {page}");
+    assert!(page.contains("\"sub\""));
+    Ok(())
+}

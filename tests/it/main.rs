@@ -4,6 +4,7 @@ mod support;
 
 mod acs_refusals;
 mod config_cli;
+mod demo;
 mod e2e;
 mod migrations;
 mod oidc_refusals;

@@ -191,3 +191,27 @@ async fn post_binding_idp(backend: Backend) -> TestResult {
     Ok(())
 }
 both_backends!(idp_with_post_binding_only, post_binding_idp);
+
+async fn concurrent_first_logins(backend: Backend) -> TestResult {
+    // Twenty first logins of one person at the same moment: one user, one identity, no errors.
+    let app = app(backend).start().await?;
+    let mut posts = Vec::new();
+    for _ in 0..20 {
+        let at = app.authorize(&app.auth_url(&[])).await?;
+        let b64 = app.idp.sign_response_b64(&app.response(Some(&at.request_id), "rush@example.com", &["Engineering"]))?;
+        posts.push((b64, at.relay_state));
+    }
+    let results = futures_util::future::join_all(posts.iter().map(|(b64, relay)| app.post_acs(b64, Some(relay)))).await;
+    for r in results {
+        let r = r?;
+        assert_eq!(r.status(), 302, "every racer gets its code: {}", r.text().await?);
+    }
+    let counts = app.counts()?;
+    assert_eq!(counts["users"], 1);
+    assert_eq!(counts["federated_identities"], 1);
+    assert_eq!(counts["auth_grants"], 20);
+    let provisioned = app.audit()?.into_iter().filter(|e| e.kind == "user.provisioned").count();
+    assert_eq!(provisioned, 1);
+    Ok(())
+}
+both_backends!(simultaneous_first_logins_make_one_user, concurrent_first_logins);

@@ -98,12 +98,15 @@ pub fn start_login(
     Ok(start)
 }
 
-/// Records a refused login (its own small transaction: the refused work was rolled back).
+/// Records a refused login (its own small transaction: the refused work was rolled back). When
+/// the refusal came before the login transaction was read, the RelayState still tells which
+/// client the login was for.
 pub fn audit_failure(
     conn: &mut DbConnection,
     now: DateTime<Utc>,
     meta: &RequestMeta,
     connection_id: &str,
+    relay_state: Option<&str>,
     err: &FlowError,
     reference: &str,
 ) -> Result<(), diesel::result::Error> {
@@ -115,13 +118,19 @@ pub fn audit_failure(
         FlowError::Oidc(_) => ("oidc_error", None, None),
         FlowError::Store(_) => ("internal_error", None, None),
     };
+    let from_relay = match (client, relay_state) {
+        (None, Some(r)) => store::logins::by_id(conn, &token_hash(r))?
+            .filter(|t| t.connection_id == connection_id)
+            .map(|t| t.client_id),
+        _ => None,
+    };
     let row = audit_row(
         now,
         "login.failed",
         meta,
         user,
         Some(connection_id),
-        client,
+        client.or(from_relay.as_deref()),
         Some(reason),
         serde_json::json!({ "reference": reference }),
     );

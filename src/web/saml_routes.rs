@@ -69,7 +69,7 @@ async fn acs_handler(
                         FlowError::Store(e) => tracing::error!(reference = %reference, connection = %connection.id, error = %e, "login failed: database"),
                         other => tracing::warn!(reference = %reference, connection = %connection.id, error = %other, "login refused"),
                     }
-                    flow::audit_failure(c, now, &meta, &connection.id, &err, &reference)?;
+                    flow::audit_failure(c, now, &meta, &connection.id, relay_state.as_deref(), &err, &reference)?;
                     Ok(Err(reference))
                 }
             }

@@ -215,3 +215,41 @@ async fn concurrent_first_logins(backend: Backend) -> TestResult {
     Ok(())
 }
 both_backends!(simultaneous_first_logins_make_one_user, concurrent_first_logins);
+
+#[actix_web::test]
+async fn login_page_and_home_realm_discovery() -> TestResult {
+    let app = app(Backend::Sqlite)
+        .with_config(|c| {
+            let mut second = c.connections[0].clone();
+            second.id = "entra".into();
+            second.display_name = Some("Contoso <Entra>".into());
+            second.domains = vec!["contoso.com".into()];
+            c.connections.push(second);
+        })
+        .start()
+        .await?;
+    // Two connections, no hint: the login page lists both and offers the email field.
+    let evil_state = "\"><script>alert(1)</script>";
+    let resp = app.browser.get(app.auth_url(&[]).replace("state=st-1", &format!("state={}", urlencode(evil_state)))).send().await?;
+    assert_eq!(resp.status(), 200);
+    let page = resp.text().await?;
+    assert!(page.contains("Continue with Okta"));
+    assert!(page.contains("Continue with Contoso &lt;Entra&gt;"), "names are escaped");
+    assert!(page.contains("idp_hint&#x3D;entra"), "links re-enter /authorize with the hint (HTML-escaped)");
+    assert!(page.contains("name=\"login_hint\""));
+    assert!(!page.contains("<script>alert(1)"), "request values are escaped");
+    // login_hint routes by domain; idp_hint by id; an unknown domain goes back to the page.
+    let to_idp = |resp: reqwest::Response| resp.status() == 302 && resp.headers()["location"].to_str().is_ok_and(|l| l.starts_with("https://idp.test/sso"));
+    assert!(to_idp(app.browser.get(app.auth_url(&[("login_hint", "Bob@Contoso.com")])).send().await?));
+    assert!(to_idp(app.browser.get(app.auth_url(&[("idp_hint", "entra")])).send().await?));
+    let unknown = app.browser.get(app.auth_url(&[("login_hint", "bob@elsewhere.org")])).send().await?;
+    assert_eq!(unknown.status(), 200);
+    assert!(unknown.text().await?.contains("No sign-in service is configured for that email domain"));
+    let open = app.counts()?["login_transactions"];
+    assert_eq!(open, 2, "each routed request opened one login transaction");
+    Ok(())
+}
+
+fn urlencode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}

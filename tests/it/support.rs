@@ -337,6 +337,9 @@ pub async fn assert_refused(
     assert_eq!(last.kind, "login.failed");
     assert_eq!(last.reason.as_deref(), Some(reason), "audit reason");
     assert_eq!(last.connection_id.as_deref(), Some(CONNECTION));
+    if !["unsolicited_response", "in_response_to_unknown", "assertion_replayed"].contains(&reason) {
+        assert_eq!(last.client_id.as_deref(), Some(CLIENT_ID), "the audit row names the client");
+    }
     assert!(last.ip.is_some());
     Ok(())
 }

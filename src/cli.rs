@@ -56,7 +56,10 @@ fn run(cfg: Config, demo: Option<DemoState>) -> anyhow::Result<()> {
     let issuer = cfg.issuer.clone();
     let state = AppState::new(cfg, pool, Arc::new(SystemClock), demo)?;
     tracing::info!(issuer = %issuer, "ssobroker listening");
-    actix_web::rt::System::new().block_on(async move { web::serve(state, listener, workers)?.await })?;
+    actix_web::rt::System::new().block_on(async move {
+        web::spawn_housekeeping(state.clone());
+        web::serve(state, listener, workers)?.await
+    })?;
     Ok(())
 }
 

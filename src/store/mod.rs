@@ -129,3 +129,23 @@ pub fn table_counts(conn: &mut DbConnection) -> QueryResult<std::collections::BT
     m.insert("audit_events", audit_events::table.count().get_result(conn)?);
     Ok(m)
 }
+
+/// Deletes what can no longer be used: expired login transactions, replay entries past their
+/// assertion's validity, expired sessions, and grants whose code expired unused or whose
+/// tokens can no longer be valid (`grant_horizon`: now minus the longest token lifetime).
+pub fn purge_expired(conn: &mut DbConnection, now: i64, grant_horizon: i64) -> QueryResult<usize> {
+    use schema::*;
+    let mut n = diesel::delete(login_transactions::table.filter(login_transactions::expires_at.le(now)))
+        .execute(conn)?;
+    n += diesel::delete(saml_replay::table.filter(saml_replay::expires_at.le(now))).execute(conn)?;
+    n += diesel::delete(sessions::table.filter(sessions::expires_at.le(now))).execute(conn)?;
+    n += diesel::delete(
+        auth_grants::table.filter(
+            auth_grants::created_at
+                .le(grant_horizon)
+                .or(auth_grants::code_used.eq(false).and(auth_grants::code_expires_at.le(now))),
+        ),
+    )
+    .execute(conn)?;
+    Ok(n)
+}

@@ -143,6 +143,26 @@ pub fn configure(state: AppState) -> impl Fn(&mut web::ServiceConfig) + Clone {
     }
 }
 
+/// Housekeeping: every few minutes, delete expired login transactions, replay entries,
+/// sessions and grants so the tables stay bounded under constant load. Any instance may run it;
+/// the deletes are idempotent.
+pub fn spawn_housekeeping(state: AppState) {
+    actix_web::rt::spawn(async move {
+        let mut tick = actix_web::rt::time::interval(std::time::Duration::from_secs(300));
+        loop {
+            tick.tick().await;
+            let now = state.clock.now();
+            let longest = state.cfg.access_token_ttl.max(state.cfg.id_token_ttl);
+            let (now_s, horizon) = (now.timestamp(), (now - longest).timestamp());
+            match state.db(move |c| store::purge_expired(c, now_s, horizon)).await {
+                Ok(n) if n > 0 => tracing::info!(rows = n, "purged expired login state"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "housekeeping failed"),
+            }
+        }
+    });
+}
+
 /// Starts the HTTP server on an already bound listener (tests bind 127.0.0.1:0).
 pub fn serve(
     state: AppState,

@@ -253,3 +253,22 @@ async fn login_page_and_home_realm_discovery() -> TestResult {
 fn urlencode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
+
+async fn housekeeping(backend: Backend) -> TestResult {
+    let app = app(backend).start().await?;
+    let q = app.login_code("ada@example.com", &[]).await?;
+    assert_eq!(app.token(&q["code"]).await?.status(), 200);
+    app.authorize(&app.auth_url(&[("prompt", "login")])).await?; // an abandoned login
+    let mut conn = app.pool.get()?;
+    let now = app.now().timestamp();
+    assert_eq!(ssobroker::store::purge_expired(&mut conn, now, now - 3600)?, 0, "nothing live is purged");
+    let later = now + 30 * 86400;
+    assert!(ssobroker::store::purge_expired(&mut conn, later, later - 3600)? >= 4);
+    let counts = app.counts()?;
+    for table in ["login_transactions", "saml_replay", "sessions", "auth_grants"] {
+        assert_eq!(counts[table], 0, "{table} purged");
+    }
+    assert_eq!(counts["users"], 1, "accounts stay");
+    Ok(())
+}
+both_backends!(expired_login_state_is_purged, housekeeping);

@@ -4,7 +4,7 @@ use crate::clock::SystemClock;
 use crate::config::{self, Config, FileClient, FileConfig, FileConnection};
 use crate::devidp::DevIdp;
 use crate::oidc::{random_token, Secret};
-use crate::provisioning::{AttributeOverrides, ProvisioningMode, Vendor};
+use crate::provisioning::Vendor;
 use crate::web::{self, AppState, DemoState};
 use anyhow::Context;
 use std::net::TcpListener;
@@ -109,19 +109,11 @@ pub fn demo_config(
         listen: listen.to_string(),
         database_url: format!("sqlite://{}", data_dir.join("ssobroker.db").display()),
         connections: vec![FileConnection {
-            id: "dev-idp".into(),
             display_name: Some("Development IdP".into()),
             vendor: Vendor::Okta,
-            metadata_file: metadata,
-            sp_entity_id: None,
-            domains: vec![],
             default_roles: vec!["user".into()],
             role_mapping: [("Engineering".to_string(), vec!["engineer".to_string()])].into_iter().collect(),
-            update_on_login: true,
-            provisioning: ProvisioningMode::Jit,
-            allow_idp_initiated: false,
-            allow_sha1: false,
-            attributes: AttributeOverrides::default(),
+            ..FileConnection::new("dev-idp", metadata)
         }],
         clients: vec![FileClient {
             client_id: "sample-app".into(),

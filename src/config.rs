@@ -95,12 +95,53 @@ pub struct FileConnection {
     /// default to them).
     #[serde(default)]
     pub allow_sha1: bool,
+    /// Link a first login to an existing user with the same email in one of `domains`.
+    #[serde(default)]
+    pub link_by_email: bool,
+    /// Only groups matching these patterns go into the `groups` claim.
+    #[serde(default)]
+    pub groups_filter: Vec<String>,
+    /// Refuse logins that do not prove a second factor (`mfa_required`).
+    #[serde(default)]
+    pub require_mfa: bool,
+    /// AuthnContextClassRef values that count as MFA (default: the standard MFA classes).
+    #[serde(default)]
+    pub mfa_authn_contexts: Option<Vec<String>>,
+    /// AuthnContextClassRef values to ask for in the AuthnRequest (for IdPs that honour it).
+    #[serde(default)]
+    pub requested_authn_context: Vec<String>,
     #[serde(default)]
     pub attributes: AttributeOverrides,
 }
 
 fn yes() -> bool {
     true
+}
+
+impl FileConnection {
+    /// A connection with every optional setting at its default.
+    pub fn new(id: &str, metadata_file: impl Into<PathBuf>) -> Self {
+        FileConnection {
+            id: id.to_string(),
+            display_name: None,
+            vendor: Vendor::Generic,
+            metadata_file: metadata_file.into(),
+            sp_entity_id: None,
+            domains: Vec::new(),
+            default_roles: Vec::new(),
+            role_mapping: BTreeMap::new(),
+            update_on_login: true,
+            provisioning: ProvisioningMode::Jit,
+            allow_idp_initiated: false,
+            allow_sha1: false,
+            link_by_email: false,
+            groups_filter: Vec::new(),
+            require_mfa: false,
+            mfa_authn_contexts: None,
+            requested_authn_context: Vec::new(),
+            attributes: AttributeOverrides::default(),
+        }
+    }
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -307,18 +348,33 @@ pub fn validate(raw: FileConfig, file: &str, base_dir: &Path) -> Result<Config, 
             acs_url: format!("{issuer}/saml/{}/acs", c.id),
             idp,
             allow_sha1: c.allow_sha1,
+            requested_authn_context: c.requested_authn_context.clone(),
             clock_skew,
             max_response_bytes: raw.max_saml_response_bytes,
         };
-        let policy = Policy::new(
-            c.vendor,
-            &c.attributes,
-            domains.clone(),
-            c.default_roles.clone(),
-            c.role_mapping.clone(),
-            c.update_on_login,
-            c.provisioning,
-        );
+        if (c.link_by_email || c.provisioning == ProvisioningMode::Manual) && domains.is_empty() {
+            // Linking by email is only safe for addresses in domains this IdP owns.
+            let key_name = if c.link_by_email { "link_by_email" } else { "provisioning" };
+            return Err(err(
+                &key(key_name),
+                "linking users by email needs `domains` (the domains this IdP owns)".into(),
+            ));
+        }
+        let policy = Policy {
+            domains: domains.clone(),
+            default_roles: c.default_roles.clone(),
+            role_mapping: c.role_mapping.clone(),
+            update_on_login: c.update_on_login,
+            mode: c.provisioning,
+            link_by_email: c.link_by_email,
+            groups_filter: c.groups_filter.clone(),
+            require_mfa: c.require_mfa,
+            mfa_contexts: c
+                .mfa_authn_contexts
+                .clone()
+                .unwrap_or_else(crate::provisioning::default_mfa_contexts),
+            ..Policy::for_vendor(c.vendor, &c.attributes)
+        };
         connections.push(Connection {
             display_name: c.display_name.clone().unwrap_or_else(|| c.id.clone()),
             id: c.id,

@@ -6,7 +6,7 @@ use super::{audit_row, FlowError, RequestMeta};
 use crate::config::{Config, Connection};
 use crate::oidc::{code_redirect, random_token, token_hash};
 use crate::provisioning::{
-    self, Decision, Existing, Grant, Profile, RoleSource, Upstream, UpstreamAttribute,
+    self, Decision, EmailOwner, Existing, Grant, Profile, RoleSource, Upstream, UpstreamAttribute,
 };
 use crate::saml::ValidatedAssertion;
 use crate::store::{self, grants, users, DbConnection};
@@ -42,6 +42,7 @@ pub fn finish_login(conn: &mut DbConnection, input: &FinishInput<'_>) -> Result<
         attempt += 1;
         match store::transaction(conn, |c| finish_once(c, input)) {
             Err(FlowError::Store(e)) if attempt < 4 && store::is_unique_violation(&e) => continue,
+            Err(FlowError::Race) if attempt < 4 => continue,
             other => return other,
         }
     }
@@ -116,8 +117,10 @@ fn finish_once(conn: &mut DbConnection, input: &FinishInput<'_>) -> Result<Login
         other => other,
     };
 
-    let user_id =
+    let prov =
         provision(conn, connection, assertion, meta, now, client_id.as_deref()).map_err(with_client)?;
+    let user_id = prov.user_id.clone();
+    let amr = serde_json::to_string(&prov.amr).unwrap_or_else(|_| "[]".into());
     let role_rows = users::roles(conn, &user_id)?;
     let mut roles: Vec<String> = role_rows.into_iter().map(|r| r.role).collect();
     roles.dedup();
@@ -133,6 +136,8 @@ fn finish_once(conn: &mut DbConnection, input: &FinishInput<'_>) -> Result<Login
             created_at: ts,
             expires_at: (now + cfg.session_ttl).timestamp(),
             revoked: false,
+            acr: prov.acr.clone(),
+            amr: amr.clone(),
         },
     )?;
 
@@ -201,6 +206,8 @@ fn finish_once(conn: &mut DbConnection, input: &FinishInput<'_>) -> Result<Login
             code_expires_at: (now + cfg.code_ttl).timestamp(),
             code_used: false,
             revoked: false,
+            acr: prov.acr.clone(),
+            amr: amr.clone(),
         },
     )?;
     store::audit::insert(
@@ -220,7 +227,14 @@ fn finish_once(conn: &mut DbConnection, input: &FinishInput<'_>) -> Result<Login
     Ok(LoginOutcome::Code { redirect, session, user_id })
 }
 
-/// Applies the JIT decision for this assertion; returns the user id.
+/// The outcome of provisioning for the rest of the login.
+pub(crate) struct Provisioned {
+    pub user_id: String,
+    pub acr: Option<String>,
+    pub amr: Vec<String>,
+}
+
+/// Applies the JIT decision for this assertion.
 fn provision(
     conn: &mut DbConnection,
     connection: &Connection,
@@ -228,10 +242,12 @@ fn provision(
     meta: &RequestMeta,
     now: DateTime<Utc>,
     client_id: Option<&str>,
-) -> Result<String, FlowError> {
+) -> Result<Provisioned, FlowError> {
     let ts = now.timestamp();
     let upstream = Upstream {
         subject: assertion.name_id.clone(),
+        name_id_format: assertion.name_id_format.clone(),
+        authn_context: assertion.authn_context_class.clone(),
         attributes: assertion
             .attributes
             .iter()
@@ -243,26 +259,37 @@ fn provision(
             .collect(),
     };
     let policy = &connection.policy;
-    let profile = provisioning::map_profile(&policy.names, &upstream);
-    let existing_user = users::by_identity(conn, &connection.id, &upstream.subject)?;
+    let refused = |reason: provisioning::DenyReason, user_id: Option<String>| FlowError::Refused {
+        reason: reason.code(),
+        detail: "provisioning policy".into(),
+        client_id: None,
+        user_id,
+    };
+    let assessment = provisioning::assess(policy, &upstream).map_err(|r| refused(r, None))?;
+    let subject = assessment.subject.as_str();
+    let existing_user = users::by_identity(conn, &connection.id, subject)?;
     let existing = match &existing_user {
-        Some(u) => {
-            let idp_roles = users::roles(conn, &u.id)?
-                .into_iter()
-                .filter(|r| r.source == RoleSource::Idp.as_str())
-                .map(|r| Grant { role: r.role, source: RoleSource::Idp, detail: r.source_detail })
-                .collect();
-            Some(Existing {
-                user_id: u.id.clone(),
-                disabled: u.disabled,
-                profile: stored_profile(u),
-                idp_roles,
-            })
-        }
+        Some(u) => Some(Existing {
+            user_id: u.id.clone(),
+            disabled: u.disabled,
+            profile: stored_profile(u),
+            idp_roles: idp_grants(conn, &u.id)?,
+        }),
         None => None,
     };
-    let email_owner = match (&existing, &profile.email) {
-        (None, Some(email)) => users::id_by_email(conn, email)?,
+    let email_owner = match (&existing, &assessment.profile.email) {
+        (None, Some(email)) => match users::id_by_email(conn, email)? {
+            Some(user_id) => {
+                // A simultaneous first login of this same person may have committed between the
+                // identity lookup and this one (PostgreSQL reads per statement): start over.
+                if users::by_identity(conn, &connection.id, subject)?.is_some() {
+                    return Err(FlowError::Race);
+                }
+                let linked_here = users::has_identity_on(conn, &user_id, &connection.id)?;
+                Some(EmailOwner { user_id, linked_here })
+            }
+            None => None,
+        },
         _ => None,
     };
     let audit = |conn: &mut DbConnection,
@@ -275,13 +302,9 @@ fn provision(
             &audit_row(now, kind, meta, user, Some(&connection.id), client_id, reason, detail),
         )
     };
-    match provisioning::decide(policy, &profile, existing.as_ref(), email_owner.as_deref()) {
-        Decision::Deny(reason) => Err(FlowError::Refused {
-            reason: reason.code(),
-            detail: "provisioning policy".into(),
-            client_id: None,
-            user_id: existing.map(|e| e.user_id),
-        }),
+    let decision = provisioning::decide(policy, &assessment, existing.as_ref(), email_owner.as_ref());
+    let user_id = match decision {
+        Decision::Deny(reason) => return Err(refused(reason, existing.map(|e| e.user_id))),
         Decision::Create { profile, grants } => {
             let id = uuid::Uuid::new_v4().to_string();
             let groups_json = serde_json::to_string(&profile.groups).unwrap_or_else(|_| "[]".into());
@@ -306,7 +329,7 @@ fn provision(
                 conn,
                 &users::NewIdentity {
                     connection_id: &connection.id,
-                    subject: &upstream.subject,
+                    subject,
                     user_id: &id,
                     created_at: ts,
                     last_login_at: ts,
@@ -338,69 +361,151 @@ fn provision(
                     "email": profile.email, "groups": profile.groups, "roles": roles, "attributes": used,
                 }),
             )?;
-            Ok(id)
+            id
+        }
+        Decision::Link { user_id, profile, idp_roles } => {
+            if users::by_id(conn, &user_id)?.is_some_and(|u| u.disabled) {
+                return Err(refused(provisioning::DenyReason::UserDisabled, Some(user_id)));
+            }
+            users::insert_identity(
+                conn,
+                &users::NewIdentity {
+                    connection_id: &connection.id,
+                    subject,
+                    user_id: &user_id,
+                    created_at: ts,
+                    last_login_at: ts,
+                },
+            )?;
+            audit(
+                conn,
+                "user.linked",
+                Some(&user_id),
+                None,
+                serde_json::json!({"email": profile.email, "subject": subject}),
+            )?;
+            let current = idp_grants(conn, &user_id)?;
+            apply_profile(conn, &user_id, &profile, ts, &audit)?;
+            if let Some(new_roles) = idp_roles {
+                apply_idp_roles(conn, &user_id, &current, &new_roles, ts, &audit)?;
+            }
+            users::record_login(conn, &connection.id, subject, &user_id, ts)?;
+            user_id
         }
         Decision::Login { profile: new_profile, idp_roles } => {
             let Some(user) = existing else {
                 return Err(FlowError::refused("internal_error", "login decision without user"));
             };
             if let Some(p) = new_profile {
-                let groups_json = serde_json::to_string(&p.groups).unwrap_or_else(|_| "[]".into());
-                users::update_profile(
-                    conn,
-                    &user.user_id,
-                    &users::ProfileUpdate {
-                        email: p.email.as_deref(),
-                        given_name: p.given_name.as_deref(),
-                        family_name: p.family_name.as_deref(),
-                        display_name: p.display_name.as_deref(),
-                        groups_json: &groups_json,
-                        updated_at: ts,
-                    },
-                )?;
-                audit(
-                    conn,
-                    "user.updated",
-                    Some(&user.user_id),
-                    None,
-                    serde_json::json!({"email": p.email, "groups": p.groups}),
-                )?;
+                apply_profile(conn, &user.user_id, &p, ts, &audit)?;
             }
             if let Some(new_roles) = idp_roles {
-                for old in user.idp_roles.iter().filter(|o| !new_roles.iter().any(|n| n.role == o.role)) {
-                    users::delete_role(conn, &user.user_id, &old.role, RoleSource::Idp.as_str())?;
-                    audit(
-                        conn,
-                        "role.revoked",
-                        Some(&user.user_id),
-                        None,
-                        serde_json::json!({"role": old.role, "source": "idp", "group": old.detail}),
-                    )?;
-                }
-                for new in new_roles.iter().filter(|n| !user.idp_roles.iter().any(|o| o.role == n.role)) {
-                    users::insert_role(
-                        conn,
-                        &users::NewRole {
-                            user_id: &user.user_id,
-                            role: &new.role,
-                            source: "idp",
-                            source_detail: new.detail.as_deref(),
-                            granted_at: ts,
-                        },
-                    )?;
-                    audit(
-                        conn,
-                        "role.granted",
-                        Some(&user.user_id),
-                        None,
-                        serde_json::json!({"role": new.role, "source": "idp", "group": new.detail}),
-                    )?;
-                }
+                apply_idp_roles(conn, &user.user_id, &user.idp_roles, &new_roles, ts, &audit)?;
             }
-            users::record_login(conn, &connection.id, &upstream.subject, &user.user_id, ts)?;
-            Ok(user.user_id)
+            users::record_login(conn, &connection.id, subject, &user.user_id, ts)?;
+            user.user_id
         }
+    };
+    if assessment.groups_overage {
+        // Entra sends a link instead of the groups when a user has too many: roles from groups
+        // were kept as they were, and the admin needs to know.
+        audit(
+            conn,
+            "groups.overage",
+            Some(&user_id),
+            Some("groups_overage"),
+            serde_json::json!({"note": "IdP sent a groups link instead of the groups; IdP-sourced roles left unchanged"}),
+        )?;
     }
+    Ok(Provisioned { user_id, acr: assessment.acr, amr: assessment.amr })
+}
+
+fn idp_grants(conn: &mut DbConnection, user_id: &str) -> Result<Vec<Grant>, diesel::result::Error> {
+    Ok(users::roles(conn, user_id)?
+        .into_iter()
+        .filter(|r| r.source == RoleSource::Idp.as_str())
+        .map(|r| Grant { role: r.role, source: RoleSource::Idp, detail: r.source_detail })
+        .collect())
+}
+
+type AuditFn<'a> = dyn Fn(
+        &mut DbConnection,
+        &str,
+        Option<&str>,
+        Option<&str>,
+        serde_json::Value,
+    ) -> Result<(), diesel::result::Error>
+    + 'a;
+
+fn apply_profile(
+    conn: &mut DbConnection,
+    user_id: &str,
+    p: &Profile,
+    ts: i64,
+    audit: &AuditFn<'_>,
+) -> Result<(), FlowError> {
+    let groups_json = serde_json::to_string(&p.groups).unwrap_or_else(|_| "[]".into());
+    users::update_profile(
+        conn,
+        user_id,
+        &users::ProfileUpdate {
+            email: p.email.as_deref(),
+            given_name: p.given_name.as_deref(),
+            family_name: p.family_name.as_deref(),
+            display_name: p.display_name.as_deref(),
+            groups_json: &groups_json,
+            updated_at: ts,
+        },
+    )?;
+    audit(
+        conn,
+        "user.updated",
+        Some(user_id),
+        None,
+        serde_json::json!({"email": p.email, "groups": p.groups}),
+    )?;
+    Ok(())
+}
+
+/// Makes the user's IdP-sourced grants equal `new`, auditing each change; other sources stay.
+fn apply_idp_roles(
+    conn: &mut DbConnection,
+    user_id: &str,
+    current: &[Grant],
+    new: &[Grant],
+    ts: i64,
+    audit: &AuditFn<'_>,
+) -> Result<(), FlowError> {
+    for old in current.iter().filter(|o| !new.iter().any(|n| n.role == o.role)) {
+        users::delete_role(conn, user_id, &old.role, RoleSource::Idp.as_str())?;
+        audit(
+            conn,
+            "role.revoked",
+            Some(user_id),
+            None,
+            serde_json::json!({"role": old.role, "source": "idp", "group": old.detail}),
+        )?;
+    }
+    for n in new.iter().filter(|n| !current.iter().any(|o| o.role == n.role)) {
+        users::insert_role(
+            conn,
+            &users::NewRole {
+                user_id,
+                role: &n.role,
+                source: "idp",
+                source_detail: n.detail.as_deref(),
+                granted_at: ts,
+            },
+        )?;
+        audit(
+            conn,
+            "role.granted",
+            Some(user_id),
+            None,
+            serde_json::json!({"role": n.role, "source": "idp", "group": n.detail}),
+        )?;
+    }
+    Ok(())
 }
 
 /// The profile as stored, for comparison with what the IdP now asserts.

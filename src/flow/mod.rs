@@ -25,6 +25,9 @@ pub enum FlowError {
     Saml(#[from] crate::saml::SamlError),
     #[error("database: {0}")]
     Store(#[from] diesel::result::Error),
+    /// Another login of the same person committed while this one ran: run it again.
+    #[error("concurrent first login")]
+    Race,
 }
 
 impl FlowError {
@@ -116,7 +119,7 @@ pub fn audit_failure(
         }
         FlowError::Saml(e) => (e.reason().map(|r| r.code()).unwrap_or("saml_error"), None, None),
         FlowError::Oidc(_) => ("oidc_error", None, None),
-        FlowError::Store(_) => ("internal_error", None, None),
+        FlowError::Store(_) | FlowError::Race => ("internal_error", None, None),
     };
     let from_relay = match (client, relay_state) {
         (None, Some(r)) => store::logins::by_id(conn, &token_hash(r))?

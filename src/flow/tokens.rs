@@ -109,6 +109,8 @@ pub fn issue_code_for_session(
                 code_expires_at: (now + cfg.code_ttl).timestamp(),
                 code_used: false,
                 revoked: false,
+                acr: session.acr.clone(),
+                amr: session.amr.clone(),
             },
         )?;
         store::audit::insert(
@@ -206,6 +208,7 @@ pub fn exchange_code(
         grant_id: grant.id.clone(),
     };
     let access_token = keys.sign_access_token(&access_claims)?;
+    let amr: Vec<String> = serde_json::from_str(&grant.amr).unwrap_or_default();
     let id_token = keys.sign_id_token(
         &IdTokenInput {
             issuer: &cfg.issuer,
@@ -215,6 +218,8 @@ pub fn exchange_code(
             auth_time: DateTime::from_timestamp(grant.auth_time, 0).unwrap_or(now),
             issued_at: now,
             expires_at: now + cfg.id_token_ttl,
+            acr: grant.acr.as_deref(),
+            amr: &amr,
         },
         &access_token,
         Some(code),

@@ -57,12 +57,7 @@ pub enum AuthorizeError {
     NoRedirect { description: String },
     /// Report to the client via `authorize_error_redirect`.
     #[error("{code}: {description}")]
-    Redirect {
-        redirect_uri: String,
-        code: &'static str,
-        description: String,
-        state: Option<String>,
-    },
+    Redirect { redirect_uri: String, code: &'static str, description: String, state: Option<String> },
 }
 
 /// Empty values count as absent: `state=` is not a state.
@@ -71,9 +66,7 @@ fn non_empty(v: &Option<String>) -> Option<&str> {
 }
 
 fn no_redirect(description: &str) -> AuthorizeError {
-    AuthorizeError::NoRedirect {
-        description: description.to_owned(),
-    }
+    AuthorizeError::NoRedirect { description: description.to_owned() }
 }
 
 pub fn validate_authorize(
@@ -85,24 +78,15 @@ pub fn validate_authorize(
         // Defensive: the caller looked the client up by this id, but a mismatch must not pass.
         .filter(|c| c.client_id == client_id)
         .ok_or_else(|| no_redirect("unknown client"))?;
-    let redirect_uri =
-        non_empty(&params.redirect_uri).ok_or_else(|| no_redirect("missing redirect_uri"))?;
+    let redirect_uri = non_empty(&params.redirect_uri).ok_or_else(|| no_redirect("missing redirect_uri"))?;
     // Exact string match: no prefix, no normalization, no wildcard (OAuth security BCP §4.1).
-    if !client
-        .redirect_uris
-        .iter()
-        .any(|registered| registered == redirect_uri)
-    {
-        return Err(no_redirect(
-            "redirect_uri is not registered for this client",
-        ));
+    if !client.redirect_uris.iter().any(|registered| registered == redirect_uri) {
+        return Err(no_redirect("redirect_uri is not registered for this client"));
     }
 
     // From here on errors go back to the client, with its state when that state is usable.
     let state = non_empty(&params.state);
-    let echo_state = state
-        .filter(|s| s.len() <= MAX_PARAM_LEN)
-        .map(str::to_owned);
+    let echo_state = state.filter(|s| s.len() <= MAX_PARAM_LEN).map(str::to_owned);
     let fail = |code: &'static str, description: &str| AuthorizeError::Redirect {
         redirect_uri: redirect_uri.to_owned(),
         code,
@@ -116,21 +100,13 @@ pub fn validate_authorize(
     match non_empty(&params.response_type) {
         None => return Err(fail("invalid_request", "missing response_type")),
         Some("code") => {}
-        Some(_) => {
-            return Err(fail(
-                "unsupported_response_type",
-                "only response_type=code is supported",
-            ))
-        }
+        Some(_) => return Err(fail("unsupported_response_type", "only response_type=code is supported")),
     }
 
     let requested = non_empty(&params.scope).unwrap_or("");
     let mut granted: Vec<&str> = Vec::new();
     // RFC 6749 §3.3: space-delimited; unknown scopes are dropped rather than refused.
-    for s in requested
-        .split(' ')
-        .filter(|s| SUPPORTED_SCOPES.contains(s))
-    {
+    for s in requested.split(' ').filter(|s| SUPPORTED_SCOPES.contains(s)) {
         if !granted.contains(&s) {
             granted.push(s);
         }
@@ -142,32 +118,20 @@ pub fn validate_authorize(
     let challenge = non_empty(&params.code_challenge);
     match (challenge, non_empty(&params.code_challenge_method)) {
         (None, Some(_)) => {
-            return Err(fail(
-                "invalid_request",
-                "code_challenge_method without code_challenge",
-            ))
+            return Err(fail("invalid_request", "code_challenge_method without code_challenge"))
         }
         // A missing method means "plain" (RFC 7636 §4.3), which is refused like an explicit one.
         (Some(_), None) | (Some(_), Some("plain")) => {
-            return Err(fail(
-                "invalid_request",
-                "code_challenge_method must be S256",
-            ))
+            return Err(fail("invalid_request", "code_challenge_method must be S256"))
         }
         (Some(_), Some(m)) if m != "S256" => {
-            return Err(fail(
-                "invalid_request",
-                "code_challenge_method must be S256",
-            ))
+            return Err(fail("invalid_request", "code_challenge_method must be S256"))
         }
         (Some(c), Some(_)) if !valid_challenge(c) => {
             return Err(fail("invalid_request", "malformed code_challenge"))
         }
         (None, None) if client.is_public() => {
-            return Err(fail(
-                "invalid_request",
-                "PKCE with S256 is required for this client",
-            ))
+            return Err(fail("invalid_request", "PKCE with S256 is required for this client"))
         }
         _ => {}
     }
@@ -215,9 +179,7 @@ pub fn validate_authorize(
 /// (RFC 6749 §3.1.2). The URI is not parsed and re-serialized, so it stays byte-identical to the
 /// registered one; a fragment, which §3.1.2 forbids, is dropped rather than hiding the query.
 fn with_query(redirect_uri: &str, pairs: &[(&str, &str)]) -> String {
-    let base = redirect_uri
-        .split_once('#')
-        .map_or(redirect_uri, |(b, _)| b);
+    let base = redirect_uri.split_once('#').map_or(redirect_uri, |(b, _)| b);
     let mut query = url::form_urlencoded::Serializer::new(String::new());
     for (k, v) in pairs {
         query.append_pair(k, v);
@@ -235,10 +197,7 @@ fn with_query(redirect_uri: &str, pairs: &[(&str, &str)]) -> String {
 
 /// RFC 6749 §4.1.2.1 error_description is limited to printable ASCII without `"` and `\`.
 fn safe_description(description: &str) -> String {
-    description
-        .chars()
-        .filter(|c| matches!(*c, '\x20'..='\x7e') && *c != '"' && *c != '\\')
-        .collect()
+    description.chars().filter(|c| matches!(*c, '\x20'..='\x7e') && *c != '"' && *c != '\\').collect()
 }
 
 /// The error redirect to the client (only after `validate_authorize` accepted the client and
@@ -282,11 +241,7 @@ mod tests {
     fn client(public: bool) -> Client {
         Client {
             client_id: "app".into(),
-            secret_hash: if public {
-                None
-            } else {
-                Some("$argon2id$…".into())
-            },
+            secret_hash: if public { None } else { Some("$argon2id$…".into()) },
             redirect_uris: vec![CB.into(), "http://127.0.0.1:9000/cb?x=1".into()],
             post_logout_redirect_uris: vec![],
             allowed_roles: vec![],
@@ -309,9 +264,7 @@ mod tests {
 
     fn redirect_code(r: Result<ValidAuthorize, AuthorizeError>) -> &'static str {
         match r {
-            Err(AuthorizeError::Redirect {
-                code, redirect_uri, ..
-            }) => {
+            Err(AuthorizeError::Redirect { code, redirect_uri, .. }) => {
                 assert_eq!(redirect_uri, CB);
                 code
             }
@@ -386,17 +339,10 @@ mod tests {
         let c = client(false);
         let mut p = params();
         p.response_type = None;
-        assert_eq!(
-            redirect_code(validate_authorize(&p, Some(&c))),
-            "invalid_request"
-        );
+        assert_eq!(redirect_code(validate_authorize(&p, Some(&c))), "invalid_request");
         for rt in ["token", "id_token", "code id_token", "CODE", "code "] {
             p.response_type = Some(rt.into());
-            assert_eq!(
-                redirect_code(validate_authorize(&p, Some(&c))),
-                "unsupported_response_type",
-                "{rt}"
-            );
+            assert_eq!(redirect_code(validate_authorize(&p, Some(&c))), "unsupported_response_type", "{rt}");
         }
     }
 
@@ -406,11 +352,7 @@ mod tests {
         let mut p = params();
         for s in [None, Some("email profile"), Some("openidx"), Some("OPENID")] {
             p.scope = s.map(str::to_owned);
-            assert_eq!(
-                redirect_code(validate_authorize(&p, Some(&c))),
-                "invalid_scope",
-                "{s:?}"
-            );
+            assert_eq!(redirect_code(validate_authorize(&p, Some(&c))), "invalid_scope", "{s:?}");
         }
         p.scope = Some("profile  openid custom openid roles".into());
         let v = validate_authorize(&p, Some(&c)).expect("valid");
@@ -422,31 +364,16 @@ mod tests {
         let public = client(true);
         let mut p = params();
         p.code_challenge_method = Some("plain".into());
-        assert_eq!(
-            redirect_code(validate_authorize(&p, Some(&public))),
-            "invalid_request"
-        );
+        assert_eq!(redirect_code(validate_authorize(&p, Some(&public))), "invalid_request");
         p.code_challenge_method = None;
-        assert_eq!(
-            redirect_code(validate_authorize(&p, Some(&public))),
-            "invalid_request"
-        );
+        assert_eq!(redirect_code(validate_authorize(&p, Some(&public))), "invalid_request");
         p.code_challenge_method = Some("s256".into());
-        assert_eq!(
-            redirect_code(validate_authorize(&p, Some(&public))),
-            "invalid_request"
-        );
+        assert_eq!(redirect_code(validate_authorize(&p, Some(&public))), "invalid_request");
         p.code_challenge_method = Some("S256".into());
         p.code_challenge = Some("short".into());
-        assert_eq!(
-            redirect_code(validate_authorize(&p, Some(&public))),
-            "invalid_request"
-        );
+        assert_eq!(redirect_code(validate_authorize(&p, Some(&public))), "invalid_request");
         p.code_challenge = None;
-        assert_eq!(
-            redirect_code(validate_authorize(&p, Some(&public))),
-            "invalid_request"
-        );
+        assert_eq!(redirect_code(validate_authorize(&p, Some(&public))), "invalid_request");
         p.code_challenge_method = None;
         // Public client without any challenge.
         let err = validate_authorize(&p, Some(&public));
@@ -454,10 +381,7 @@ mod tests {
         // Confidential clients get the same refusal for plain.
         let mut p = params();
         p.code_challenge_method = Some("plain".into());
-        assert_eq!(
-            redirect_code(validate_authorize(&p, Some(&client(false)))),
-            "invalid_request"
-        );
+        assert_eq!(redirect_code(validate_authorize(&p, Some(&client(false)))), "invalid_request");
     }
 
     #[test]
@@ -466,22 +390,13 @@ mod tests {
         let long = "x".repeat(MAX_PARAM_LEN + 1);
         let mut p = params();
         p.nonce = Some(long.clone());
-        assert_eq!(
-            redirect_code(validate_authorize(&p, Some(&c))),
-            "invalid_request"
-        );
+        assert_eq!(redirect_code(validate_authorize(&p, Some(&c))), "invalid_request");
         let mut p = params();
         p.login_hint = Some(long.clone());
-        assert_eq!(
-            redirect_code(validate_authorize(&p, Some(&c))),
-            "invalid_request"
-        );
+        assert_eq!(redirect_code(validate_authorize(&p, Some(&c))), "invalid_request");
         let mut p = params();
         p.idp_hint = Some(long.clone());
-        assert_eq!(
-            redirect_code(validate_authorize(&p, Some(&c))),
-            "invalid_request"
-        );
+        assert_eq!(redirect_code(validate_authorize(&p, Some(&c))), "invalid_request");
         let mut p = params();
         p.state = Some(long);
         match validate_authorize(&p, Some(&c)) {
@@ -497,10 +412,7 @@ mod tests {
 
         let mut p = params();
         p.prompt = Some("none login".into());
-        assert_eq!(
-            redirect_code(validate_authorize(&p, Some(&c))),
-            "invalid_request"
-        );
+        assert_eq!(redirect_code(validate_authorize(&p, Some(&c))), "invalid_request");
         p.prompt = Some("login consent".into());
         let v = validate_authorize(&p, Some(&c)).expect("valid");
         assert_eq!(v.prompt.as_deref(), Some("login consent"));
@@ -531,12 +443,8 @@ mod tests {
             "https://app.example.com/callback?code=abc&state=a+b%26c%3Dd&iss=https%3A%2F%2Fsso.example.com"
         );
         let u = code_redirect("http://127.0.0.1:9000/cb?x=1", "abc", None, iss);
-        assert!(
-            u.starts_with("http://127.0.0.1:9000/cb?x=1&code=abc&iss="),
-            "{u}"
-        );
-        let u =
-            authorize_error_redirect(CB, "access_denied", "role \"x\" missing\\", Some("s"), iss);
+        assert!(u.starts_with("http://127.0.0.1:9000/cb?x=1&code=abc&iss="), "{u}");
+        let u = authorize_error_redirect(CB, "access_denied", "role \"x\" missing\\", Some("s"), iss);
         let parsed = url::Url::parse(&u).expect("url");
         let q: Vec<(String, String)> = parsed.query_pairs().into_owned().collect();
         assert_eq!(

@@ -1,13 +1,13 @@
 //! OpenID Provider discovery document (`/.well-known/openid-configuration`).
 
 use openidconnect::core::{
-    CoreAuthDisplay, CoreClaimName, CoreClaimType, CoreClientAuthMethod, CoreGrantType,
-    CoreJsonWebKey, CoreJweContentEncryptionAlgorithm, CoreJweKeyManagementAlgorithm,
-    CoreJwsSigningAlgorithm, CoreResponseMode, CoreResponseType, CoreSubjectIdentifierType,
+    CoreAuthDisplay, CoreClaimName, CoreClaimType, CoreClientAuthMethod, CoreGrantType, CoreJsonWebKey,
+    CoreJweContentEncryptionAlgorithm, CoreJweKeyManagementAlgorithm, CoreJwsSigningAlgorithm,
+    CoreResponseMode, CoreResponseType, CoreSubjectIdentifierType,
 };
 use openidconnect::{
-    AdditionalProviderMetadata, AuthUrl, IssuerUrl, JsonWebKeySetUrl, ProviderMetadata,
-    ResponseTypes, Scope, TokenUrl, UserInfoUrl,
+    AdditionalProviderMetadata, AuthUrl, IssuerUrl, JsonWebKeySetUrl, ProviderMetadata, ResponseTypes, Scope,
+    TokenUrl, UserInfoUrl,
 };
 use serde::{Deserialize, Serialize};
 
@@ -81,20 +81,10 @@ pub fn discovery_json(issuer: &str) -> Result<String, OidcError> {
         },
     )
     .set_token_endpoint(Some(TokenUrl::new(format!("{base}/token")).map_err(bad)?))
-    .set_userinfo_endpoint(Some(
-        UserInfoUrl::new(format!("{base}/userinfo")).map_err(bad)?,
-    ))
-    .set_scopes_supported(Some(
-        SUPPORTED_SCOPES
-            .iter()
-            .map(|s| Scope::new((*s).to_owned()))
-            .collect(),
-    ))
+    .set_userinfo_endpoint(Some(UserInfoUrl::new(format!("{base}/userinfo")).map_err(bad)?))
+    .set_scopes_supported(Some(SUPPORTED_SCOPES.iter().map(|s| Scope::new((*s).to_owned())).collect()))
     .set_claims_supported(Some(
-        CLAIMS_SUPPORTED
-            .iter()
-            .map(|c| CoreClaimName::new((*c).to_owned()))
-            .collect(),
+        CLAIMS_SUPPORTED.iter().map(|c| CoreClaimName::new((*c).to_owned())).collect(),
     ))
     .set_grant_types_supported(Some(vec![CoreGrantType::AuthorizationCode]))
     .set_token_endpoint_auth_methods_supported(Some(vec![
@@ -126,10 +116,7 @@ mod tests {
     fn document_fields() {
         let d = doc("https://sso.example.com");
         assert_eq!(d["issuer"], "https://sso.example.com");
-        assert_eq!(
-            d["authorization_endpoint"],
-            "https://sso.example.com/authorize"
-        );
+        assert_eq!(d["authorization_endpoint"], "https://sso.example.com/authorize");
         assert_eq!(d["token_endpoint"], "https://sso.example.com/token");
         assert_eq!(d["userinfo_endpoint"], "https://sso.example.com/userinfo");
         assert_eq!(d["jwks_uri"], "https://sso.example.com/jwks");
@@ -138,14 +125,7 @@ mod tests {
         assert_eq!(d["id_token_signing_alg_values_supported"], json!(["RS256"]));
         assert_eq!(
             d["scopes_supported"],
-            json!([
-                "openid",
-                "email",
-                "profile",
-                "offline_access",
-                "roles",
-                "groups"
-            ])
+            json!(["openid", "email", "profile", "offline_access", "roles", "groups"])
         );
         assert_eq!(d["grant_types_supported"], json!(["authorization_code"]));
         assert_eq!(
@@ -154,15 +134,10 @@ mod tests {
         );
         assert_eq!(d["code_challenge_methods_supported"], json!(["S256"]));
         assert_eq!(d["response_modes_supported"], json!(["query"]));
-        assert_eq!(
-            d["authorization_response_iss_parameter_supported"],
-            json!(true)
-        );
+        assert_eq!(d["authorization_response_iss_parameter_supported"], json!(true));
         assert_eq!(d["request_uri_parameter_supported"], json!(false));
         let claims = d["claims_supported"].as_array().expect("claims");
-        for c in [
-            "sub", "email", "roles", "groups", "at_hash", "c_hash", "nonce",
-        ] {
+        for c in ["sub", "email", "roles", "groups", "at_hash", "c_hash", "nonce"] {
             assert!(claims.contains(&json!(c)), "{c}");
         }
         // No private or empty JWKS inlined.
@@ -172,17 +147,11 @@ mod tests {
     #[test]
     fn issuer_kept_exactly() {
         let d = doc("http://127.0.0.1:8080");
-        assert_eq!(
-            d["issuer"], "http://127.0.0.1:8080",
-            "no trailing slash added"
-        );
+        assert_eq!(d["issuer"], "http://127.0.0.1:8080", "no trailing slash added");
         assert_eq!(d["token_endpoint"], "http://127.0.0.1:8080/token");
         let d = doc("https://sso.example.com/tenant/");
         assert_eq!(d["issuer"], "https://sso.example.com/tenant/");
-        assert_eq!(
-            d["authorization_endpoint"],
-            "https://sso.example.com/tenant/authorize"
-        );
+        assert_eq!(d["authorization_endpoint"], "https://sso.example.com/tenant/authorize");
     }
 
     #[test]
@@ -197,9 +166,6 @@ mod tests {
             serde_json::from_str(&json).expect("core metadata");
         assert_eq!(core.issuer().as_str(), "https://sso.example.com");
         let ours: BrokerProviderMetadataDocument = serde_json::from_str(&json).expect("ours");
-        assert_eq!(
-            ours.additional_metadata().code_challenge_methods_supported,
-            vec!["S256"]
-        );
+        assert_eq!(ours.additional_metadata().code_challenge_methods_supported, vec!["S256"]);
     }
 }

@@ -12,9 +12,9 @@ use openidconnect::core::{
     CoreJwsSigningAlgorithm,
 };
 use openidconnect::{
-    AccessToken, AdditionalClaims, Audience, AuthorizationCode, EndUserEmail, EndUserFamilyName,
-    EndUserGivenName, EndUserName, IdToken, IdTokenClaims, IssuerUrl, Nonce, PrivateSigningKey,
-    SigningError, StandardClaims, SubjectIdentifier,
+    AccessToken, AdditionalClaims, Audience, AuthenticationContextClass, AuthenticationMethodReference,
+    AuthorizationCode, EndUserEmail, EndUserFamilyName, EndUserGivenName, EndUserName, IdToken,
+    IdTokenClaims, IssuerUrl, Nonce, PrivateSigningKey, SigningError, StandardClaims, SubjectIdentifier,
 };
 use openssl::bn::BigNumRef;
 use openssl::hash::MessageDigest;
@@ -61,13 +61,8 @@ pub fn generate_rsa_key() -> Result<StoredKey, OidcError> {
     let rsa = Rsa::generate(RSA_BITS).map_err(key_err)?;
     let kid = jwk_thumbprint(rsa.n(), rsa.e());
     let pem = rsa.private_key_to_pem().map_err(key_err)?;
-    let private_pem =
-        String::from_utf8(pem).map_err(|_| OidcError::Key("PEM is not UTF-8".into()))?;
-    Ok(StoredKey {
-        kid,
-        alg: RS256.to_owned(),
-        private_pem,
-    })
+    let private_pem = String::from_utf8(pem).map_err(|_| OidcError::Key("PEM is not UTF-8".into()))?;
+    Ok(StoredKey { kid, alg: RS256.to_owned(), private_pem })
 }
 
 /// RFC 7638: SHA-256 over the required members in lexicographic order, no whitespace.
@@ -96,12 +91,8 @@ pub struct BrokerClaims {
 impl AdditionalClaims for BrokerClaims {}
 
 /// The broker's ID token type: core types plus `roles` and `groups`.
-pub type BrokerIdToken = IdToken<
-    BrokerClaims,
-    CoreGenderClaim,
-    CoreJweContentEncryptionAlgorithm,
-    CoreJwsSigningAlgorithm,
->;
+pub type BrokerIdToken =
+    IdToken<BrokerClaims, CoreGenderClaim, CoreJweContentEncryptionAlgorithm, CoreJwsSigningAlgorithm>;
 pub type BrokerIdTokenClaims = IdTokenClaims<BrokerClaims, CoreGenderClaim>;
 
 /// JWT access token claims (RFC 9068 §2.2).
@@ -135,21 +126,15 @@ struct OpensslRsaKey {
 impl PrivateSigningKey for OpensslRsaKey {
     type VerificationKey = CoreJsonWebKey;
 
-    fn sign(
-        &self,
-        signature_alg: &CoreJwsSigningAlgorithm,
-        message: &[u8],
-    ) -> Result<Vec<u8>, SigningError> {
+    fn sign(&self, signature_alg: &CoreJwsSigningAlgorithm, message: &[u8]) -> Result<Vec<u8>, SigningError> {
         // `alg` is fixed per key: asked for anything but RS256, refuse rather than comply.
         if *signature_alg != CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256 {
             return Err(SigningError::UnsupportedAlg(format!("{signature_alg:?}")));
         }
         // OpenSSL's default RSA padding for a Signer is PKCS#1 v1.5, i.e. RS256.
-        let mut signer = Signer::new(MessageDigest::sha256(), &self.pkey)
-            .map_err(|_| SigningError::CryptoError)?;
-        signer
-            .update(message)
-            .map_err(|_| SigningError::CryptoError)?;
+        let mut signer =
+            Signer::new(MessageDigest::sha256(), &self.pkey).map_err(|_| SigningError::CryptoError)?;
+        signer.update(message).map_err(|_| SigningError::CryptoError)?;
         signer.sign_to_vec().map_err(|_| SigningError::CryptoError)
     }
 
@@ -180,10 +165,7 @@ pub struct KeySet {
 impl fmt::Debug for KeySet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeySet")
-            .field(
-                "kids",
-                &self.all().map(|k| k.kid.as_str()).collect::<Vec<_>>(),
-            )
+            .field("kids", &self.all().map(|k| k.kid.as_str()).collect::<Vec<_>>())
             .finish()
     }
 }
@@ -193,30 +175,18 @@ impl KeySet {
         let mut keys: Vec<LoadedKey> = Vec::with_capacity(stored.len());
         for s in stored {
             if s.alg != RS256 {
-                return Err(OidcError::Key(format!(
-                    "key {}: unsupported alg {}",
-                    s.kid, s.alg
-                )));
+                return Err(OidcError::Key(format!("key {}: unsupported alg {}", s.kid, s.alg)));
             }
             if s.kid.is_empty() || keys.iter().any(|k| k.kid == s.kid) {
-                return Err(OidcError::Key(format!(
-                    "key id {:?} empty or duplicated",
-                    s.kid
-                )));
+                return Err(OidcError::Key(format!("key id {:?} empty or duplicated", s.kid)));
             }
             keys.push(load_key(s)?);
         }
         let jwks = CoreJsonWebKeySet::new(keys.iter().map(|k| k.signer.jwk.clone()).collect());
         let jwks_json = serde_json::to_string(&jwks).map_err(key_err)?;
         let mut keys = keys.into_iter();
-        let current = keys
-            .next()
-            .ok_or_else(|| OidcError::Key("no signing key".into()))?;
-        Ok(KeySet {
-            current,
-            previous: keys.collect(),
-            jwks_json,
-        })
+        let current = keys.next().ok_or_else(|| OidcError::Key("no signing key".into()))?;
+        Ok(KeySet { current, previous: keys.collect(), jwks_json })
     }
 
     fn all(&self) -> impl Iterator<Item = &LoadedKey> {
@@ -258,20 +228,9 @@ impl KeySet {
             // Only meaningful next to an address; absent when there is no email claim.
             .set_email_verified(user.email.as_ref().map(|_| user.email_verified))
             .set_name(user.name.clone().map(|v| EndUserName::new(v).into()))
-            .set_given_name(
-                user.given_name
-                    .clone()
-                    .map(|v| EndUserGivenName::new(v).into()),
-            )
-            .set_family_name(
-                user.family_name
-                    .clone()
-                    .map(|v| EndUserFamilyName::new(v).into()),
-            );
-        let extra = BrokerClaims {
-            roles: user.roles.clone(),
-            groups: user.groups.clone(),
-        };
+            .set_given_name(user.given_name.clone().map(|v| EndUserGivenName::new(v).into()))
+            .set_family_name(user.family_name.clone().map(|v| EndUserFamilyName::new(v).into()));
+        let extra = BrokerClaims { roles: user.roles.clone(), groups: user.groups.clone() };
         let claims = BrokerIdTokenClaims::new(
             issuer,
             vec![Audience::new(input.client_id.to_owned())],
@@ -281,7 +240,12 @@ impl KeySet {
             extra,
         )
         .set_auth_time(Some(input.auth_time))
-        .set_nonce(input.nonce.map(|n| Nonce::new(n.to_owned())));
+        .set_nonce(input.nonce.map(|n| Nonce::new(n.to_owned())))
+        .set_auth_context_ref(input.acr.map(|a| AuthenticationContextClass::new(a.to_owned())))
+        .set_auth_method_refs(
+            (!input.amr.is_empty())
+                .then(|| input.amr.iter().map(|m| AuthenticationMethodReference::new(m.clone())).collect()),
+        );
 
         let access_token = AccessToken::new(access_token.to_owned());
         let code = code.map(|c| AuthorizationCode::new(c.to_owned()));
@@ -297,9 +261,7 @@ impl KeySet {
         // the library's internal `expect` out of our request path.
         match serde_json::to_value(&token).map_err(key_err)? {
             serde_json::Value::String(s) => Ok(s),
-            _ => Err(OidcError::Internal(
-                "ID token did not serialize to a string".into(),
-            )),
+            _ => Err(OidcError::Internal("ID token did not serialize to a string".into())),
         }
     }
 
@@ -335,10 +297,7 @@ impl KeySet {
             return Err(invalid_token("not an access token"));
         }
         let kid = header.kid.ok_or_else(|| invalid_token("no kid"))?;
-        let key = self
-            .all()
-            .find(|k| k.kid == kid)
-            .ok_or_else(|| invalid_token("unknown kid"))?;
+        let key = self.all().find(|k| k.kid == kid).ok_or_else(|| invalid_token("unknown kid"))?;
 
         let mut validation = Validation::new(Algorithm::RS256);
         // Time and audience are ours to check: jsonwebtoken would read the system clock, and the
@@ -368,16 +327,10 @@ fn invalid_token(reason: &str) -> OidcError {
 fn load_key(stored: StoredKey) -> Result<LoadedKey, OidcError> {
     let rsa = Rsa::private_key_from_pem(stored.private_pem.as_bytes()).map_err(key_err)?;
     if rsa.size() * 8 < RSA_BITS {
-        return Err(OidcError::Key(format!(
-            "key {}: RSA key shorter than {RSA_BITS} bits",
-            stored.kid
-        )));
+        return Err(OidcError::Key(format!("key {}: RSA key shorter than {RSA_BITS} bits", stored.kid)));
     }
     if !rsa.check_key().map_err(key_err)? {
-        return Err(OidcError::Key(format!(
-            "key {}: inconsistent RSA key",
-            stored.kid
-        )));
+        return Err(OidcError::Key(format!("key {}: inconsistent RSA key", stored.kid)));
     }
     let n = rsa.n().to_vec();
     let e = rsa.e().to_vec();
@@ -431,9 +384,7 @@ mod tests {
     }
 
     fn t0() -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2030, 1, 2, 3, 4, 5)
-            .single()
-            .expect("time")
+        Utc.with_ymd_and_hms(2030, 1, 2, 3, 4, 5).single().expect("time")
     }
 
     fn user() -> UserClaims {
@@ -476,8 +427,7 @@ mod tests {
         assert_eq!(a.kid.len(), 43, "base64url SHA-256");
         assert_ne!(a.kid, b.kid);
         // openidconnect's own key type accepts it (PKCS#1 only), as STACK-NOTES warns.
-        openidconnect::core::CoreRsaPrivateSigningKey::from_pem(&a.private_pem, None)
-            .expect("pkcs1");
+        openidconnect::core::CoreRsaPrivateSigningKey::from_pem(&a.private_pem, None).expect("pkcs1");
         assert!(!format!("{a:?}").contains("PRIVATE"));
     }
 
@@ -533,10 +483,10 @@ mod tests {
             auth_time: now - Duration::minutes(1),
             issued_at: now,
             expires_at: now + Duration::minutes(5),
+            acr: None,
+            amr: &[],
         };
-        let jwt = ks
-            .sign_id_token(&input, "access-token-value", Some("the-code"))
-            .expect("sign");
+        let jwt = ks.sign_id_token(&input, "access-token-value", Some("the-code")).expect("sign");
 
         let header = b64_json(jwt.split('.').next().expect("header"));
         assert_eq!(header["kid"], ks.current_kid());
@@ -551,9 +501,7 @@ mod tests {
         )
         .set_time_fn(move || now + Duration::seconds(30));
         let token = BrokerIdToken::from_str(&jwt).expect("parse");
-        let claims = token
-            .claims(&verifier, &Nonce::new("n-0S6_WzA2Mj".into()))
-            .expect("verify");
+        let claims = token.claims(&verifier, &Nonce::new("n-0S6_WzA2Mj".into())).expect("verify");
         assert_eq!(claims.subject().as_str(), "u-123");
         assert_eq!(claims.issuer().as_str(), ISS);
         assert_eq!(claims.audiences(), &[Audience::new("dashboard".into())]);
@@ -564,13 +512,11 @@ mod tests {
         assert!(claims.additional_claims().groups.is_empty());
         let alg = token.signing_alg().expect("alg");
         let key = token.signing_key(&verifier).expect("key");
-        let at =
-            AccessTokenHash::from_token(&AccessToken::new("access-token-value".into()), alg, key)
-                .expect("at_hash");
+        let at = AccessTokenHash::from_token(&AccessToken::new("access-token-value".into()), alg, key)
+            .expect("at_hash");
         assert_eq!(claims.access_token_hash(), Some(&at));
-        let c =
-            AuthorizationCodeHash::from_code(&AuthorizationCode::new("the-code".into()), alg, key)
-                .expect("c_hash");
+        let c = AuthorizationCodeHash::from_code(&AuthorizationCode::new("the-code".into()), alg, key)
+            .expect("c_hash");
         assert_eq!(claims.code_hash(), Some(&c));
 
         // Raw payload: empty groups array is present, email_verified next to email.
@@ -582,18 +528,14 @@ mod tests {
         assert_eq!(payload["iat"], now.timestamp());
 
         // Wrong nonce and expiry are caught by the RP.
-        assert!(token
-            .claims(&verifier, &Nonce::new("other".into()))
-            .is_err());
+        assert!(token.claims(&verifier, &Nonce::new("other".into())).is_err());
         let late = CoreIdTokenVerifier::new_public_client(
             ClientId::new("dashboard".into()),
             IssuerUrl::new(ISS.into()).expect("iss"),
             ks.jwks(),
         )
         .set_time_fn(move || now + Duration::minutes(6));
-        assert!(token
-            .claims(&late, &Nonce::new("n-0S6_WzA2Mj".into()))
-            .is_err());
+        assert!(token.claims(&late, &Nonce::new("n-0S6_WzA2Mj".into())).is_err());
         // Another client cannot accept it.
         let other = CoreIdTokenVerifier::new_public_client(
             ClientId::new("other-app".into()),
@@ -601,9 +543,7 @@ mod tests {
             ks.jwks(),
         )
         .set_time_fn(move || now);
-        assert!(token
-            .claims(&other, &Nonce::new("n-0S6_WzA2Mj".into()))
-            .is_err());
+        assert!(token.claims(&other, &Nonce::new("n-0S6_WzA2Mj".into())).is_err());
     }
 
     #[test]
@@ -620,6 +560,8 @@ mod tests {
             auth_time: now,
             issued_at: now,
             expires_at: now + Duration::minutes(5),
+            acr: None,
+            amr: &[],
         };
         let jwt = ks.sign_id_token(&input, "at", None).expect("sign");
         let payload = b64_json(jwt.split('.').nth(1).expect("payload"));
@@ -646,6 +588,8 @@ mod tests {
             auth_time: now,
             issued_at: now,
             expires_at: now + Duration::minutes(5),
+            acr: None,
+            amr: &[],
         };
         let jwt = ks.sign_id_token(&input, "at", None).expect("sign");
         let body = serde_json::json!({
@@ -666,9 +610,7 @@ mod tests {
         assert_eq!(header["typ"], "at+jwt");
         assert_eq!(header["kid"], ks.current_kid());
         assert_eq!(header["alg"], "RS256");
-        let back = ks
-            .verify_access_token(&jwt, ISS, now + Duration::minutes(1))
-            .expect("verify");
+        let back = ks.verify_access_token(&jwt, ISS, now + Duration::minutes(1)).expect("verify");
         assert_eq!(back, claims);
     }
 
@@ -691,15 +633,9 @@ mod tests {
         let exp = now + Duration::minutes(5);
         let err = ks.verify_access_token(&jwt, ISS, exp).expect_err("at exp");
         assert_eq!(err.code(), "invalid_token");
-        assert!(ks
-            .verify_access_token(&jwt, ISS, exp + Duration::seconds(1))
-            .is_err());
-        assert!(ks
-            .verify_access_token(&jwt, "https://evil.example.com", now)
-            .is_err());
-        assert!(ks
-            .verify_access_token(&jwt, "https://sso.example.com/", now)
-            .is_err());
+        assert!(ks.verify_access_token(&jwt, ISS, exp + Duration::seconds(1)).is_err());
+        assert!(ks.verify_access_token(&jwt, "https://evil.example.com", now).is_err());
+        assert!(ks.verify_access_token(&jwt, "https://sso.example.com/", now).is_err());
     }
 
     #[test]
@@ -714,9 +650,7 @@ mod tests {
         let forged = parts.join(".");
         assert!(ks.verify_access_token(&forged, ISS, now).is_err());
         // A flipped signature byte too.
-        let mut sig = URL_SAFE_NO_PAD
-            .decode(jwt.split('.').nth(2).expect("sig"))
-            .expect("b64");
+        let mut sig = URL_SAFE_NO_PAD.decode(jwt.split('.').nth(2).expect("sig")).expect("b64");
         sig[0] ^= 1;
         let parts: Vec<&str> = jwt.split('.').collect();
         let bad_sig = format!("{}.{}.{}", parts[0], parts[1], URL_SAFE_NO_PAD.encode(sig));
@@ -740,11 +674,7 @@ mod tests {
         let now = t0();
         let claims = at_claims(now);
         let kid = ks.current_kid().to_owned();
-        let none = forge(
-            serde_json::json!({"alg": "none", "typ": "at+jwt", "kid": kid}),
-            &claims,
-            b"",
-        );
+        let none = forge(serde_json::json!({"alg": "none", "typ": "at+jwt", "kid": kid}), &claims, b"");
         assert!(ks.verify_access_token(&none, ISS, now).is_err());
 
         // The classic confusion: HMAC keyed with the published public key material.
@@ -754,8 +684,7 @@ mod tests {
         let mut h = Header::new(Algorithm::HS256);
         h.typ = Some("at+jwt".into());
         h.kid = Some(kid.clone());
-        let hs = jsonwebtoken::encode(&h, &claims, &EncodingKey::from_secret(n.as_bytes()))
-            .expect("hs256");
+        let hs = jsonwebtoken::encode(&h, &claims, &EncodingKey::from_secret(n.as_bytes())).expect("hs256");
         assert!(ks.verify_access_token(&hs, ISS, now).is_err());
         let hs2 = forge(header, &claims, b"whatever");
         assert!(ks.verify_access_token(&hs2, ISS, now).is_err());
@@ -774,6 +703,8 @@ mod tests {
             auth_time: now,
             issued_at: now,
             expires_at: now + Duration::minutes(5),
+            acr: None,
+            amr: &[],
         };
         let id = ks.sign_id_token(&input, "at", None).expect("sign");
         assert!(ks.verify_access_token(&id, ISS, now).is_err());

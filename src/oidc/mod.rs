@@ -17,31 +17,21 @@ pub use keys::{generate_rsa_key, AccessTokenClaims, BrokerClaims, KeySet, Stored
 pub use pkce::{valid_challenge, verify_s256};
 pub use secrets::{hash_client_secret, random_token, token_hash, verify_client_secret, Secret};
 pub use token::{
-    authenticate_client, check_code_grant, code_from_params, decode_basic_auth,
-    presented_client_id, StoredGrant, TokenParams,
+    authenticate_client, check_code_grant, code_from_params, decode_basic_auth, presented_client_id,
+    StoredGrant, TokenParams,
 };
 
 use chrono::{DateTime, Utc};
 
 /// Scopes the broker understands; anything else in a request is dropped from the grant
 /// (RFC 6749 §3.3 lets the server grant less than asked). Also published in discovery.
-pub const SUPPORTED_SCOPES: &[&str] = &[
-    "openid",
-    "email",
-    "profile",
-    "offline_access",
-    "roles",
-    "groups",
-];
+pub const SUPPORTED_SCOPES: &[&str] = &["openid", "email", "profile", "offline_access", "roles", "groups"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum OidcError {
     /// A protocol error with its RFC 6749 / OIDC code, safe to show to the client.
     #[error("{code}: {description}")]
-    Protocol {
-        code: &'static str,
-        description: String,
-    },
+    Protocol { code: &'static str, description: String },
     #[error("key error: {0}")]
     Key(String),
     /// Something that cannot happen with valid configuration (a serializer failing, an issuer
@@ -52,10 +42,7 @@ pub enum OidcError {
 
 impl OidcError {
     pub(crate) fn protocol(code: &'static str, description: impl Into<String>) -> Self {
-        OidcError::Protocol {
-            code,
-            description: description.into(),
-        }
+        OidcError::Protocol { code, description: description.into() }
     }
 
     /// The RFC 6749 / RFC 6750 error code to send; `server_error` for internal failures.
@@ -108,4 +95,8 @@ pub struct IdTokenInput<'a> {
     pub auth_time: DateTime<Utc>,
     pub issued_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
+    /// The IdP's AuthnContextClassRef, so apps can demand step-up.
+    pub acr: Option<&'a str>,
+    /// RFC 8176 method references (`pwd`, `mfa`).
+    pub amr: &'a [String],
 }

@@ -9,18 +9,13 @@ use subtle::ConstantTimeEq;
 /// RFC 7636 §4.1: code_verifier = 43*128unreserved.
 fn valid_verifier(verifier: &str) -> bool {
     (43..=128).contains(&verifier.len())
-        && verifier
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+        && verifier.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
 }
 
 /// A syntactically valid S256 challenge: BASE64URL-no-pad of 32 bytes, i.e. 43 characters that
 /// decode canonically (the last character carries 2 unused bits, which must be zero).
 pub fn valid_challenge(challenge: &str) -> bool {
-    challenge.len() == 43
-        && URL_SAFE_NO_PAD
-            .decode(challenge)
-            .is_ok_and(|bytes| bytes.len() == 32)
+    challenge.len() == 43 && URL_SAFE_NO_PAD.decode(challenge).is_ok_and(|bytes| bytes.len() == 32)
 }
 
 /// True when BASE64URL(SHA256(verifier)) equals the stored challenge. The comparison is
@@ -68,12 +63,9 @@ mod tests {
     #[test]
     fn verifier_syntax_enforced() {
         // Right hash, wrong syntax: too short / too long / forbidden characters.
-        for v in [
-            "a".repeat(42),
-            "a".repeat(129),
-            format!("{}+", "a".repeat(42)),
-            format!("{} ", "a".repeat(43)),
-        ] {
+        for v in
+            ["a".repeat(42), "a".repeat(129), format!("{}+", "a".repeat(42)), format!("{} ", "a".repeat(43))]
+        {
             let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(v.as_bytes()));
             assert!(!verify_s256(&challenge, &v), "{v:?}");
         }
@@ -88,16 +80,8 @@ mod tests {
         assert!(!valid_challenge(""));
         assert!(!valid_challenge(&CHALLENGE[..42]));
         assert!(!valid_challenge(&format!("{CHALLENGE}A")));
-        assert!(
-            !valid_challenge("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw+cM"),
-            "not url-safe"
-        );
-        assert!(
-            !valid_challenge("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cN"),
-            "trailing bits"
-        );
-        assert!(!valid_challenge(
-            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-c="
-        ));
+        assert!(!valid_challenge("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw+cM"), "not url-safe");
+        assert!(!valid_challenge("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cN"), "trailing bits");
+        assert!(!valid_challenge("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-c="));
     }
 }

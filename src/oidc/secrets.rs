@@ -58,9 +58,7 @@ pub fn hash_client_secret(secret: &str) -> Result<String, OidcError> {
 /// refusal, never a pass. argon2's verifier compares the digests in constant time.
 pub fn verify_client_secret(phc: &str, presented: &str) -> bool {
     match PasswordHash::new(phc) {
-        Ok(hash) => Argon2::default()
-            .verify_password(presented.as_bytes(), &hash)
-            .is_ok(),
+        Ok(hash) => Argon2::default().verify_password(presented.as_bytes(), &hash).is_ok(),
         Err(_) => false,
     }
 }
@@ -117,18 +115,13 @@ mod tests {
     fn random_tokens() {
         let a = random_token(32);
         assert_eq!(a.len(), 43);
-        assert!(a
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+        assert!(a.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
         assert_ne!(a, random_token(32));
         assert_eq!(random_token(0), "");
     }
 
     #[test]
     fn token_hash_is_hex_sha256() {
-        assert_eq!(
-            token_hash("abc"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
+        assert_eq!(token_hash("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     }
 }

@@ -69,15 +69,9 @@ pub fn code_from_params(params: &TokenParams) -> Result<&str, OidcError> {
     match non_empty(params.grant_type.as_deref()) {
         None => return Err(OidcError::protocol("invalid_request", "missing grant_type")),
         Some("authorization_code") => {}
-        Some(_) => {
-            return Err(OidcError::protocol(
-                "unsupported_grant_type",
-                "unsupported grant_type",
-            ))
-        }
+        Some(_) => return Err(OidcError::protocol("unsupported_grant_type", "unsupported grant_type")),
     }
-    non_empty(params.code.as_deref())
-        .ok_or_else(|| OidcError::protocol("invalid_request", "missing code"))
+    non_empty(params.code.as_deref()).ok_or_else(|| OidcError::protocol("invalid_request", "missing code"))
 }
 
 /// Decodes an `Authorization: Basic …` header value into (client_id, client_secret). Each part
@@ -89,14 +83,9 @@ pub fn decode_basic_auth(header_value: &str) -> Result<(String, String), OidcErr
     if !scheme.eq_ignore_ascii_case("basic") {
         return Err(malformed());
     }
-    let decoded = STANDARD
-        .decode(credentials.trim())
-        .map_err(|_| malformed())?;
+    let decoded = STANDARD.decode(credentials.trim()).map_err(|_| malformed())?;
     // Split on the first raw ':'; an encoded one (%3A) inside either part is data.
-    let colon = decoded
-        .iter()
-        .position(|b| *b == b':')
-        .ok_or_else(malformed)?;
+    let colon = decoded.iter().position(|b| *b == b':').ok_or_else(malformed)?;
     let id = form_urldecode(&decoded[..colon]).ok_or_else(malformed)?;
     let secret = form_urldecode(&decoded[colon + 1..]).ok_or_else(malformed)?;
     if id.is_empty() {
@@ -141,9 +130,7 @@ pub fn presented_client_id<'p>(
     basic: Option<&'p (String, String)>,
     params: &'p TokenParams,
 ) -> Option<&'p str> {
-    basic
-        .map(|(id, _)| id.as_str())
-        .or_else(|| non_empty(params.client_id.as_deref()))
+    basic.map(|(id, _)| id.as_str()).or_else(|| non_empty(params.client_id.as_deref()))
 }
 
 /// Authenticates the client of a token request. `client` is the registry entry for the
@@ -158,11 +145,7 @@ pub fn authenticate_client<'a>(
     params: &TokenParams,
 ) -> Result<&'a Client, OidcError> {
     let form_id = non_empty(params.client_id.as_deref());
-    let form_secret = params
-        .client_secret
-        .as_ref()
-        .map(Secret::expose)
-        .filter(|s| !s.is_empty());
+    let form_secret = params.client_secret.as_ref().map(Secret::expose).filter(|s| !s.is_empty());
     let (presented_id, secret) = match &basic {
         Some((basic_id, basic_secret)) => {
             if form_id.is_some_and(|f| f != basic_id) {
@@ -178,14 +161,10 @@ pub fn authenticate_client<'a>(
             // Some libraries send "id:" in Basic for public clients: an empty secret is none.
             (basic_id.as_str(), non_empty(Some(basic_secret.as_str())))
         }
-        None => (
-            form_id.ok_or_else(|| invalid_client("no client authentication"))?,
-            form_secret,
-        ),
+        None => (form_id.ok_or_else(|| invalid_client("no client authentication"))?, form_secret),
     };
-    let client = client
-        .filter(|c| c.client_id == presented_id)
-        .ok_or_else(|| invalid_client("unknown client"))?;
+    let client =
+        client.filter(|c| c.client_id == presented_id).ok_or_else(|| invalid_client("unknown client"))?;
     match (client.secret_hash.as_deref(), secret) {
         (Some(hash), Some(secret)) if verify_client_secret(hash, secret) => Ok(client),
         (Some(_), Some(_)) => Err(invalid_client("client authentication failed")),
@@ -220,9 +199,7 @@ pub fn check_code_grant(
     }
     // The authorize request always carries redirect_uri, so §4.1.3 requires it here, identical.
     if redirect_uri != Some(stored.redirect_uri.as_str()) {
-        return Err(invalid_grant(
-            "redirect_uri does not match the authorization request",
-        ));
+        return Err(invalid_grant("redirect_uri does not match the authorization request"));
     }
     match (stored.code_challenge.as_deref(), non_empty(code_verifier)) {
         (Some(challenge), Some(verifier)) => {
@@ -269,11 +246,7 @@ mod tests {
     }
 
     fn public() -> Client {
-        Client {
-            client_id: "pub".into(),
-            secret_hash: None,
-            ..confidential()
-        }
+        Client { client_id: "pub".into(), secret_hash: None, ..confidential() }
     }
 
     fn form(id: Option<&str>, secret: Option<&str>) -> TokenParams {
@@ -301,21 +274,12 @@ mod tests {
     fn decodes_basic_header() {
         // "my%20app:s%3Acr+et%C3%A9" → ("my app", "s:cr eté")
         let v = format!("Basic {}", STANDARD.encode("my%20app:s%3Acr+et%C3%A9"));
-        assert_eq!(
-            decode_basic_auth(&v).expect("basic"),
-            ("my app".into(), "s:cr eté".into())
-        );
+        assert_eq!(decode_basic_auth(&v).expect("basic"), ("my app".into(), "s:cr eté".into()));
         // Scheme is case-insensitive; the first raw ':' splits; later ones are data.
         let v = format!("basic {}", STANDARD.encode("conf:a:b"));
-        assert_eq!(
-            decode_basic_auth(&v).expect("basic"),
-            ("conf".into(), "a:b".into())
-        );
+        assert_eq!(decode_basic_auth(&v).expect("basic"), ("conf".into(), "a:b".into()));
         let v = format!("Basic {}", STANDARD.encode("pub:"));
-        assert_eq!(
-            decode_basic_auth(&v).expect("basic"),
-            ("pub".into(), String::new())
-        );
+        assert_eq!(decode_basic_auth(&v).expect("basic"), ("pub".into(), String::new()));
     }
 
     #[test]
@@ -340,21 +304,12 @@ mod tests {
         assert_eq!(code_from_params(&form(None, None)).expect("code"), "c");
         let mut p = form(None, None);
         p.grant_type = Some("refresh_token".into());
-        assert_eq!(
-            code_from_params(&p).expect_err("rt").code(),
-            "unsupported_grant_type"
-        );
+        assert_eq!(code_from_params(&p).expect_err("rt").code(), "unsupported_grant_type");
         p.grant_type = None;
-        assert_eq!(
-            code_from_params(&p).expect_err("none").code(),
-            "invalid_request"
-        );
+        assert_eq!(code_from_params(&p).expect_err("none").code(), "invalid_request");
         let mut p = form(None, None);
         p.code = Some(String::new());
-        assert_eq!(
-            code_from_params(&p).expect_err("empty").code(),
-            "invalid_request"
-        );
+        assert_eq!(code_from_params(&p).expect_err("empty").code(), "invalid_request");
     }
 
     #[test]
@@ -362,102 +317,49 @@ mod tests {
         let c = confidential();
         // Basic.
         assert_eq!(
-            code_of(authenticate_client(
-                Some(&c),
-                basic("conf", "s3:cr et"),
-                &form(None, None)
-            )),
+            code_of(authenticate_client(Some(&c), basic("conf", "s3:cr et"), &form(None, None))),
             "ok"
         );
         // Basic plus the same client_id in the form is fine.
         assert_eq!(
-            code_of(authenticate_client(
-                Some(&c),
-                basic("conf", "s3:cr et"),
-                &form(Some("conf"), None)
-            )),
+            code_of(authenticate_client(Some(&c), basic("conf", "s3:cr et"), &form(Some("conf"), None))),
             "ok"
         );
         // Post.
-        assert_eq!(
-            code_of(authenticate_client(
-                Some(&c),
-                None,
-                &form(Some("conf"), Some("s3:cr et"))
-            )),
-            "ok"
-        );
+        assert_eq!(code_of(authenticate_client(Some(&c), None, &form(Some("conf"), Some("s3:cr et")))), "ok");
         // Wrong secret, either way.
         assert_eq!(
-            code_of(authenticate_client(
-                Some(&c),
-                basic("conf", "nope"),
-                &form(None, None)
-            )),
+            code_of(authenticate_client(Some(&c), basic("conf", "nope"), &form(None, None))),
             "invalid_client"
         );
         assert_eq!(
-            code_of(authenticate_client(
-                Some(&c),
-                None,
-                &form(Some("conf"), Some("s3:cr e"))
-            )),
+            code_of(authenticate_client(Some(&c), None, &form(Some("conf"), Some("s3:cr e")))),
             "invalid_client"
         );
         // No secret at all.
+        assert_eq!(code_of(authenticate_client(Some(&c), None, &form(Some("conf"), None))), "invalid_client");
         assert_eq!(
-            code_of(authenticate_client(
-                Some(&c),
-                None,
-                &form(Some("conf"), None)
-            )),
-            "invalid_client"
-        );
-        assert_eq!(
-            code_of(authenticate_client(
-                Some(&c),
-                basic("conf", ""),
-                &form(None, None)
-            )),
+            code_of(authenticate_client(Some(&c), basic("conf", ""), &form(None, None))),
             "invalid_client"
         );
         // Both methods at once.
         assert_eq!(
-            code_of(authenticate_client(
-                Some(&c),
-                basic("conf", "s3:cr et"),
-                &form(None, Some("s3:cr et"))
-            )),
+            code_of(authenticate_client(Some(&c), basic("conf", "s3:cr et"), &form(None, Some("s3:cr et")))),
             "invalid_request"
         );
         // Different ids in Basic and form.
         assert_eq!(
-            code_of(authenticate_client(
-                Some(&c),
-                basic("conf", "s3:cr et"),
-                &form(Some("pub"), None)
-            )),
+            code_of(authenticate_client(Some(&c), basic("conf", "s3:cr et"), &form(Some("pub"), None))),
             "invalid_client"
         );
         // Unknown client, no authentication, or a lookup for another id.
         assert_eq!(
-            code_of(authenticate_client(
-                None,
-                basic("conf", "s3:cr et"),
-                &form(None, None)
-            )),
+            code_of(authenticate_client(None, basic("conf", "s3:cr et"), &form(None, None))),
             "invalid_client"
         );
+        assert_eq!(code_of(authenticate_client(Some(&c), None, &form(None, None))), "invalid_client");
         assert_eq!(
-            code_of(authenticate_client(Some(&c), None, &form(None, None))),
-            "invalid_client"
-        );
-        assert_eq!(
-            code_of(authenticate_client(
-                Some(&c),
-                None,
-                &form(Some("other"), Some("s3:cr et"))
-            )),
+            code_of(authenticate_client(Some(&c), None, &form(Some("other"), Some("s3:cr et")))),
             "invalid_client"
         );
     }
@@ -465,36 +367,14 @@ mod tests {
     #[test]
     fn public_client_auth() {
         let p = public();
+        assert_eq!(code_of(authenticate_client(Some(&p), None, &form(Some("pub"), None))), "ok");
+        assert_eq!(code_of(authenticate_client(Some(&p), basic("pub", ""), &form(None, None))), "ok");
         assert_eq!(
-            code_of(authenticate_client(
-                Some(&p),
-                None,
-                &form(Some("pub"), None)
-            )),
-            "ok"
-        );
-        assert_eq!(
-            code_of(authenticate_client(
-                Some(&p),
-                basic("pub", ""),
-                &form(None, None)
-            )),
-            "ok"
-        );
-        assert_eq!(
-            code_of(authenticate_client(
-                Some(&p),
-                None,
-                &form(Some("pub"), Some("guess"))
-            )),
+            code_of(authenticate_client(Some(&p), None, &form(Some("pub"), Some("guess")))),
             "invalid_client"
         );
         assert_eq!(
-            code_of(authenticate_client(
-                Some(&p),
-                basic("pub", "x"),
-                &form(None, None)
-            )),
+            code_of(authenticate_client(Some(&p), basic("pub", "x"), &form(None, None))),
             "invalid_client"
         );
     }
@@ -502,18 +382,13 @@ mod tests {
     #[test]
     fn presented_id() {
         let b = ("a".to_owned(), "s".to_owned());
-        assert_eq!(
-            presented_client_id(Some(&b), &form(Some("a"), None)),
-            Some("a")
-        );
+        assert_eq!(presented_client_id(Some(&b), &form(Some("a"), None)), Some("a"));
         assert_eq!(presented_client_id(None, &form(Some("f"), None)), Some("f"));
         assert_eq!(presented_client_id(None, &form(Some(""), None)), None);
     }
 
     fn now() -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0)
-            .single()
-            .expect("time")
+        Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).single().expect("time")
     }
 
     fn grant(client_id: &str, challenge: Option<&str>) -> StoredGrant {
@@ -538,77 +413,35 @@ mod tests {
         let c = "conf";
         let p = "pub";
         let g = grant("pub", Some(CHALLENGE));
-        assert_eq!(
-            grant_code(check_code_grant(&g, p, Some(CB), Some(VERIFIER), now())),
-            "ok"
-        );
+        assert_eq!(grant_code(check_code_grant(&g, p, Some(CB), Some(VERIFIER), now())), "ok");
         // Wrong verifier, missing verifier.
         assert_eq!(
-            grant_code(check_code_grant(
-                &g,
-                p,
-                Some(CB),
-                Some(&VERIFIER.replace('d', "e")),
-                now()
-            )),
+            grant_code(check_code_grant(&g, p, Some(CB), Some(&VERIFIER.replace('d', "e")), now())),
             "invalid_grant"
         );
-        assert_eq!(
-            grant_code(check_code_grant(&g, p, Some(CB), None, now())),
-            "invalid_grant"
-        );
+        assert_eq!(grant_code(check_code_grant(&g, p, Some(CB), None, now())), "invalid_grant");
         // Redirect mismatch or absent.
         assert_eq!(
-            grant_code(check_code_grant(
-                &g,
-                p,
-                Some("https://app.example.com/cb/"),
-                Some(VERIFIER),
-                now()
-            )),
+            grant_code(check_code_grant(&g, p, Some("https://app.example.com/cb/"), Some(VERIFIER), now())),
             "invalid_grant"
         );
-        assert_eq!(
-            grant_code(check_code_grant(&g, p, None, Some(VERIFIER), now())),
-            "invalid_grant"
-        );
+        assert_eq!(grant_code(check_code_grant(&g, p, None, Some(VERIFIER), now())), "invalid_grant");
         // Other client.
-        assert_eq!(
-            grant_code(check_code_grant(&g, c, Some(CB), Some(VERIFIER), now())),
-            "invalid_grant"
-        );
+        assert_eq!(grant_code(check_code_grant(&g, c, Some(CB), Some(VERIFIER), now())), "invalid_grant");
         // Expired: at and after expires_at.
         let at_exp = g.expires_at;
-        assert_eq!(
-            grant_code(check_code_grant(&g, p, Some(CB), Some(VERIFIER), at_exp)),
-            "invalid_grant"
-        );
+        assert_eq!(grant_code(check_code_grant(&g, p, Some(CB), Some(VERIFIER), at_exp)), "invalid_grant");
         // Used.
-        let used = StoredGrant {
-            used: true,
-            ..g.clone()
-        };
-        assert_eq!(
-            grant_code(check_code_grant(&used, p, Some(CB), Some(VERIFIER), now())),
-            "invalid_grant"
-        );
+        let used = StoredGrant { used: true, ..g.clone() };
+        assert_eq!(grant_code(check_code_grant(&used, p, Some(CB), Some(VERIFIER), now())), "invalid_grant");
     }
 
     #[test]
     fn pkce_downgrade_refused() {
         let no_pkce = grant("conf", None);
+        assert_eq!(grant_code(check_code_grant(&no_pkce, "conf", Some(CB), None, now())), "ok");
         assert_eq!(
-            grant_code(check_code_grant(&no_pkce, "conf", Some(CB), None, now())),
-            "ok"
-        );
-        assert_eq!(
-            grant_code(check_code_grant(
-                &no_pkce,
-                "conf",
-                Some(CB),
-                Some(VERIFIER),
-                now()
-            )),
+            grant_code(check_code_grant(&no_pkce, "conf", Some(CB), Some(VERIFIER), now())),
             "invalid_grant"
         );
     }
@@ -619,9 +452,6 @@ mod tests {
         p.code = Some("thecode".into());
         p.code_verifier = Some("theverifier".into());
         let d = format!("{p:?}");
-        assert!(
-            !d.contains("topsecret") && !d.contains("thecode") && !d.contains("theverifier"),
-            "{d}"
-        );
+        assert!(!d.contains("topsecret") && !d.contains("thecode") && !d.contains("theverifier"), "{d}");
     }
 }

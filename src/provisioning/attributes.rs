@@ -22,6 +22,8 @@ pub struct AttributeOverrides {
     pub family_name: Option<String>,
     pub display_name: Option<String>,
     pub groups: Option<String>,
+    /// An immutable attribute to key identities on instead of the NameID.
+    pub subject: Option<String>,
 }
 
 /// Candidate attribute names per profile field, tried in order; matched against an
@@ -33,11 +35,14 @@ pub struct AttributeNames {
     pub family_name: Vec<String>,
     pub display_name: Vec<String>,
     pub groups: Vec<String>,
+    /// The anchor attribute, when the vendor has a better one than the NameID.
+    pub subject: Option<String>,
 }
 
 const MS: &str = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/";
 const MS_GROUPS: &str = "http://schemas.microsoft.com/ws/2008/06/identity/claims/groups";
 const MS_DISPLAY: &str = "http://schemas.microsoft.com/identity/claims/displayname";
+const MS_OBJECT_ID: &str = "http://schemas.microsoft.com/identity/claims/objectidentifier";
 
 fn v(names: &[&str]) -> Vec<String> {
     names.iter().map(|s| s.to_string()).collect()
@@ -51,6 +56,7 @@ pub fn preset(vendor: Vendor) -> AttributeNames {
             family_name: v(&["lastName", "surname", "LastName"]),
             display_name: v(&["displayName", "name"]),
             groups: v(&["groups", "Groups"]),
+            subject: None,
         },
         Vendor::Azure => AttributeNames {
             email: vec![format!("{MS}emailaddress"), format!("{MS}name")],
@@ -58,6 +64,8 @@ pub fn preset(vendor: Vendor) -> AttributeNames {
             family_name: vec![format!("{MS}surname")],
             display_name: vec![MS_DISPLAY.to_string(), format!("{MS}name")],
             groups: vec![MS_GROUPS.to_string()],
+            // The object ID never changes; UPNs and emails do.
+            subject: Some(MS_OBJECT_ID.to_string()),
         },
         // Google sends the email as NameID; names and groups only when the admin maps them.
         Vendor::Google => AttributeNames {
@@ -66,6 +74,7 @@ pub fn preset(vendor: Vendor) -> AttributeNames {
             family_name: v(&["lastName", "last_name", "familyName"]),
             display_name: v(&["displayName", "name"]),
             groups: v(&["groups"]),
+            subject: None,
         },
         Vendor::Onelogin => AttributeNames {
             email: v(&["User.email", "email"]),
@@ -73,6 +82,7 @@ pub fn preset(vendor: Vendor) -> AttributeNames {
             family_name: v(&["User.LastName", "lastName"]),
             display_name: v(&["User.DisplayName", "displayName"]),
             groups: v(&["memberOf", "groups"]),
+            subject: None,
         },
         Vendor::Generic => AttributeNames {
             email: vec![
@@ -118,6 +128,7 @@ pub fn preset(vendor: Vendor) -> AttributeNames {
                 "Role".into(),
                 "roles".into(),
             ],
+            subject: None,
         },
     }
 }
@@ -135,6 +146,9 @@ impl AttributeNames {
         set(&mut self.family_name, &o.family_name);
         set(&mut self.display_name, &o.display_name);
         set(&mut self.groups, &o.groups);
+        if o.subject.is_some() {
+            self.subject = o.subject.clone();
+        }
         self
     }
 }

@@ -22,27 +22,57 @@ pub struct Policy {
     pub role_mapping: BTreeMap<String, Vec<String>>,
     pub update_on_login: bool,
     pub mode: ProvisioningMode,
+    /// Link a new subject to an existing user with the same email (only for emails in
+    /// `domains`). Off by default: see the SECURITY note in `decide`.
+    pub link_by_email: bool,
+    /// Patterns (exact, `prefix*`, `*suffix`) of groups passed through in the `groups` claim;
+    /// empty passes all. Role mapping always sees every group.
+    pub groups_filter: Vec<String>,
+    /// Groups whose IdP cannot list them all (Entra's overage claim) are reported so roles are
+    /// not silently dropped.
+    pub vendor: Vendor,
+    /// The login must prove MFA (AuthnContextClassRef in `mfa_contexts`, or the vendor's MFA
+    /// claim).
+    pub require_mfa: bool,
+    pub mfa_contexts: Vec<String>,
 }
 
 impl Policy {
-    pub fn new(
-        vendor: Vendor,
-        overrides: &AttributeOverrides,
-        domains: Vec<String>,
-        default_roles: Vec<String>,
-        role_mapping: BTreeMap<String, Vec<String>>,
-        update_on_login: bool,
-        mode: ProvisioningMode,
-    ) -> Self {
+    /// The policy for a vendor with defaults; config fills in the rest.
+    pub fn for_vendor(vendor: Vendor, overrides: &AttributeOverrides) -> Self {
         Policy {
             names: preset(vendor).with_overrides(overrides),
-            domains,
-            default_roles,
-            role_mapping,
-            update_on_login,
-            mode,
+            domains: Vec::new(),
+            default_roles: Vec::new(),
+            role_mapping: BTreeMap::new(),
+            update_on_login: true,
+            mode: ProvisioningMode::Jit,
+            link_by_email: false,
+            groups_filter: Vec::new(),
+            vendor,
+            require_mfa: false,
+            mfa_contexts: default_mfa_contexts(),
         }
     }
+}
+
+/// AuthnContextClassRef values that prove a second factor: the SAML 2.0 multi-factor classes,
+/// the REFEDS MFA profile, and Microsoft's multipleauthn.
+pub fn default_mfa_contexts() -> Vec<String> {
+    [
+        "https://refeds.org/profile/mfa",
+        "http://schemas.microsoft.com/claims/multipleauthn",
+        "urn:oasis:names:tc:SAML:2.0:ac:classes:MobileTwoFactorContract",
+        "urn:oasis:names:tc:SAML:2.0:ac:classes:MobileTwoFactorUnregistered",
+        "urn:oasis:names:tc:SAML:2.0:ac:classes:TimeSyncToken",
+        "urn:oasis:names:tc:SAML:2.0:ac:classes:Smartcard",
+        "urn:oasis:names:tc:SAML:2.0:ac:classes:SmartcardPKI",
+        "urn:oasis:names:tc:SAML:2.0:ac:classes:X509",
+        "urn:oasis:names:tc:SAML:2.0:ac:classes:MultiFactor",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
 }
 
 /// One SAML attribute as the provisioning policy sees it.
@@ -56,7 +86,10 @@ pub struct UpstreamAttribute {
 /// What the IdP asserted about the user (already verified by the SAML room).
 #[derive(Debug, Clone)]
 pub struct Upstream {
+    /// The NameID as asserted.
     pub subject: String,
+    pub name_id_format: Option<String>,
+    pub authn_context: Option<String>,
     pub attributes: Vec<UpstreamAttribute>,
 }
 
@@ -119,6 +152,9 @@ pub enum DenyReason {
     NotProvisioned,
     UserDisabled,
     EmailConflict,
+    TransientNameId,
+    SubjectMissing,
+    MfaRequired,
 }
 
 impl DenyReason {
@@ -129,6 +165,9 @@ impl DenyReason {
             DenyReason::NotProvisioned => "not_provisioned",
             DenyReason::UserDisabled => "user_disabled",
             DenyReason::EmailConflict => "email_conflict",
+            DenyReason::TransientNameId => "transient_name_id",
+            DenyReason::SubjectMissing => "subject_missing",
+            DenyReason::MfaRequired => "mfa_required",
         }
     }
 }
@@ -144,6 +183,12 @@ pub enum Decision {
     /// is the complete new set of IdP-sourced grants when the connection re-syncs.
     Login {
         profile: Option<Profile>,
+        idp_roles: Option<Vec<Grant>>,
+    },
+    /// First login of this subject, linked to a pre-created (or email-matched) user.
+    Link {
+        user_id: String,
+        profile: Profile,
         idp_roles: Option<Vec<Grant>>,
     },
     Deny(DenyReason),
@@ -263,7 +308,7 @@ pub fn roles_from_groups(groups: &[String], mapping: &BTreeMap<String, Vec<Strin
         .collect()
 }
 
-fn group_matches(pattern: &str, group: &str) -> bool {
+pub fn group_matches(pattern: &str, group: &str) -> bool {
     if let Some(prefix) = pattern.strip_suffix('*') {
         group.starts_with(prefix)
     } else if let Some(suffix) = pattern.strip_prefix('*') {
@@ -273,14 +318,86 @@ fn group_matches(pattern: &str, group: &str) -> bool {
     }
 }
 
-/// The whole JIT decision. `email_owner` is the user id that already holds the asserted
-/// email, if any (only looked at for a new identity).
+/// What one login establishes beyond the profile: the anchor, every group (for roles), the
+/// claim-visible groups, and how the user authenticated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assessment {
+    /// The immutable key of the federated identity on this connection.
+    pub subject: String,
+    /// The profile to store and put in tokens (groups filtered by `groups_filter`).
+    pub profile: Profile,
+    /// Every asserted group: role mapping sees all of them.
+    pub all_groups: Vec<String>,
+    /// The IdP said it could not list all groups (Entra's groups.link overage claim).
+    pub groups_overage: bool,
+    pub acr: Option<String>,
+    /// RFC 8176 method references derived from the assertion.
+    pub amr: Vec<String>,
+}
+
+const MS_GROUPS_LINK: &str = "http://schemas.microsoft.com/claims/groups.link";
+const MS_AUTHN_METHODS: &str = "http://schemas.microsoft.com/claims/authnmethodsreferences";
+const NAMEID_TRANSIENT: &str = "urn:oasis:names:tc:SAML:2.0:nameid-format:transient";
+
+/// Reads the anchor, the profile and the authentication facts from an assertion, or refuses.
+pub fn assess(policy: &Policy, up: &Upstream) -> Result<Assessment, DenyReason> {
+    let subject = match &policy.names.subject {
+        // An immutable attribute (Entra's objectidentifier) survives renames and email changes.
+        Some(attr) => values(std::slice::from_ref(attr), up)
+            .first()
+            .map(|v| v.to_string())
+            .ok_or(DenyReason::SubjectMissing)?,
+        None => {
+            // A transient NameID changes every login: keyed on it, every login would be a new user.
+            if up.name_id_format.as_deref() == Some(NAMEID_TRANSIENT) {
+                return Err(DenyReason::TransientNameId);
+            }
+            up.subject.trim().to_string()
+        }
+    };
+    let mut profile = map_profile(&policy.names, up);
+    let all_groups = profile.groups.clone();
+    if !policy.groups_filter.is_empty() {
+        profile.groups.retain(|g| policy.groups_filter.iter().any(|p| group_matches(p, g)));
+    }
+    let groups_overage = up.attributes.iter().any(|a| a.name == MS_GROUPS_LINK);
+    let methods: Vec<&str> = up
+        .authn_context
+        .iter()
+        .map(String::as_str)
+        .chain(values(&[MS_AUTHN_METHODS.to_string()], up))
+        .collect();
+    let mfa = methods.iter().any(|m| policy.mfa_contexts.iter().any(|c| c == m));
+    if policy.require_mfa && !mfa {
+        return Err(DenyReason::MfaRequired);
+    }
+    let mut amr = Vec::new();
+    if methods.iter().any(|m| m.contains("Password") || m.ends_with("/password")) {
+        amr.push("pwd".to_string());
+    }
+    if mfa {
+        amr.push("mfa".to_string());
+    }
+    Ok(Assessment { subject, profile, all_groups, groups_overage, acr: up.authn_context.clone(), amr })
+}
+
+/// Who already holds the asserted email, for a subject seen for the first time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmailOwner {
+    pub user_id: String,
+    /// The owner already has an identity on this connection (then this is another person, or
+    /// a re-keyed account: never link).
+    pub linked_here: bool,
+}
+
+/// The whole JIT decision.
 pub fn decide(
     policy: &Policy,
-    profile: &Profile,
+    a: &Assessment,
     existing: Option<&Existing>,
-    email_owner: Option<&str>,
+    email_owner: Option<&EmailOwner>,
 ) -> Decision {
+    let profile = &a.profile;
     if !policy.domains.is_empty() {
         match &profile.email {
             None => return Decision::Deny(DenyReason::EmailMissing),
@@ -290,7 +407,7 @@ pub fn decide(
             Some(_) => {}
         }
     }
-    let idp_grants = roles_from_groups(&profile.groups, &policy.role_mapping);
+    let idp_grants = roles_from_groups(&a.all_groups, &policy.role_mapping);
     match existing {
         Some(user) if user.disabled => Decision::Deny(DenyReason::UserDisabled),
         Some(user) => {
@@ -298,19 +415,36 @@ pub fn decide(
                 return Decision::Login { profile: None, idp_roles: None };
             }
             let changed = (&user.profile != profile).then(|| profile.clone());
+            // With an incomplete group list, recomputing would revoke roles the user still has.
+            if a.groups_overage {
+                return Decision::Login { profile: changed, idp_roles: None };
+            }
             let mut current = user.idp_roles.clone();
             current.sort();
             let roles_changed = current != idp_grants;
             Decision::Login { profile: changed, idp_roles: roles_changed.then_some(idp_grants) }
         }
         None => {
+            if let Some(owner) = email_owner {
+                // SECURITY: linking a new subject to an account by email lets whoever can make
+                // this IdP assert that address sign in as the account's owner. It happens only
+                // when the admin asked for it (manual mode or link_by_email), only for an email
+                // in a domain this connection owns, and never onto an account that already has
+                // an identity here.
+                let owns_domain = !policy.domains.is_empty()
+                    && profile.email.as_deref().is_some_and(|e| email_domain_allowed(e, &policy.domains));
+                let may_link = policy.mode == ProvisioningMode::Manual || policy.link_by_email;
+                if may_link && owns_domain && !owner.linked_here {
+                    return Decision::Link {
+                        user_id: owner.user_id.clone(),
+                        profile: profile.clone(),
+                        idp_roles: if a.groups_overage { None } else { Some(idp_grants) },
+                    };
+                }
+                return Decision::Deny(DenyReason::EmailConflict);
+            }
             if policy.mode == ProvisioningMode::Manual {
                 return Decision::Deny(DenyReason::NotProvisioned);
-            }
-            // SECURITY: a new subject never takes over an account by email; linking by email
-            // would let any IdP that can assert an address sign in as its owner.
-            if email_owner.is_some() {
-                return Decision::Deny(DenyReason::EmailConflict);
             }
             let mut grants: Vec<Grant> = policy
                 .default_roles
@@ -330,6 +464,8 @@ mod tests {
     fn up(subject: &str, attrs: &[(&str, &[&str])]) -> Upstream {
         Upstream {
             subject: subject.into(),
+            name_id_format: None,
+            authn_context: None,
             attributes: attrs
                 .iter()
                 .map(|(n, vs)| UpstreamAttribute {
@@ -342,15 +478,15 @@ mod tests {
     }
 
     fn policy(domains: &[&str], mapping: &[(&str, &[&str])]) -> Policy {
-        Policy::new(
-            Vendor::Okta,
-            &AttributeOverrides::default(),
-            domains.iter().map(|d| normalize_domain_rule(d).unwrap()).collect(),
-            vec!["user".into()],
-            mapping.iter().map(|(g, r)| (g.to_string(), r.iter().map(|x| x.to_string()).collect())).collect(),
-            true,
-            ProvisioningMode::Jit,
-        )
+        Policy {
+            domains: domains.iter().map(|d| normalize_domain_rule(d).unwrap()).collect(),
+            default_roles: vec!["user".into()],
+            role_mapping: mapping
+                .iter()
+                .map(|(g, r)| (g.to_string(), r.iter().map(|x| x.to_string()).collect()))
+                .collect(),
+            ..Policy::for_vendor(Vendor::Okta, &AttributeOverrides::default())
+        }
     }
 
     #[test]
@@ -434,6 +570,22 @@ mod tests {
         assert!(roles_from_groups(&["engineering".into()], &mapping).is_empty());
     }
 
+    /// An assessment as `assess` would make it for this profile.
+    fn seen(p: &Profile) -> Assessment {
+        Assessment {
+            subject: "s1".into(),
+            profile: p.clone(),
+            all_groups: p.groups.clone(),
+            groups_overage: false,
+            acr: None,
+            amr: vec![],
+        }
+    }
+
+    fn owner(linked_here: bool) -> EmailOwner {
+        EmailOwner { user_id: "u1".into(), linked_here }
+    }
+
     #[test]
     fn first_login_creates_with_default_and_group_roles() {
         let p = policy(&["example.com"], &[("Engineering", &["engineer"])]);
@@ -442,7 +594,7 @@ mod tests {
             groups: vec!["Engineering".into()],
             ..Default::default()
         };
-        match decide(&p, &prof, None, None) {
+        match decide(&p, &seen(&prof), None, None) {
             Decision::Create { grants, .. } => {
                 let roles: Vec<_> = grants.iter().map(|g| (g.role.as_str(), g.source)).collect();
                 assert_eq!(roles, vec![("user", RoleSource::Default), ("engineer", RoleSource::Idp)]);
@@ -455,16 +607,100 @@ mod tests {
     fn refusals() {
         let p = policy(&["example.com"], &[]);
         let evil = Profile { email: Some("a@example.com.evil.org".into()), ..Default::default() };
-        assert_eq!(decide(&p, &evil, None, None), Decision::Deny(DenyReason::DomainNotAllowed));
-        assert_eq!(decide(&p, &Profile::default(), None, None), Decision::Deny(DenyReason::EmailMissing));
+        assert_eq!(decide(&p, &seen(&evil), None, None), Decision::Deny(DenyReason::DomainNotAllowed));
+        assert_eq!(
+            decide(&p, &seen(&Profile::default()), None, None),
+            Decision::Deny(DenyReason::EmailMissing)
+        );
         let ok = Profile { email: Some("a@example.com".into()), ..Default::default() };
-        assert_eq!(decide(&p, &ok, None, Some("u1")), Decision::Deny(DenyReason::EmailConflict));
+        assert_eq!(
+            decide(&p, &seen(&ok), None, Some(&owner(false))),
+            Decision::Deny(DenyReason::EmailConflict)
+        );
         let disabled =
             Existing { user_id: "u1".into(), disabled: true, profile: ok.clone(), idp_roles: vec![] };
-        assert_eq!(decide(&p, &ok, Some(&disabled), None), Decision::Deny(DenyReason::UserDisabled));
+        assert_eq!(decide(&p, &seen(&ok), Some(&disabled), None), Decision::Deny(DenyReason::UserDisabled));
         let mut manual = p.clone();
         manual.mode = ProvisioningMode::Manual;
-        assert_eq!(decide(&manual, &ok, None, None), Decision::Deny(DenyReason::NotProvisioned));
+        assert_eq!(decide(&manual, &seen(&ok), None, None), Decision::Deny(DenyReason::NotProvisioned));
+    }
+
+    #[test]
+    fn linking_by_email_only_when_asked_and_only_for_owned_domains() {
+        let ok = Profile { email: Some("a@example.com".into()), ..Default::default() };
+        let mut p = policy(&["example.com"], &[]);
+        p.link_by_email = true;
+        assert!(matches!(decide(&p, &seen(&ok), None, Some(&owner(false))), Decision::Link { .. }));
+        // Never onto an account that already has an identity on this connection.
+        assert_eq!(
+            decide(&p, &seen(&ok), None, Some(&owner(true))),
+            Decision::Deny(DenyReason::EmailConflict)
+        );
+        // Never for a connection that owns no domains.
+        let mut open = policy(&[], &[]);
+        open.link_by_email = true;
+        assert_eq!(
+            decide(&open, &seen(&ok), None, Some(&owner(false))),
+            Decision::Deny(DenyReason::EmailConflict)
+        );
+        // Manual mode links pre-created users the same way.
+        let mut manual = policy(&["example.com"], &[]);
+        manual.mode = ProvisioningMode::Manual;
+        assert!(matches!(decide(&manual, &seen(&ok), None, Some(&owner(false))), Decision::Link { .. }));
+    }
+
+    #[test]
+    fn anchor_transient_and_mfa() {
+        let mut p = policy(&[], &[]);
+        let mut u = up("n1", &[("oid", &["0000-1111"])]);
+        u.name_id_format = Some(NAMEID_TRANSIENT.into());
+        assert_eq!(assess(&p, &u), Err(DenyReason::TransientNameId));
+        p.names.subject = Some("oid".into());
+        assert_eq!(assess(&p, &u).map(|a| a.subject), Ok("0000-1111".to_string()));
+        assert_eq!(assess(&p, &up("n1", &[])), Err(DenyReason::SubjectMissing));
+        p.names.subject = None;
+        p.require_mfa = true;
+        let mut pwd = up("n1", &[]);
+        pwd.authn_context = Some("urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport".into());
+        assert_eq!(assess(&p, &pwd), Err(DenyReason::MfaRequired));
+        let entra = up(
+            "n1",
+            &[(
+                MS_AUTHN_METHODS,
+                &[
+                    "http://schemas.microsoft.com/ws/2008/06/identity/authenticationmethod/password",
+                    "http://schemas.microsoft.com/claims/multipleauthn",
+                ],
+            )],
+        );
+        let a = assess(&p, &entra).unwrap();
+        assert_eq!(a.amr, vec!["pwd", "mfa"]);
+    }
+
+    #[test]
+    fn groups_filter_and_overage() {
+        let mut p = policy(&[], &[("Engineering", &["engineer"])]);
+        p.groups_filter = vec!["app-*".into()];
+        let a = assess(
+            &p,
+            &up("n1", &[("groups", &["Engineering", "app-x"]), (MS_GROUPS_LINK, &["https://graph"])]),
+        )
+        .unwrap();
+        assert_eq!(a.profile.groups, vec!["app-x"], "the claim carries only filtered groups");
+        assert_eq!(a.all_groups, vec!["Engineering", "app-x"], "roles still see every group");
+        assert!(a.groups_overage);
+        let existing = Existing {
+            user_id: "u1".into(),
+            disabled: false,
+            profile: a.profile.clone(),
+            idp_roles: vec![Grant {
+                role: "admin".into(),
+                source: RoleSource::Idp,
+                detail: Some("IT".into()),
+            }],
+        };
+        // Overage: the IdP-sourced roles are kept, not recomputed from a partial list.
+        assert_eq!(decide(&p, &a, Some(&existing), None), Decision::Login { profile: None, idp_roles: None });
     }
 
     #[test]
@@ -482,11 +718,11 @@ mod tests {
             idp_roles: roles_from_groups(&old.groups, &p.role_mapping),
         };
         assert_eq!(
-            decide(&p, &old, Some(&existing), None),
+            decide(&p, &seen(&old), Some(&existing), None),
             Decision::Login { profile: None, idp_roles: None }
         );
         let new = Profile { groups: vec!["Ops".into()], ..old.clone() };
-        match decide(&p, &new, Some(&existing), None) {
+        match decide(&p, &seen(&new), Some(&existing), None) {
             Decision::Login { profile: Some(_), idp_roles: Some(r) } => {
                 assert_eq!(r.iter().map(|g| g.role.as_str()).collect::<Vec<_>>(), vec!["ops"]);
             }

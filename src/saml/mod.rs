@@ -46,6 +46,8 @@ pub struct SpSettings {
     pub clock_skew: Duration,
     /// Maximum size of the decoded XML document in bytes.
     pub max_response_bytes: usize,
+    /// AuthnContextClassRef values the AuthnRequest asks for (empty: none requested).
+    pub requested_authn_context: Vec<String>,
 }
 
 /// The AuthnRequest, ready to send over HTTP-Redirect.

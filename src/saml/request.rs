@@ -75,8 +75,10 @@ fn authn_request_xml(sp: &SpSettings, request_id: &str, now: DateTime<Utc>) -> S
             r#"<samlp:AuthnRequest xmlns:samlp="{protocol}" xmlns:saml="{assertion}" ID="{id}" Version="2.0" IssueInstant="{instant}" Destination="{destination}" AssertionConsumerServiceURL="{acs}" ProtocolBinding="{binding}">"#,
             "<saml:Issuer>{issuer}</saml:Issuer>",
             r#"<samlp:NameIDPolicy AllowCreate="true" Format="{format}"/>"#,
+            "{requested}",
             "</samlp:AuthnRequest>"
         ),
+        requested = requested_authn_context(&sp.requested_authn_context),
         protocol = NS_PROTOCOL,
         assertion = NS_ASSERTION,
         id = escape(request_id),
@@ -87,4 +89,16 @@ fn authn_request_xml(sp: &SpSettings, request_id: &str, now: DateTime<Utc>) -> S
         issuer = escape(&sp.entity_id),
         format = NAMEID_UNSPECIFIED,
     )
+}
+
+/// `RequestedAuthnContext` asking for at least one of these classes (e.g. MFA), or nothing.
+fn requested_authn_context(classes: &[String]) -> String {
+    if classes.is_empty() {
+        return String::new();
+    }
+    let refs: String = classes
+        .iter()
+        .map(|c| format!("<saml:AuthnContextClassRef>{}</saml:AuthnContextClassRef>", escape(c)))
+        .collect();
+    format!(r#"<samlp:RequestedAuthnContext Comparison="exact">{refs}</samlp:RequestedAuthnContext>"#)
 }

@@ -38,6 +38,7 @@ fn sp(idp: &DevIdp) -> SpSettings {
         allow_sha1: false,
         clock_skew: Duration::seconds(60),
         max_response_bytes: 256 * 1024,
+        requested_authn_context: vec![],
     }
 }
 

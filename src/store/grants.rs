@@ -15,6 +15,10 @@ pub struct Session {
     pub created_at: i64,
     pub expires_at: i64,
     pub revoked: bool,
+    /// How the user authenticated at the IdP (AuthnContextClassRef), for the ID token.
+    pub acr: Option<String>,
+    /// JSON array of RFC 8176 method references.
+    pub amr: String,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -34,6 +38,8 @@ pub struct Grant {
     pub code_expires_at: i64,
     pub code_used: bool,
     pub revoked: bool,
+    pub acr: Option<String>,
+    pub amr: String,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]

@@ -70,6 +70,8 @@ diesel::table! {
         created_at -> BigInt,
         expires_at -> BigInt,
         revoked -> Bool,
+        acr -> Nullable<Text>,
+        amr -> Text,
     }
 }
 
@@ -89,6 +91,8 @@ diesel::table! {
         code_expires_at -> BigInt,
         code_used -> Bool,
         revoked -> Bool,
+        acr -> Nullable<Text>,
+        amr -> Text,
     }
 }
 

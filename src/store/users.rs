@@ -147,3 +147,13 @@ pub fn insert_role(conn: &mut DbConnection, role: &NewRole<'_>) -> QueryResult<(
 pub fn delete_role(conn: &mut DbConnection, user_id: &str, role: &str, source: &str) -> QueryResult<usize> {
     diesel::delete(user_roles::table.find((user_id, role, source))).execute(conn)
 }
+
+/// Whether the user already has an identity on this connection.
+pub fn has_identity_on(conn: &mut DbConnection, user_id: &str, connection: &str) -> QueryResult<bool> {
+    let n: i64 = federated_identities::table
+        .filter(federated_identities::user_id.eq(user_id))
+        .filter(federated_identities::connection_id.eq(connection))
+        .count()
+        .get_result(conn)?;
+    Ok(n > 0)
+}

@@ -6,6 +6,7 @@ mod acs_refusals;
 mod config_cli;
 mod demo;
 mod e2e;
+mod jit;
 mod migrations;
 mod oidc_refusals;
 mod saml_vendors;

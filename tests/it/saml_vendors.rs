@@ -61,6 +61,7 @@ fn settings(certs: Vec<Vec<u8>>, issuer: &str, acs: &str, audience: &str, sha1: 
         allow_sha1: sha1,
         clock_skew: Duration::seconds(60),
         max_response_bytes: 256 * 1024,
+        requested_authn_context: vec![],
     }
 }
 
@@ -944,6 +945,8 @@ fn validate_genuine(case: &Genuine) -> Result<ValidatedAssertion, Box<dyn Error>
 fn upstream(v: &ValidatedAssertion) -> Upstream {
     Upstream {
         subject: v.name_id.clone(),
+        name_id_format: v.name_id_format.clone(),
+        authn_context: v.authn_context_class.clone(),
         attributes: v
             .attributes
             .iter()

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use ssobroker::clock::FixedClock;
 use ssobroker::config::{self, Config, FileClient, FileConfig, FileConnection};
 use ssobroker::devidp::{DevIdp, ResponseSpec};
-use ssobroker::provisioning::{AttributeOverrides, ProvisioningMode, Vendor};
+use ssobroker::provisioning::Vendor;
 use ssobroker::store::{self, DbPool};
 use ssobroker::web::AppState;
 use std::collections::BTreeMap;
@@ -107,11 +107,8 @@ impl Builder {
             listen: "127.0.0.1:0".into(),
             database_url,
             connections: vec![FileConnection {
-                id: CONNECTION.into(),
                 display_name: Some("Okta".into()),
                 vendor: Vendor::Okta,
-                metadata_file: metadata,
-                sp_entity_id: None,
                 domains: vec!["example.com".into()],
                 default_roles: vec!["user".into()],
                 role_mapping: [
@@ -120,11 +117,7 @@ impl Builder {
                 ]
                 .into_iter()
                 .collect(),
-                update_on_login: true,
-                provisioning: ProvisioningMode::Jit,
-                allow_idp_initiated: false,
-                allow_sha1: false,
-                attributes: AttributeOverrides::default(),
+                ..FileConnection::new(CONNECTION, metadata)
             }],
             clients: vec![
                 FileClient {
@@ -166,7 +159,7 @@ impl Builder {
 }
 
 /// A new, empty database on the test server for each test.
-fn fresh_postgres_database() -> Result<String, Box<dyn std::error::Error>> {
+pub fn fresh_postgres_database() -> Result<String, Box<dyn std::error::Error>> {
     use diesel::{Connection, RunQueryDsl};
     let admin_url = std::env::var("TEST_DATABASE_URL")?;
     let mut admin = diesel::PgConnection::establish(&admin_url)?;

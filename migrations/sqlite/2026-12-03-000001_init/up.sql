@@ -63,7 +63,9 @@ CREATE TABLE sessions (
     auth_time BIGINT NOT NULL,
     created_at BIGINT NOT NULL,
     expires_at BIGINT NOT NULL,
-    revoked BOOLEAN NOT NULL DEFAULT FALSE
+    revoked BOOLEAN NOT NULL DEFAULT FALSE,
+    acr TEXT,
+    amr TEXT NOT NULL DEFAULT '[]'
 );
 CREATE INDEX sessions_user ON sessions (user_id);
 
@@ -81,7 +83,9 @@ CREATE TABLE auth_grants (
     created_at BIGINT NOT NULL,
     code_expires_at BIGINT NOT NULL,
     code_used BOOLEAN NOT NULL DEFAULT FALSE,
-    revoked BOOLEAN NOT NULL DEFAULT FALSE
+    revoked BOOLEAN NOT NULL DEFAULT FALSE,
+    acr TEXT,
+    amr TEXT NOT NULL DEFAULT '[]'
 );
 CREATE INDEX auth_grants_user ON auth_grants (user_id);
 

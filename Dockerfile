@@ -29,8 +29,9 @@ COPY --from=builder /src/target/release/ssobroker /usr/local/bin/ssobroker
 USER ssobroker
 WORKDIR /data
 VOLUME /data
+# The database stays a config-file setting (environment values override the file): use
+# database_url = "sqlite:///data/ssobroker.db" or a postgres:// URL there.
 ENV SSOBROKER_CONFIG=/etc/ssobroker/ssobroker.toml \
-    SSOBROKER_DATABASE_URL=sqlite:///data/ssobroker.db \
     SSOBROKER_LISTEN=0.0.0.0:8080
 EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 CMD ["ssobroker", "healthcheck"]

@@ -54,8 +54,9 @@ fn run(cfg: Config, demo: Option<DemoState>) -> anyhow::Result<()> {
     let pool = crate::store::connect(&cfg.database, (workers as u32 * 4).max(8)).context("database")?;
     let listener = TcpListener::bind(cfg.listen).with_context(|| format!("listen on {}", cfg.listen))?;
     let issuer = cfg.issuer.clone();
+    let database = cfg.database.describe();
     let state = AppState::new(cfg, pool, Arc::new(SystemClock), demo)?;
-    tracing::info!(issuer = %issuer, "ssobroker listening");
+    tracing::info!(issuer = %issuer, database = %database, "ssobroker listening");
     actix_web::rt::System::new().block_on(async move {
         web::spawn_housekeeping(state.clone());
         web::serve(state, listener, workers)?.await
@@ -113,7 +114,8 @@ pub fn demo_config(
             vendor: Vendor::Okta,
             default_roles: vec!["user".into()],
             role_mapping: [("Engineering".to_string(), vec!["engineer".to_string()])].into_iter().collect(),
-            ..FileConnection::new("dev-idp", metadata)
+            // Relative to the config's base directory, which for the demo is `data_dir`.
+            ..FileConnection::new("dev-idp", "dev-idp-metadata.xml")
         }],
         clients: vec![FileClient {
             client_id: "sample-app".into(),

@@ -177,6 +177,17 @@ pub enum DatabaseUrl {
 }
 
 impl DatabaseUrl {
+    /// For logs: the backend and where, never the password.
+    pub fn describe(&self) -> String {
+        match self {
+            DatabaseUrl::Sqlite(p) => format!("sqlite {}", p.display()),
+            DatabaseUrl::Postgres(u) => match url::Url::parse(u) {
+                Ok(url) => format!("postgres {}{}", url.host_str().unwrap_or("?"), url.path()),
+                Err(_) => "postgres".into(),
+            },
+        }
+    }
+
     pub fn parse(s: &str) -> Result<Self, String> {
         if let Some(rest) = s.strip_prefix("sqlite://") {
             if rest.is_empty() {
@@ -260,11 +271,32 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         .merge(Env::prefixed("SSOBROKER_").only(&ENV_KEYS));
     let raw: FileConfig = figment.extract().map_err(|e| figment_error(&file_name, e))?;
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    validate(raw, &file_name, &base)
+    validate(raw, &file_name, &base).map_err(|mut e| {
+        // A top-level value set in the environment wins over the file: blame the variable.
+        let var = format!("SSOBROKER_{}", e.key.to_ascii_uppercase());
+        if ENV_KEYS.contains(&e.key.as_str()) && std::env::var_os(&var).is_some() {
+            e.file = format!("environment ({var})");
+        }
+        e
+    })
 }
 
 fn figment_error(file: &str, e: figment::Error) -> ConfigError {
-    let key = if e.path.is_empty() { "-".to_string() } else { e.path.join(".") };
+    // `connections.0.vendor` → `connections[0].vendor`, the form validate() uses.
+    let mut key = String::new();
+    for part in &e.path {
+        if part.chars().all(|c| c.is_ascii_digit()) {
+            key.push_str(&format!("[{part}]"));
+        } else {
+            if !key.is_empty() {
+                key.push('.');
+            }
+            key.push_str(part);
+        }
+    }
+    if key.is_empty() {
+        key.push('-');
+    }
     // The source tells whether the value came from the file or the environment.
     let file = match &e.metadata {
         Some(m) if m.name.contains("environment") => "environment (SSOBROKER_*)".to_string(),
@@ -276,7 +308,9 @@ fn figment_error(file: &str, e: figment::Error) -> ConfigError {
 /// Turns the file form into the typed config; every problem names its key.
 pub fn validate(raw: FileConfig, file: &str, base_dir: &Path) -> Result<Config, ConfigError> {
     let err = |key: &str, reason: String| ConfigError { file: file.into(), key: key.into(), reason };
-    let issuer_url = url::Url::parse(&raw.issuer).map_err(|e| err("issuer", e.to_string()))?;
+    let issuer_url = url::Url::parse(&raw.issuer).map_err(|e| {
+        err("issuer", format!("must be an absolute http(s) URL such as https://sso.example.com ({e})"))
+    })?;
     if !matches!(issuer_url.scheme(), "http" | "https") {
         return Err(err("issuer", "must be an http(s) URL".into()));
     }
@@ -317,7 +351,7 @@ pub fn validate(raw: FileConfig, file: &str, base_dir: &Path) -> Result<Config, 
             || c.id.len() > 64
             || !c.id.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')
         {
-            return Err(err(&key("id"), "must be 1-64 characters of a-z, 0-9, '-' or '_'".into()));
+            return Err(err(&key("id"), "must be 1-64 characters of letters, digits, '-' or '_'".into()));
         }
         if connections.iter().any(|o| o.id == c.id) {
             return Err(err(&key("id"), format!("duplicate connection id {:?}", c.id)));
@@ -411,8 +445,13 @@ pub fn validate(raw: FileConfig, file: &str, base_dir: &Path) -> Result<Config, 
                 )
             }
             (None, Some(h)) => {
-                if !h.starts_with("$argon2") {
-                    return Err(err(&key("client_secret_hash"), "must be an argon2 PHC string".into()));
+                // Parse it now: a placeholder or truncated hash would otherwise start fine and
+                // then fail every token request.
+                if !h.starts_with("$argon2") || argon2::PasswordHash::new(h).is_err() {
+                    return Err(err(
+                        &key("client_secret_hash"),
+                        "must be an argon2 PHC string (from `ssobroker hash-secret`)".into(),
+                    ));
                 }
                 Some(h.clone())
             }
@@ -421,12 +460,15 @@ pub fn validate(raw: FileConfig, file: &str, base_dir: &Path) -> Result<Config, 
         if c.redirect_uris.is_empty() {
             return Err(err(&key("redirect_uris"), "at least one redirect URI is required".into()));
         }
-        for (j, u) in c.redirect_uris.iter().chain(c.post_logout_redirect_uris.iter()).enumerate() {
-            let parsed = url::Url::parse(u).map_err(|e| err(&key("redirect_uris"), format!("{u:?}: {e}")))?;
-            if parsed.fragment().is_some() {
-                return Err(err(&key("redirect_uris"), format!("{u:?}: must not contain a fragment")));
+        for (field, uris) in
+            [("redirect_uris", &c.redirect_uris), ("post_logout_redirect_uris", &c.post_logout_redirect_uris)]
+        {
+            for u in uris {
+                let parsed = url::Url::parse(u).map_err(|e| err(&key(field), format!("{u:?}: {e}")))?;
+                if parsed.fragment().is_some() {
+                    return Err(err(&key(field), format!("{u:?}: must not contain a fragment")));
+                }
             }
-            let _ = j;
         }
         clients.push(Client {
             client_id: c.client_id,

@@ -1,5 +1,6 @@
 //! ssobroker: a SAML 2.0 → OpenID Connect broker with just-in-time provisioning.
 
+pub mod admin;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -34,6 +34,20 @@ enum Command {
     },
     /// Read a client secret from stdin and print its argon2 hash for `client_secret_hash`.
     HashSecret,
+    /// Manage users: add, list, show, disable, enable, roles, delete.
+    User {
+        #[arg(long, short, default_value = "ssobroker.toml", env = "SSOBROKER_CONFIG", global = true)]
+        config: PathBuf,
+        #[command(subcommand)]
+        command: ssobroker::admin::UserCommand,
+    },
+    /// Read the audit log (table, or JSON lines with --json).
+    Audit {
+        #[arg(long, short, default_value = "ssobroker.toml", env = "SSOBROKER_CONFIG")]
+        config: PathBuf,
+        #[command(flatten)]
+        args: ssobroker::admin::AuditArgs,
+    },
     /// Run the broker with a development IdP and a sample app on SQLite, to see a whole login.
     Demo {
         #[arg(long, default_value = "127.0.0.1:8080")]
@@ -53,6 +67,8 @@ fn main() -> anyhow::Result<()> {
         Command::Migrate { config } => ssobroker::cli::migrate(&config),
         Command::Healthcheck { url } => ssobroker::cli::healthcheck(&url),
         Command::HashSecret => ssobroker::cli::hash_secret(),
+        Command::User { config, command } => Ok(ssobroker::admin::user(&config, command)?),
+        Command::Audit { config, args } => Ok(ssobroker::admin::audit(&config, args)?),
         Command::Demo { listen, data_dir } => ssobroker::cli::demo(&listen, &data_dir),
     }
 }

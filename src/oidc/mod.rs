@@ -25,7 +25,8 @@ use chrono::{DateTime, Utc};
 
 /// Scopes the broker understands; anything else in a request is dropped from the grant
 /// (RFC 6749 §3.3 lets the server grant less than asked). Also published in discovery.
-pub const SUPPORTED_SCOPES: &[&str] = &["openid", "email", "profile", "offline_access", "roles", "groups"];
+/// `offline_access` joins once refresh tokens exist.
+pub const SUPPORTED_SCOPES: &[&str] = &["openid", "email", "profile", "roles", "groups"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum OidcError {

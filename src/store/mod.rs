@@ -1,6 +1,7 @@
 //! Persistence with diesel only: one schema over SQLite and PostgreSQL, an r2d2 pool, embedded
 //! migrations, and one file per table family. Queries here; decisions elsewhere.
 
+pub mod admin;
 pub mod audit;
 pub mod grants;
 pub mod logins;
@@ -45,10 +46,9 @@ struct SqlitePragmas;
 impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for SqlitePragmas {
     fn on_acquire(&self, conn: &mut DbConnection) -> Result<(), diesel::r2d2::Error> {
         if let DbConnection::Sqlite(c) = conn {
-            c.batch_execute(
-                "PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; \
-                 PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;",
-            )
+            // WAL is a property of the file, set once in `connect`; switching it here from
+            // several fresh connections at once made them fight over the lock.
+            c.batch_execute("PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL;")
             .map_err(diesel::r2d2::Error::QueryError)?;
         }
         Ok(())
@@ -64,7 +64,10 @@ pub fn connect(url: &DatabaseUrl, max_size: u32) -> Result<DbPool, StoreError> {
                     .map_err(|e| StoreError::Connect(format!("{}: {e}", dir.display())))?;
             }
             // Establish once directly: the derive's `establish` hides the real error.
-            diesel::SqliteConnection::establish(&path.to_string_lossy())
+            let mut first = diesel::SqliteConnection::establish(&path.to_string_lossy())
+                .map_err(|e| StoreError::Connect(e.to_string()))?;
+            first
+                .batch_execute("PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL;")
                 .map_err(|e| StoreError::Connect(e.to_string()))?;
             path.to_string_lossy().to_string()
         }

@@ -174,7 +174,8 @@ pub fn serve(
         App::new()
             .wrap(security_headers())
             .wrap(
-                middleware::Logger::new("%a \"%r\" %s %Dms")
+                // The path only: query strings carry codes, SAMLRequests and login hints.
+                middleware::Logger::new("%a \"%m %U\" %s %Dms")
                     .exclude("/healthz")
                     .log_target("ssobroker::http"),
             )

@@ -67,7 +67,7 @@ fn unknown_key_names_file_and_key() -> TestResult {
 
 #[test]
 fn bad_vendor_refused() -> TestResult {
-    refused(&GOOD.replace("vendor = \"okta\"", "vendor = \"octa\""), &["connections", "vendor", "octa"])
+    refused(&GOOD.replace("vendor = \"okta\"", "vendor = \"octa\""), &["connections[0].vendor", "octa"])
 }
 
 #[test]
@@ -100,7 +100,8 @@ fn environment_overrides_file() -> TestResult {
     assert!(String::from_utf8_lossy(&out.stdout).contains("https://sso.example.com/saml/okta/acs"));
     let out = bin().args(["check-config", "--config"]).arg(&p).env("SSOBROKER_LISTEN", "not-an-address").output()?;
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("listen"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("environment (SSOBROKER_LISTEN): listen"), "the variable, not the file, is blamed: {stderr}");
     Ok(())
 }
 
@@ -109,5 +110,32 @@ fn missing_file_is_clear() -> TestResult {
     let out = bin().args(["check-config", "--config", "/nonexistent/ssobroker.toml"]).output()?;
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("file not found"));
+    Ok(())
+}
+
+#[test]
+fn placeholder_secret_hash_refused() -> TestResult {
+    let body = GOOD.replace(
+        "client_secret = \"0123456789abcdef0123\"",
+        "client_secret_hash = \"$argon2id$v=19$m=19456,t=2,p=1$…\"",
+    );
+    refused(&body, &["clients[0].client_secret_hash", "hash-secret"])
+}
+
+#[test]
+fn hashed_secret_from_the_cli_is_accepted() -> TestResult {
+    use std::io::Write;
+    let mut child = bin().arg("hash-secret").stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn()?;
+    child.stdin.take().ok_or("stdin")?.write_all(b"a-long-enough-client-secret\n")?;
+    let out = child.wait_with_output()?;
+    assert!(out.status.success());
+    let hash = String::from_utf8(out.stdout)?.trim().to_string();
+    assert!(hash.starts_with("$argon2id$"));
+    let dir = tempfile::tempdir()?;
+    with_idp(dir.path())?;
+    let body = GOOD.replace("client_secret = \"0123456789abcdef0123\"", &format!("client_secret_hash = \"{hash}\""));
+    let p = write(dir.path(), "ssobroker.toml", &body)?;
+    let out = bin().args(["check-config", "--config"]).arg(&p).output()?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     Ok(())
 }

@@ -67,9 +67,10 @@ async fn demo_login_end_to_end() -> TestResult {
     let dir = tempfile::tempdir()?;
     let listen = format!("127.0.0.1:{port}");
     let _demo = Demo(
+        // From a fresh working directory with the default (relative) data dir, as README runs it.
         Command::new(env!("CARGO_BIN_EXE_ssobroker"))
-            .args(["demo", "--listen", &listen, "--data-dir"])
-            .arg(dir.path())
+            .args(["demo", "--listen", &listen])
+            .current_dir(dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()?,
@@ -121,5 +122,6 @@ async fn demo_login_end_to_end() -> TestResult {
     assert!(page.contains("\"email\": \"grace@example.com\""), "claims shown: {page}");
     assert!(page.contains("\"engineer\""), "role from the Engineering group: {page}");
     assert!(page.contains("\"sub\""));
+    assert!(dir.path().join("data/demo/ssobroker.db").exists(), "SQLite under the default data dir");
     Ok(())
 }

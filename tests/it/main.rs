@@ -3,6 +3,7 @@
 mod support;
 
 mod acs_refusals;
+mod admin_cli;
 mod config_cli;
 mod demo;
 mod e2e;

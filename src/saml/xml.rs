@@ -42,10 +42,71 @@ pub(crate) fn escape(value: &str) -> String {
     out
 }
 
-/// Non-recovering parse with DTDs refused (roxmltree never fetches anything).
-pub(crate) fn parse_strict(xml: &str) -> Result<Document<'_>, roxmltree::Error> {
+/// Deepest element nesting accepted. SAML documents are about a dozen levels deep; roxmltree
+/// recurses per level, so unbounded depth would overflow the stack of the worker thread.
+const MAX_DEPTH: usize = 64;
+/// Most `xmlns` declarations accepted in one document. roxmltree copies every namespace in
+/// scope into each element that declares one, so many declarations cost quadratic time.
+const MAX_NAMESPACE_DECLARATIONS: usize = 128;
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum XmlError {
+    #[error("elements nested deeper than {MAX_DEPTH} levels")]
+    TooDeep,
+    #[error("more than {MAX_NAMESPACE_DECLARATIONS} namespace declarations")]
+    TooManyNamespaces,
+    #[error("not well-formed: {0}")]
+    Scan(String),
+    #[error(transparent)]
+    Parse(#[from] roxmltree::Error),
+}
+
+/// A flat, non-recursive pass that bounds depth and namespace declarations before the
+/// recursive parser sees the document.
+fn prescan(xml: &str) -> Result<(), XmlError> {
+    use quick_xml::events::{BytesStart, Event};
+    let mut reader = quick_xml::Reader::from_str(xml);
+    let (mut depth, mut namespaces) = (0usize, 0usize);
+    let mut count_ns = |e: &BytesStart<'_>| -> Result<(), XmlError> {
+        for attr in e.attributes().with_checks(false) {
+            let attr = attr.map_err(|e| XmlError::Scan(e.to_string()))?;
+            if attr.key.as_ref().starts_with(b"xmlns") {
+                namespaces += 1;
+                if namespaces > MAX_NAMESPACE_DECLARATIONS {
+                    return Err(XmlError::TooManyNamespaces);
+                }
+            }
+        }
+        Ok(())
+    };
+    loop {
+        match reader.read_event().map_err(|e| XmlError::Scan(e.to_string()))? {
+            Event::Start(e) => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Err(XmlError::TooDeep);
+                }
+                count_ns(&e)?;
+            }
+            Event::Empty(e) => {
+                if depth + 1 > MAX_DEPTH {
+                    return Err(XmlError::TooDeep);
+                }
+                count_ns(&e)?;
+            }
+            Event::End(_) => depth = depth.saturating_sub(1),
+            Event::Eof => return Ok(()),
+            _ => {}
+        }
+    }
+}
+
+/// Non-recovering parse with DTDs refused (roxmltree never fetches anything), after the
+/// depth and namespace bounds.
+pub(crate) fn parse_strict(xml: &str) -> Result<Document<'_>, XmlError> {
+    prescan(xml)?;
     let options = ParsingOptions { allow_dtd: false, nodes_limit: NODES_LIMIT };
-    Document::parse_with_options(xml, options)
+    Ok(Document::parse_with_options(xml, options)?)
 }
 
 pub(crate) fn is(node: Node<'_, '_>, ns: &str, local: &str) -> bool {

@@ -249,3 +249,27 @@ async fn other_browser(b: Backend) -> TestResult {
     Ok(())
 }
 both_backends!(response_from_another_browser_refused, other_browser);
+
+#[actix_web::test]
+async fn parser_bombs_refused_cheaply() -> TestResult {
+    // Deep nesting (a recursive parser would overflow its stack) and a namespace bomb (quadratic
+    // in roxmltree): both refused by the flat pre-scan, and the broker stays up.
+    let (app, at, mut before) = started(Backend::Sqlite).await?;
+    let deep = format!(
+        "<samlp:Response xmlns:samlp=\"urn:oasis:names:tc:SAML:2.0:protocol\">{}{}</samlp:Response>",
+        "<a>".repeat(20_000),
+        "</a>".repeat(20_000)
+    );
+    let decls: String = (0..2000).map(|i| format!(" xmlns:n{i}=\"urn:x:{i}\"")).collect();
+    let children: String = (0..2000).map(|i| format!("<c xmlns:m{i}=\"urn:y\"/>")).collect();
+    let bomb = format!("<samlp:Response xmlns:samlp=\"urn:oasis:names:tc:SAML:2.0:protocol\"{decls}>{children}</samlp:Response>");
+    for doc in [deep, bomb] {
+        let started_at = std::time::Instant::now();
+        let resp = app.post_acs(&b64(&doc), Some(&at.relay_state)).await?;
+        assert_refused(&app, resp, &before, "malformed_xml").await?;
+        assert!(started_at.elapsed() < std::time::Duration::from_secs(5), "refused quickly");
+        before = app.counts()?;
+    }
+    assert_eq!(reqwest::get(format!("{}/healthz", app.base)).await?.status(), 200);
+    Ok(())
+}

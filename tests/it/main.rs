@@ -7,6 +7,7 @@ mod admin_cli;
 mod config_cli;
 mod demo;
 mod e2e;
+mod interop;
 mod jit;
 mod migrations;
 mod oidc_refusals;

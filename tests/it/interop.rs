@@ -1,0 +1,286 @@
+//! Interoperability with third-party implementations: samlify (Node.js) is the company's SAML
+//! IdP and publishes the metadata the broker trusts, openid-client (Node.js) is the downstream
+//! OIDC app; tests/interop/interop.mjs drives them as the browser would. Nothing on the SAML or
+//! OIDC wire here comes from the broker's own crates or its dev IdP.
+
+use crate::both_backends;
+use crate::support::*;
+use openssl::asn1::Asn1Time;
+use openssl::bn::{BigNum, MsbOption};
+use openssl::hash::MessageDigest;
+use openssl::pkey::PKey;
+use openssl::rsa::Rsa;
+use openssl::x509::{X509Builder, X509NameBuilder};
+use ssobroker::config::FileClient;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+const CONN: &str = "samlify";
+const IDP_ENTITY_ID: &str = "https://idp.interop.test/metadata";
+const IDP_SSO_URL: &str = "https://idp.interop.test/sso";
+const RP_ID: &str = "interop-rp";
+// Characters that RFC 6749 §2.3.1 says a client must form-encode inside Basic credentials: a
+// strict RP encodes them, so the broker's decoding is exercised too.
+const RP_SECRET: &str = "interop:secret/with+special chars&=0123456789";
+const RP_REDIRECT: &str = "http://127.0.0.1:9/interop/callback";
+
+fn interop_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("interop")
+}
+
+/// Why the interop tests cannot run, if they cannot: a missing toolchain fails loudly (a
+/// silent skip would let CI pass without ever talking to a third-party implementation).
+fn preflight() -> Result<(), String> {
+    let modules = interop_dir().join("node_modules");
+    for pkg in ["samlify", "openid-client", "@authenio/samlify-node-xmllint"] {
+        if !modules.join(pkg).join("package.json").is_file() {
+            return Err(format!(
+                "{} lacks {pkg}: run .ci/test (it runs `npm ci --prefix tests/interop`), or set \
+                 SSOBROKER_SKIP_INTEROP=1 to skip the third-party interop tests",
+                modules.display()
+            ));
+        }
+    }
+    match Command::new("node").arg("--version").output() {
+        Ok(o) if o.status.success() => Ok(()),
+        _ => Err("`node` is not on PATH: run .ci/test (it installs Node.js), or set SSOBROKER_SKIP_INTEROP=1".into()),
+    }
+}
+
+/// A fresh RSA key and self-signed certificate for the external IdP, as PEM files.
+fn idp_key_pair(dir: &Path) -> Result<(PathBuf, PathBuf), Box<dyn std::error::Error>> {
+    let rsa = Rsa::generate(2048)?;
+    let pkey = PKey::from_rsa(rsa)?;
+    let mut name = X509NameBuilder::new()?;
+    name.append_entry_by_text("CN", "samlify interop IdP")?;
+    let name = name.build();
+    let mut serial = BigNum::new()?;
+    serial.rand(63, MsbOption::MAYBE_ZERO, false)?;
+    let mut b = X509Builder::new()?;
+    b.set_version(2)?;
+    let serial = serial.to_asn1_integer()?;
+    b.set_serial_number(&serial)?;
+    b.set_subject_name(&name)?;
+    b.set_issuer_name(&name)?;
+    b.set_pubkey(&pkey)?;
+    // Valid from yesterday: a certificate minted this second must not look "not yet valid".
+    let not_before = Asn1Time::from_unix(chrono::Utc::now().timestamp() - 86_400)?;
+    let not_after = Asn1Time::days_from_now(30)?;
+    b.set_not_before(&not_before)?;
+    b.set_not_after(&not_after)?;
+    b.sign(&pkey, MessageDigest::sha256())?;
+    let key = dir.join("idp-key.pem");
+    let cert = dir.join("idp-cert.pem");
+    std::fs::write(&key, pkey.private_key_to_pem_pkcs8()?)?;
+    std::fs::write(&cert, b.build().to_pem()?)?;
+    Ok((key, cert))
+}
+
+/// The node command line shared by every mode.
+fn node(mode: &str, key: &Path, cert: &Path) -> Command {
+    let mut cmd = Command::new("node");
+    cmd.current_dir(interop_dir())
+        .arg("interop.mjs")
+        .arg(mode)
+        .arg("--key")
+        .arg(key)
+        .arg("--cert")
+        .arg(cert)
+        .args(["--entity-id", IDP_ENTITY_ID, "--sso-url", IDP_SSO_URL]);
+    cmd
+}
+
+/// A running node: stderr goes to a file, so a chatty failure cannot fill a pipe and stall
+/// the child while stdout is being read.
+struct Node {
+    child: Child,
+    stderr: tempfile::NamedTempFile,
+}
+
+fn spawn(mut cmd: Command, stdin: Stdio) -> Result<Node, String> {
+    let stderr = tempfile::NamedTempFile::new().map_err(|e| e.to_string())?;
+    let err_file = stderr.reopen().map_err(|e| e.to_string())?;
+    let child = cmd.stdin(stdin).stdout(Stdio::piped()).stderr(err_file).spawn().map_err(|e| format!("cannot start node: {e}"))?;
+    Ok(Node { child, stderr })
+}
+
+/// Reads what is left of stdout, waits, and returns all of stdout, or an error with stderr.
+fn finish(mut node: Node, already: String) -> Result<String, String> {
+    let mut out = already;
+    if let Some(mut s) = node.child.stdout.take() {
+        s.read_to_string(&mut out).map_err(|e| e.to_string())?;
+    }
+    let status = node.child.wait().map_err(|e| e.to_string())?;
+    if !status.success() {
+        let err = std::fs::read_to_string(node.stderr.path()).unwrap_or_default();
+        return Err(format!("interop.mjs failed ({status}):\n{err}\nstdout: {out}"));
+    }
+    Ok(out)
+}
+
+/// Runs node on the blocking pool: the broker serves on this test's runtime, so waiting for
+/// the child here must not block it.
+async fn run(cmd: Command) -> Result<String, Box<dyn std::error::Error>> {
+    let out = actix_web::rt::task::spawn_blocking(move || finish(spawn(cmd, Stdio::null())?, String::new())).await??;
+    Ok(out)
+}
+
+/// The script's result: the last line it printed, as JSON.
+fn result(out: &str) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
+    let last = out.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or_default();
+    serde_json::from_str(last).map_err(|e| format!("interop.mjs printed no JSON result ({e}): {out}").into())
+}
+
+struct Idp {
+    _dir: tempfile::TempDir,
+    key: PathBuf,
+    cert: PathBuf,
+}
+
+impl Idp {
+    /// Key pair + the metadata samlify writes for it (what an admin would paste).
+    async fn new() -> Result<(Idp, PathBuf), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let (key, cert) = idp_key_pair(dir.path())?;
+        let xml = run(node("metadata", &key, &cert)).await?;
+        assert!(xml.contains(r#"use="signing""#), "samlify metadata has a signing key: {xml}");
+        let metadata = dir.path().join("samlify-idp.xml");
+        std::fs::write(&metadata, xml)?;
+        Ok((Idp { _dir: dir, key, cert }, metadata))
+    }
+
+    fn login(&self, app: &TestApp, email: &str, groups: &[&str], sign: &str) -> Command {
+        let mut cmd = node("login", &self.key, &self.cert);
+        cmd.args(["--base", &app.base, "--connection", CONN])
+            .args(["--client-id", RP_ID, "--client-secret", RP_SECRET, "--redirect-uri", RP_REDIRECT])
+            .args(["--email", email, "--first", "Ada", "--last", "Lovelace"])
+            .args(["--groups", &groups.join(","), "--sign", sign]);
+        cmd
+    }
+}
+
+/// The samlify IdP as the only connection, and the openid-client app as a confidential client.
+async fn broker(backend: Backend, metadata: PathBuf) -> Result<TestApp, Box<dyn std::error::Error>> {
+    app(backend)
+        .with_config(move |c| {
+            let conn = &mut c.connections[0];
+            conn.id = CONN.into();
+            conn.display_name = Some("samlify".into());
+            conn.metadata_file = metadata;
+            c.clients.push(FileClient {
+                client_id: RP_ID.into(),
+                client_secret: Some(RP_SECRET.into()),
+                client_secret_hash: None,
+                redirect_uris: vec![RP_REDIRECT.into()],
+                post_logout_redirect_uris: vec![],
+                allowed_roles: vec![],
+            });
+        })
+        .start()
+        .await
+}
+
+/// One whole login through the third-party parties; returns what the RP verified.
+async fn rp_login(app: &TestApp, idp: &Idp, email: &str, groups: &[&str], sign: &str) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
+    // samlify and openid-client read the wall clock; the broker's pinned clock follows it.
+    app.clock.set(chrono::Utc::now());
+    let out = run(idp.login(app, email, groups, sign)).await?;
+    let v = result(&out)?;
+    assert_eq!(v["email"], email, "{v}");
+    assert_eq!(v["email_verified"], true, "{v}");
+    assert_eq!(v["given_name"], "Ada", "{v}");
+    assert_eq!(v["family_name"], "Lovelace", "{v}");
+    assert_eq!(v["groups"], serde_json::json!(groups), "{v}");
+    assert_eq!(v["id_token_alg"], "RS256", "{v}");
+    assert!(v["auth_time"].is_number(), "{v}");
+    assert_eq!(v["userinfo"]["sub"], v["sub"], "{v}");
+    assert_eq!(v["userinfo"]["email"], email, "{v}");
+    Ok(v)
+}
+
+async fn third_party_login(backend: Backend) -> TestResult {
+    if std::env::var("SSOBROKER_SKIP_INTEROP").as_deref() == Ok("1") {
+        eprintln!("SSOBROKER_SKIP_INTEROP=1: third-party interop test skipped");
+        return Ok(());
+    }
+    preflight()?;
+    let (idp, metadata) = Idp::new().await?;
+    let app = broker(backend, metadata).await?;
+
+    // First login: JIT provisioning, default role plus the role mapped from Engineering.
+    let first = rp_login(&app, &idp, "ada@example.com", &["Engineering", "Everyone"], "assertion").await?;
+    assert_eq!(first["roles"], serde_json::json!(["engineer", "user"]), "{first}");
+    assert_eq!(first["userinfo"]["roles"], first["roles"], "{first}");
+    let counts = app.counts()?;
+    assert_eq!(counts["users"], 1);
+    assert_eq!(counts["federated_identities"], 1);
+    assert_eq!(counts["login_transactions"], 0, "the login transaction was consumed");
+
+    // Second login, new browser (each node run has its own cookie jar), response and
+    // assertion both signed: same sub, still one user.
+    let second = rp_login(&app, &idp, "ada@example.com", &["Engineering", "Everyone"], "both").await?;
+    assert_eq!(second["sub"], first["sub"], "a second login keeps the sub");
+    assert_eq!(second["roles"], first["roles"]);
+    let counts = app.counts()?;
+    assert_eq!(counts["users"], 1, "no second user");
+    assert_eq!(counts["federated_identities"], 1);
+    let kinds: Vec<String> = app.audit()?.into_iter().map(|e| e.kind).collect();
+    assert_eq!(kinds.iter().filter(|k| *k == "user.provisioned").count(), 1);
+    assert_eq!(kinds.iter().filter(|k| *k == "login.succeeded").count(), 2);
+
+    // Tampered: NameID edited after samlify signed. The script stops right before the ACS
+    // post so the snapshot excludes the login transaction its /authorize opened.
+    app.clock.set(chrono::Utc::now());
+    let mut cmd = idp.login(&app, "ada@example.com", &["Engineering"], "assertion");
+    cmd.args(["--tamper", "--pause-before-acs"]);
+    let (node, reader, seen, paused) = actix_web::rt::task::spawn_blocking(move || {
+        let mut node = spawn(cmd, Stdio::piped())?;
+        let mut reader = BufReader::new(node.child.stdout.take().ok_or("no stdout")?);
+        // Everything up to the pause marker; an empty read is EOF (node ended early).
+        let mut seen = String::new();
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).map_err(|e| e.to_string())? == 0 {
+                break Ok::<_, String>((node, reader, seen, false));
+            }
+            let paused = line.contains(r#""stage":"at_acs""#);
+            seen.push_str(&line);
+            if paused {
+                break Ok((node, reader, seen, true));
+            }
+        }
+    })
+    .await??;
+    if !paused {
+        let why = match finish(node, seen) {
+            Ok(out) => format!("it exited without pausing: {out}"),
+            Err(e) => e,
+        };
+        return Err(format!("tamper run did not reach the ACS: {why}").into());
+    }
+    let before = app.counts()?;
+    let out = actix_web::rt::task::spawn_blocking(move || {
+        let (mut node, mut reader) = (node, reader);
+        node.child.stdin.take().ok_or("no stdin")?.write_all(b"go\n").map_err(|e| e.to_string())?;
+        let mut out = String::new();
+        reader.read_to_string(&mut out).map_err(|e| e.to_string())?;
+        finish(node, out)
+    })
+    .await??;
+    let v = result(&out)?;
+    assert_eq!(v["acs_status"], 403, "tampered response refused: {v}");
+    assert_eq!(v["set_cookie"], false, "no session for a refused login: {v}");
+    assert_eq!(v["support_reference"], true, "error page carries a reference: {v}");
+    let after = app.counts()?;
+    for (table, n) in &after {
+        let expected = before[table] + i64::from(*table == "audit_events");
+        assert_eq!(*n, expected, "table {table} changed on the refused login");
+    }
+    let last = app.audit()?.pop().ok_or("no audit row")?;
+    assert_eq!(last.kind, "login.failed");
+    assert_eq!(last.reason.as_deref(), Some("signature_invalid"));
+    assert_eq!(last.connection_id.as_deref(), Some(CONN));
+    Ok(())
+}
+both_backends!(samlify_idp_and_openid_client_rp, third_party_login);

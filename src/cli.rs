@@ -12,9 +12,12 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub fn init_logging() {
+    // handlebars logs whole template contexts (SAML responses, claims) at debug: keep it quiet
+    // unless asked for by name.
     let filter = tracing_subscriber::EnvFilter::try_from_env("SSOBROKER_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+        .add_directive("handlebars=warn".parse().unwrap_or_default());
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_writer(std::io::stderr).init();
 }
 
 fn load(path: &Path) -> anyhow::Result<Config> {

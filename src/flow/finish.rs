@@ -277,7 +277,11 @@ fn provision(
         }),
         None => None,
     };
+    let email_changed = |e: &Existing| e.profile.email != assessment.profile.email;
     let email_owner = match (&existing, &assessment.profile.email) {
+        (Some(e), Some(email)) if email_changed(e) && policy.update_on_login => {
+            users::id_by_email(conn, email)?.map(|user_id| EmailOwner { user_id, linked_here: true })
+        }
         (None, Some(email)) => match users::id_by_email(conn, email)? {
             Some(user_id) => {
                 // A simultaneous first login of this same person may have committed between the

@@ -82,7 +82,9 @@ pub fn start_login(
 ) -> Result<crate::saml::AuthnStart, FlowError> {
     // The browser carries only this opaque handle; the database keeps its hash.
     let relay = random_token(32);
-    let start = crate::saml::authn_request(&connection.sp, &relay, now)?;
+    // prompt=login and max_age need a fresh authentication, not the IdP's own session.
+    let force_authn = req.prompts("login") || req.max_age.is_some();
+    let start = crate::saml::authn_request(&connection.sp, &relay, now, force_authn)?;
     let txn = LoginTransaction {
         id: token_hash(&relay),
         request_id: start.request_id().to_string(),

@@ -40,8 +40,8 @@ fn user_claims(conn: &mut DbConnection, user_id: &str) -> Result<Option<UserClai
     });
     Ok(Some(UserClaims {
         sub: u.id,
+        email_verified: p.email.as_ref().map(|_| u.email_verified),
         email: p.email,
-        email_verified: u.email_verified,
         name,
         given_name: p.given_name,
         family_name: p.family_name,
@@ -63,6 +63,10 @@ pub fn issue_code_for_session(
     let ts = now.timestamp();
     let session_id = token_hash(session_cookie);
     let Some(session) = grants::live_session(conn, &session_id, ts)? else { return Ok(None) };
+    // max_age: an authentication older than the app accepts sends the user back to the IdP.
+    if req.max_age.is_some_and(|m| ts - session.auth_time > m) {
+        return Ok(None);
+    }
     let roles: Vec<String> = users::roles(conn, &session.user_id)?.into_iter().map(|r| r.role).collect();
     let allowed = cfg
         .client(&req.client_id)
@@ -183,7 +187,7 @@ pub fn exchange_code(
         fail(conn, Some(&grant.user_id), e.code())?;
         return Err(e.into());
     }
-    let Some(user) = user_claims(conn, &grant.user_id)? else {
+    let Some(user) = user_claims(conn, &grant.user_id)?.map(|u| u.scoped(&grant.scope)) else {
         fail(conn, Some(&grant.user_id), "user_disabled")?;
         return Err(invalid_grant("user unavailable"));
     };
@@ -252,5 +256,5 @@ pub fn userinfo(
     if grant.revoked || grant.user_id != claims.sub {
         return Err(invalid());
     }
-    user_claims(conn, &claims.sub)?.ok_or_else(invalid)
+    Ok(user_claims(conn, &claims.sub)?.ok_or_else(invalid)?.scoped(&grant.scope))
 }

@@ -26,6 +26,7 @@ pub struct AuthorizeParams {
     pub code_challenge: Option<String>,
     pub code_challenge_method: Option<String>,
     pub prompt: Option<String>,
+    pub max_age: Option<String>,
     pub login_hint: Option<String>,
     pub idp_hint: Option<String>,
 }
@@ -46,6 +47,8 @@ pub struct ValidAuthorize {
     /// Space-separated prompt values. `none` is alone when present; the HTTP layer answers
     /// `login_required` when there is no session instead of showing a page.
     pub prompt: Option<String>,
+    /// Seconds since the user's last authentication beyond which SSO is not enough.
+    pub max_age: Option<i64>,
     pub login_hint: Option<String>,
     pub idp_hint: Option<String>,
 }
@@ -142,16 +145,32 @@ pub fn validate_authorize(
     }
 
     let prompt = non_empty(&params.prompt);
+    let mut prompt_values: Vec<String> = Vec::new();
     if let Some(p) = prompt {
         if p.len() > MAX_PARAM_LEN {
             return Err(fail("invalid_request", "prompt is too long"));
         }
+        // Normalized once here so every later check sees the same tokens (` none` is `none`).
+        for v in p.split_whitespace() {
+            if !["none", "login", "consent", "select_account"].contains(&v) {
+                return Err(fail("invalid_request", "unknown prompt value"));
+            }
+            if !prompt_values.iter().any(|x| x == v) {
+                prompt_values.push(v.to_owned());
+            }
+        }
         // OIDC Core §3.1.2.1: none with any other value is an error.
-        let values: Vec<&str> = p.split(' ').filter(|v| !v.is_empty()).collect();
-        if values.contains(&"none") && values.len() > 1 {
+        if prompt_values.iter().any(|v| v == "none") && prompt_values.len() > 1 {
             return Err(fail("invalid_request", "prompt=none cannot be combined"));
         }
     }
+    let max_age = match non_empty(&params.max_age) {
+        None => None,
+        Some(m) => match m.parse::<u32>() {
+            Ok(v) => Some(i64::from(v)),
+            Err(_) => return Err(fail("invalid_request", "max_age must be a number of seconds")),
+        },
+    };
 
     let login_hint = non_empty(&params.login_hint);
     let idp_hint = non_empty(&params.idp_hint);
@@ -169,7 +188,8 @@ pub fn validate_authorize(
         state: echo_state,
         nonce: nonce.map(str::to_owned),
         code_challenge: challenge.map(str::to_owned),
-        prompt: prompt.map(str::to_owned),
+        prompt: (!prompt_values.is_empty()).then(|| prompt_values.join(" ")),
+        max_age,
         login_hint: login_hint.map(str::to_owned),
         idp_hint: idp_hint.map(str::to_owned),
     })
@@ -458,5 +478,11 @@ mod tests {
         );
         let u = code_redirect("https://app.example.com/cb#frag", "c", None, iss);
         assert!(!u.contains('#'));
+    }
+}
+
+impl ValidAuthorize {
+    pub fn prompts(&self, value: &str) -> bool {
+        self.prompt.as_deref().is_some_and(|p| p.split(' ').any(|v| v == value))
     }
 }

@@ -123,10 +123,7 @@ mod tests {
         assert_eq!(d["response_types_supported"], json!(["code"]));
         assert_eq!(d["subject_types_supported"], json!(["public"]));
         assert_eq!(d["id_token_signing_alg_values_supported"], json!(["RS256"]));
-        assert_eq!(
-            d["scopes_supported"],
-            json!(["openid", "email", "profile", "roles", "groups"])
-        );
+        assert_eq!(d["scopes_supported"], json!(["openid", "email", "profile", "roles", "groups"]));
         assert_eq!(d["grant_types_supported"], json!(["authorization_code"]));
         assert_eq!(
             d["token_endpoint_auth_methods_supported"],

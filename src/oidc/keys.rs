@@ -226,7 +226,7 @@ impl KeySet {
         let standard = StandardClaims::new(SubjectIdentifier::new(user.sub.clone()))
             .set_email(user.email.clone().map(EndUserEmail::new))
             // Only meaningful next to an address; absent when there is no email claim.
-            .set_email_verified(user.email.as_ref().map(|_| user.email_verified))
+            .set_email_verified(user.email.as_ref().and(user.email_verified))
             .set_name(user.name.clone().map(|v| EndUserName::new(v).into()))
             .set_given_name(user.given_name.clone().map(|v| EndUserGivenName::new(v).into()))
             .set_family_name(user.family_name.clone().map(|v| EndUserFamilyName::new(v).into()));
@@ -391,7 +391,7 @@ mod tests {
         UserClaims {
             sub: "u-123".into(),
             email: Some("ada@example.com".into()),
-            email_verified: true,
+            email_verified: Some(true),
             name: Some("Ada Lovelace".into()),
             given_name: Some("Ada".into()),
             family_name: Some("Lovelace".into()),

@@ -73,17 +73,43 @@ impl Client {
     }
 }
 
-/// Claims the broker puts in ID tokens and returns from /userinfo.
+/// Claims the broker puts in ID tokens and returns from /userinfo. Absent values are left out
+/// rather than sent as null.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
 pub struct UserClaims {
     pub sub: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
-    pub email_verified: bool,
+    /// Present exactly when `email` is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email_verified: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub given_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub family_name: Option<String>,
     pub roles: Vec<String>,
     pub groups: Vec<String>,
+}
+
+impl UserClaims {
+    /// Only what the granted scopes cover (OIDC Core §5.4): `email` → email and
+    /// email_verified, `profile` → names. `sub`, roles and groups are always there: they are
+    /// what every downstream app of the broker authorizes on.
+    pub fn scoped(mut self, scope: &str) -> Self {
+        let has = |s: &str| scope.split(' ').any(|x| x == s);
+        if !has("email") {
+            self.email = None;
+            self.email_verified = None;
+        }
+        if !has("profile") {
+            self.name = None;
+            self.given_name = None;
+            self.family_name = None;
+        }
+        self
+    }
 }
 
 /// Input for one ID token.

@@ -24,6 +24,9 @@ pub struct AttributeOverrides {
     pub groups: Option<String>,
     /// An immutable attribute to key identities on instead of the NameID.
     pub subject: Option<String>,
+    /// Split group values on this separator, for IdPs that send several groups joined in one
+    /// value. Off by default: a group may legitimately contain a comma (and LDAP DNs do).
+    pub group_separator: Option<String>,
 }
 
 /// Candidate attribute names per profile field, tried in order; matched against an
@@ -37,6 +40,7 @@ pub struct AttributeNames {
     pub groups: Vec<String>,
     /// The anchor attribute, when the vendor has a better one than the NameID.
     pub subject: Option<String>,
+    pub group_separator: Option<String>,
 }
 
 const MS: &str = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/";
@@ -57,6 +61,7 @@ pub fn preset(vendor: Vendor) -> AttributeNames {
             display_name: v(&["displayName", "name"]),
             groups: v(&["groups", "Groups"]),
             subject: None,
+            group_separator: None,
         },
         Vendor::Azure => AttributeNames {
             email: vec![format!("{MS}emailaddress"), format!("{MS}name")],
@@ -66,6 +71,7 @@ pub fn preset(vendor: Vendor) -> AttributeNames {
             groups: vec![MS_GROUPS.to_string()],
             // The object ID never changes; UPNs and emails do.
             subject: Some(MS_OBJECT_ID.to_string()),
+            group_separator: None,
         },
         // Google sends the email as NameID; names and groups only when the admin maps them.
         Vendor::Google => AttributeNames {
@@ -75,6 +81,7 @@ pub fn preset(vendor: Vendor) -> AttributeNames {
             display_name: v(&["displayName", "name"]),
             groups: v(&["groups"]),
             subject: None,
+            group_separator: None,
         },
         Vendor::Onelogin => AttributeNames {
             email: v(&["User.email", "email"]),
@@ -83,6 +90,7 @@ pub fn preset(vendor: Vendor) -> AttributeNames {
             display_name: v(&["User.DisplayName", "displayName"]),
             groups: v(&["memberOf", "groups"]),
             subject: None,
+            group_separator: None,
         },
         Vendor::Generic => AttributeNames {
             email: vec![
@@ -129,6 +137,7 @@ pub fn preset(vendor: Vendor) -> AttributeNames {
                 "roles".into(),
             ],
             subject: None,
+            group_separator: None,
         },
     }
 }
@@ -149,6 +158,7 @@ impl AttributeNames {
         if o.subject.is_some() {
             self.subject = o.subject.clone();
         }
+        self.group_separator = o.group_separator.clone().filter(|s| !s.is_empty());
         self
     }
 }

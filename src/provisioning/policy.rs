@@ -196,13 +196,19 @@ pub enum Decision {
 
 /// Maps asserted attributes to a profile with the connection's attribute names.
 pub fn map_profile(names: &AttributeNames, up: &Upstream) -> Profile {
+    // An asserted value that is not a plain address is no email at all (so `domains` refuses
+    // it), never a string a downstream app might misread.
     let email = first_value(&names.email, up)
-        .or_else(|| looks_like_email(&up.subject).then(|| up.subject.clone()))
-        .map(|e| e.trim().to_lowercase());
+        .or_else(|| Some(up.subject.clone()))
+        .map(|e| e.trim().to_lowercase())
+        .filter(|e| looks_like_email(e));
     let mut groups: Vec<String> = Vec::new();
     for v in values(&names.groups, up) {
-        // Some IdPs join several groups into one comma-separated value.
-        for g in v.split(',').map(str::trim).filter(|g| !g.is_empty()) {
+        let parts: Vec<&str> = match &names.group_separator {
+            Some(sep) => v.split(sep.as_str()).map(str::trim).collect(),
+            None => vec![v],
+        };
+        for g in parts.into_iter().filter(|g| !g.is_empty()) {
             if !groups.iter().any(|x| x == g) {
                 groups.push(g.to_string());
             }
@@ -247,12 +253,14 @@ fn first_value(candidates: &[String], up: &Upstream) -> Option<String> {
 }
 
 fn looks_like_email(s: &str) -> bool {
-    match s.rsplit_once('@') {
-        Some((local, domain)) => {
-            !local.is_empty() && domain.contains('.') && !s.chars().any(char::is_whitespace)
-        }
-        None => false,
-    }
+    let Some((local, domain)) = s.split_once('@') else { return false };
+    !local.is_empty()
+        && !domain.contains('@')
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && s.len() <= 254
+        && !s.chars().any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | ',' | ';' | '"'))
 }
 
 /// Normalizes a `domains` entry: ASCII only (IDNs in their xn-- form), lowercase, optional
@@ -381,7 +389,8 @@ pub fn assess(policy: &Policy, up: &Upstream) -> Result<Assessment, DenyReason> 
     Ok(Assessment { subject, profile, all_groups, groups_overage, acr: up.authn_context.clone(), amr })
 }
 
-/// Who already holds the asserted email, for a subject seen for the first time.
+/// Who already holds the asserted email (looked up for a new subject, or when a known user's
+/// email changes).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EmailOwner {
     pub user_id: String,
@@ -413,6 +422,11 @@ pub fn decide(
         Some(user) => {
             if !policy.update_on_login {
                 return Decision::Login { profile: None, idp_roles: None };
+            }
+            // A changed address that another account holds: taking it over would give this
+            // user that account's verified email in every token.
+            if email_owner.is_some_and(|o| o.user_id != user.user_id) {
+                return Decision::Deny(DenyReason::EmailConflict);
             }
             let changed = (&user.profile != profile).then(|| profile.clone());
             // With an incomplete group list, recomputing would revoke roles the user still has.
@@ -500,14 +514,18 @@ mod tests {
                     ("email", &[" Ada@Example.com "]),
                     ("firstName", &["Ada"]),
                     ("lastName", &["Lovelace"]),
-                    ("groups", &["Engineering", "Admins,Ops"]),
+                    ("groups", &["Engineering", "Party Planning, Admins"]),
                 ],
             ),
         );
         assert_eq!(prof.email.as_deref(), Some("ada@example.com"));
         assert_eq!(prof.given_name.as_deref(), Some("Ada"));
         assert_eq!(prof.family_name.as_deref(), Some("Lovelace"));
-        assert_eq!(prof.groups, vec!["Engineering", "Admins", "Ops"]);
+        // A comma inside a group name is part of the name unless the connection says otherwise.
+        assert_eq!(prof.groups, vec!["Engineering", "Party Planning, Admins"]);
+        let joined = AttributeNames { group_separator: Some(",".into()), ..p.names.clone() };
+        let prof = map_profile(&joined, &up("00u1", &[("groups", &["Engineering,Ops"])]));
+        assert_eq!(prof.groups, vec!["Engineering", "Ops"]);
     }
 
     #[test]
@@ -518,6 +536,15 @@ mod tests {
         );
         assert_eq!(prof.groups, vec!["a", "b"]);
         assert_eq!(prof.email.as_deref(), Some("x@y.org"));
+    }
+
+    #[test]
+    fn malformed_emails_are_no_email() {
+        for bad in ["x@evil.com@b.example", "a b@x.com", "a@x", "@x.com", "a@.x.com", "a@x.com.", "<a@x.com>"]
+        {
+            let prof = map_profile(&preset(Vendor::Okta), &up("n", &[("email", &[bad])]));
+            assert_eq!(prof.email, None, "{bad}");
+        }
     }
 
     #[test]

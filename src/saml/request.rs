@@ -14,16 +14,18 @@ use super::{AuthnRedirect, AuthnStart, SamlError, SpSettings, SsoBinding};
 
 /// Builds the AuthnRequest for the binding the IdP's metadata offers: HTTP-Redirect when it has
 /// one, else HTTP-POST (Google Workspace, OneLogin and JumpCloud metadata list only POST).
+/// `force_authn` asks the IdP to authenticate the user again even with a live IdP session.
 pub fn authn_request(
     sp: &SpSettings,
     relay_state: &str,
     now: DateTime<Utc>,
+    force_authn: bool,
 ) -> Result<AuthnStart, SamlError> {
     match sp.idp.sso_binding {
-        SsoBinding::Redirect => authn_request_redirect(sp, relay_state, now).map(AuthnStart::Redirect),
+        SsoBinding::Redirect => redirect_with(sp, relay_state, now, force_authn).map(AuthnStart::Redirect),
         SsoBinding::Post => {
             let request_id = random_id();
-            let xml = authn_request_xml(sp, &request_id, now);
+            let xml = authn_request_xml(sp, &request_id, now, force_authn);
             url::Url::parse(&sp.idp.sso_url).map_err(|e| {
                 SamlError::Metadata(format!("IdP SSO URL {:?} is invalid: {e}", sp.idp.sso_url))
             })?;
@@ -47,8 +49,17 @@ pub fn authn_request_redirect(
     relay_state: &str,
     now: DateTime<Utc>,
 ) -> Result<AuthnRedirect, SamlError> {
+    redirect_with(sp, relay_state, now, false)
+}
+
+fn redirect_with(
+    sp: &SpSettings,
+    relay_state: &str,
+    now: DateTime<Utc>,
+    force_authn: bool,
+) -> Result<AuthnRedirect, SamlError> {
     let request_id = random_id();
-    let xml = authn_request_xml(sp, &request_id, now);
+    let xml = authn_request_xml(sp, &request_id, now, force_authn);
 
     let mut encoder = DeflateEncoder::new(Vec::new(), Compression::default());
     let deflated = encoder
@@ -69,16 +80,17 @@ pub fn authn_request_redirect(
     Ok(AuthnRedirect { request_id, url: url.into() })
 }
 
-fn authn_request_xml(sp: &SpSettings, request_id: &str, now: DateTime<Utc>) -> String {
+fn authn_request_xml(sp: &SpSettings, request_id: &str, now: DateTime<Utc>, force_authn: bool) -> String {
     format!(
         concat!(
-            r#"<samlp:AuthnRequest xmlns:samlp="{protocol}" xmlns:saml="{assertion}" ID="{id}" Version="2.0" IssueInstant="{instant}" Destination="{destination}" AssertionConsumerServiceURL="{acs}" ProtocolBinding="{binding}">"#,
+            r#"<samlp:AuthnRequest xmlns:samlp="{protocol}" xmlns:saml="{assertion}" ID="{id}" Version="2.0" IssueInstant="{instant}" Destination="{destination}" AssertionConsumerServiceURL="{acs}" ProtocolBinding="{binding}"{force}>"#,
             "<saml:Issuer>{issuer}</saml:Issuer>",
             r#"<samlp:NameIDPolicy AllowCreate="true" Format="{format}"/>"#,
             "{requested}",
             "</samlp:AuthnRequest>"
         ),
         requested = requested_authn_context(&sp.requested_authn_context),
+        force = if force_authn { r#" ForceAuthn="true""# } else { "" },
         protocol = NS_PROTOCOL,
         assertion = NS_ASSERTION,
         id = escape(request_id),

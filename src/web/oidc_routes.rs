@@ -9,19 +9,46 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 
-pub const SESSION_COOKIE: &str = "ssobroker_session";
+const SESSION_COOKIE: &str = "ssobroker_session";
 /// Identifies the browser that starts a login, so the ACS can refuse a response posted from
 /// another browser (login CSRF).
-pub const BROWSER_COOKIE: &str = "ssobroker_browser";
+const BROWSER_COOKIE: &str = "ssobroker_browser";
+
+/// Cookie names carry the `__Host-` prefix on https: browsers then refuse such a cookie unless
+/// it is Secure, host-only and Path=/, so a sibling subdomain cannot plant one.
+pub fn cookie_name(state: &AppState, base: &'static str) -> String {
+    if state.cfg.issuer_is_https {
+        format!("__Host-{base}")
+    } else {
+        base.to_string()
+    }
+}
+
+pub fn session_cookie_name(state: &AppState) -> String {
+    cookie_name(state, SESSION_COOKIE)
+}
+
+pub fn browser_cookie_name(state: &AppState) -> String {
+    cookie_name(state, BROWSER_COOKIE)
+}
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/.well-known/openid-configuration", web::get().to(discovery_handler))
         .route("/jwks", web::get().to(jwks_handler))
         .route("/authorize", web::get().to(authorize_get_handler))
         .route("/authorize", web::post().to(authorize_post_handler))
-        .route("/token", web::post().to(token_handler))
-        .route("/userinfo", web::get().to(userinfo_handler))
-        .route("/userinfo", web::post().to(userinfo_handler));
+        .service(
+            web::resource("/token")
+                // Malformed token requests get OAuth's JSON error, not the HTML page.
+                .app_data(web::FormConfig::default().limit(64 * 1024).error_handler(|e, _| {
+                    tracing::info!(error = %e, "malformed token request");
+                    WebError::oauth(StatusCode::BAD_REQUEST, "invalid_request", "malformed token request")
+                        .into()
+                }))
+                .route(web::post().to(token_handler)),
+        )
+        .route("/userinfo", web::get().to(userinfo_get_handler))
+        .route("/userinfo", web::post().to(userinfo_post_handler));
 }
 
 async fn discovery_handler(state: web::Data<AppState>) -> HttpResponse {
@@ -45,7 +72,7 @@ pub fn found(location: &str) -> HttpResponse {
 /// The broker session cookie: HttpOnly, SameSite=Lax (it must ride the IdP's POST back and the
 /// app's top-level GET), Secure when the issuer is https.
 pub fn session_cookie(state: &AppState, value: String) -> Cookie<'static> {
-    Cookie::build(SESSION_COOKIE, value)
+    Cookie::build(session_cookie_name(state), value)
         .path("/")
         .http_only(true)
         .secure(state.cfg.issuer_is_https)
@@ -58,7 +85,7 @@ pub fn session_cookie(state: &AppState, value: String) -> Cookie<'static> {
 /// browsers accept only with Secure, i.e. on https. On http it is Lax (same-site setups only).
 fn browser_cookie(state: &AppState, value: String) -> Cookie<'static> {
     let same_site = if state.cfg.issuer_is_https { SameSite::None } else { SameSite::Lax };
-    Cookie::build(BROWSER_COOKIE, value)
+    Cookie::build(browser_cookie_name(state), value)
         .path("/")
         .http_only(true)
         .secure(state.cfg.issuer_is_https)
@@ -136,8 +163,8 @@ async fn authorize(
     };
     let now = state.clock.now();
     let meta = request_meta(&req);
-    let prompt_login = valid.prompt.as_deref().is_some_and(|p| p.split(' ').any(|x| x == "login"));
-    if let Some(cookie) = req.cookie(SESSION_COOKIE).filter(|_| !prompt_login) {
+    let prompt_login = valid.prompts("login");
+    if let Some(cookie) = req.cookie(&session_cookie_name(&state)).filter(|_| !prompt_login) {
         let (st, v, m) = (state.clone(), valid.clone(), meta.clone());
         let value = cookie.value().to_string();
         if let Some(redirect) =
@@ -146,7 +173,7 @@ async fn authorize(
             return Ok(found(&redirect));
         }
     }
-    if valid.prompt.as_deref() == Some("none") {
+    if valid.prompts("none") {
         return Ok(found(&oidc::authorize_error_redirect(
             &valid.redirect_uri,
             "login_required",
@@ -159,8 +186,10 @@ async fn authorize(
         Route::Connection(connection) => {
             let id = connection.id.clone();
             let st = state.clone();
-            let existing =
-                req.cookie(BROWSER_COOKIE).map(|c| c.value().to_string()).filter(|v| v.len() >= 32);
+            let existing = req
+                .cookie(&browser_cookie_name(&state))
+                .map(|c| c.value().to_string())
+                .filter(|v| v.len() >= 32);
             let browser = existing.clone().unwrap_or_else(|| oidc::random_token(32));
             let b = browser.clone();
             let start = state
@@ -244,24 +273,31 @@ async fn token_handler(
     let code = oidc::token::code_from_params(&params)?.to_string();
     let now = state.clock.now();
     let meta = request_meta(&req);
+    // Client authentication (argon2) first, on the blocking pool but without a database
+    // connection, so wrong-secret floods cannot starve the pool.
+    let st = state.clone();
+    let (client, params) = web::block(move || -> Result<(crate::oidc::Client, TokenParams), WebError> {
+        let presented = oidc::presented_client_id(basic.as_ref(), &params).map(str::to_string);
+        let client = presented.as_deref().and_then(|id| st.cfg.client(id));
+        let client = oidc::authenticate_client(client, basic, &params)?.clone();
+        Ok((client, params))
+    })
+    .await
+    .map_err(|e| WebError::internal(&e))??;
     let st = state.clone();
     let response = state
-        .db(move |c| -> Result<_, WebError> {
-            let presented = oidc::presented_client_id(basic.as_ref(), &params).map(str::to_string);
-            let client = presented.as_deref().and_then(|id| st.cfg.client(id));
-            // argon2 verification runs here, off the async workers.
-            let client = oidc::authenticate_client(client, basic, &params)?;
-            Ok(flow::exchange_code(
+        .db(move |c| {
+            flow::exchange_code(
                 c,
                 &st.cfg,
                 &st.keys,
-                client,
+                &client,
                 &code,
                 params.redirect_uri.as_deref(),
                 params.code_verifier.as_deref(),
                 &meta,
                 now,
-            )?)
+            )
         })
         .await?;
     Ok(HttpResponse::Ok()
@@ -275,15 +311,30 @@ struct BearerForm {
     access_token: Option<String>,
 }
 
-async fn userinfo_handler(
+async fn userinfo_get_handler(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, WebError> {
+    userinfo(state, req, None).await
+}
+
+async fn userinfo_post_handler(
     state: web::Data<AppState>,
     req: HttpRequest,
     form: Option<web::Form<BearerForm>>,
 ) -> Result<HttpResponse, WebError> {
+    userinfo(state, req, form.map(|f| f.into_inner())).await
+}
+
+async fn userinfo(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    form: Option<BearerForm>,
+) -> Result<HttpResponse, WebError> {
     let from_header = req.headers().get("authorization").and_then(|v| v.to_str().ok()).and_then(|h| {
         h.split_once(' ').filter(|(s, _)| s.eq_ignore_ascii_case("bearer")).map(|(_, t)| t.trim().to_string())
     });
-    let token = from_header.or_else(|| form.and_then(|f| f.into_inner().access_token));
+    let token = from_header.or_else(|| form.and_then(|f| f.access_token));
     let Some(token) = token else {
         return Err(WebError::OAuth {
             status: StatusCode::UNAUTHORIZED,

@@ -1,8 +1,9 @@
 //! SAML SP endpoints: SP metadata and the assertion consumer service (HTTP-POST).
 
-use super::oidc_routes::{found, session_cookie, BROWSER_COOKIE};
+use super::oidc_routes::{browser_cookie_name, found, session_cookie};
 use super::{error::reference_id, request_meta, AppState, WebError};
 use crate::flow::{self, FinishInput, FlowError, LoginOutcome};
+use crate::saml::ValidatedAssertion;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
@@ -46,20 +47,38 @@ async fn acs_handler(
         return Err(WebError::NotFound);
     }
     let AcsForm { saml_response, relay_state } = form.into_inner();
-    let browser = req.cookie(BROWSER_COOKIE).map(|c| c.value().to_string());
+    let browser = req.cookie(&browser_cookie_name(&state)).map(|c| c.value().to_string());
     let now = state.clock.now();
     let meta = request_meta(&req);
+    // Validation (parsing, xmlsec) runs on the blocking pool without holding a database
+    // connection: a flood of expensive bad responses must not starve logins of connections.
     let st = state.clone();
-    // Signature checks (xmlsec) and the login transaction both block: one trip to the pool.
+    let id = connection_id.clone();
+    let validated = web::block(move || -> Option<Result<ValidatedAssertion, FlowError>> {
+        let connection = st.cfg.connection(&id)?;
+        Some(
+            crate::saml::validate_post_response(&connection.sp, &saml_response, now).map_err(FlowError::from),
+        )
+    })
+    .await
+    .map_err(|e| WebError::internal(&e))?
+    .ok_or(WebError::NotFound)?;
+    let st = state.clone();
     let outcome = state
         .db(move |c| -> Result<Result<LoginOutcome, String>, WebError> {
             let Some(connection) = st.cfg.connection(&connection_id) else { return Err(WebError::NotFound) };
-            let result = crate::saml::validate_post_response(&connection.sp, &saml_response, now)
-                .map_err(FlowError::from)
-                .and_then(|assertion| {
-                    let input = FinishInput { cfg: &st.cfg, connection, assertion: &assertion, relay_state: relay_state.as_deref(), browser: browser.as_deref(), meta: &meta, now };
-                    flow::finish_login(c, &input)
-                });
+            let result = validated.and_then(|assertion| {
+                let input = FinishInput {
+                    cfg: &st.cfg,
+                    connection,
+                    assertion: &assertion,
+                    relay_state: relay_state.as_deref(),
+                    browser: browser.as_deref(),
+                    meta: &meta,
+                    now,
+                };
+                flow::finish_login(c, &input)
+            });
             match result {
                 Ok(outcome) => Ok(Ok(outcome)),
                 Err(err) => {

@@ -130,6 +130,7 @@ async fn public_client_pkce(backend: Backend) -> TestResult {
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
     let (auth_url, _, nonce) = client
         .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
+        .add_scope(Scope::new("email".into()))
         .set_pkce_challenge(challenge)
         .url();
     let at = app.authorize(auth_url.as_str()).await?;
@@ -272,3 +273,66 @@ async fn housekeeping(backend: Backend) -> TestResult {
     Ok(())
 }
 both_backends!(expired_login_state_is_purged, housekeeping);
+
+#[actix_web::test]
+async fn claims_follow_the_granted_scopes() -> TestResult {
+    let app = app(Backend::Sqlite).start().await?;
+    let url = app.auth_url(&[]).replace("scope=openid+email+profile", "scope=openid");
+    let at = app.authorize(&url).await?;
+    let q = redirect_query(app.post_signed(&app.response(Some(&at.request_id), "ada@example.com", &["Engineering"]), Some(&at.relay_state)).await?).await?;
+    let tokens: serde_json::Value = app.token(&q["code"]).await?.json().await?;
+    let payload = tokens["id_token"].as_str().ok_or("no id_token")?.split('.').nth(1).ok_or("jwt")?;
+    let claims: serde_json::Value = serde_json::from_slice(&base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload)?)?;
+    assert!(claims.get("email").is_none() && claims.get("given_name").is_none(), "{claims}");
+    assert_eq!(claims["roles"], serde_json::json!(["engineer", "user"]), "roles always travel");
+    let info: serde_json::Value = reqwest::Client::new()
+        .get(format!("{}/userinfo", app.base))
+        .bearer_auth(tokens["access_token"].as_str().ok_or("no access token")?)
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert!(info.get("email").is_none() && info.get("family_name").is_none(), "no nulls, no unscoped claims: {info}");
+    assert!(info["sub"].is_string());
+    Ok(())
+}
+
+#[actix_web::test]
+async fn prompt_and_max_age() -> TestResult {
+    let app = app(Backend::Sqlite).start().await?;
+    let q = app.login_code("ada@example.com", &[]).await?;
+    assert!(q.contains_key("code"));
+    let saml_request = |resp: &reqwest::Response| -> Result<String, Box<dyn std::error::Error>> {
+        let loc = url::Url::parse(resp.headers()["location"].to_str()?)?;
+        let v = loc.query_pairs().find(|(k, _)| k == "SAMLRequest").ok_or("no SAMLRequest")?.1.to_string();
+        let raw = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, v)?;
+        let mut xml = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::DeflateDecoder::new(&raw[..]), &mut xml)?;
+        Ok(xml)
+    };
+    // prompt=login: back to the IdP, and the IdP is told not to reuse its own session.
+    let r = app.browser.get(app.auth_url(&[("prompt", "login")])).send().await?;
+    assert!(saml_request(&r)?.contains("ForceAuthn=\"true\""));
+    // max_age older than the session's authentication: the same.
+    app.clock.advance(chrono::Duration::minutes(5));
+    let r = app.browser.get(app.auth_url(&[("max_age", "60")])).send().await?;
+    assert!(saml_request(&r)?.contains("ForceAuthn=\"true\""));
+    // A generous max_age is answered from the session.
+    let r = app.browser.get(app.auth_url(&[("max_age", "3600")])).send().await?;
+    assert!(redirect_query(r).await?.contains_key("code"));
+    // Whitespace around prompt values does not change their meaning.
+    let mut fresh = app;
+    fresh.new_browser()?;
+    let r = fresh.browser.get(fresh.auth_url(&[("prompt", " none ")])).send().await?;
+    assert_eq!(redirect_query(r).await?["error"], "login_required");
+    Ok(())
+}
+
+#[actix_web::test]
+async fn malformed_token_requests_get_oauth_json() -> TestResult {
+    let app = app(Backend::Sqlite).start().await?;
+    let r = reqwest::Client::new().post(format!("{}/token", app.base)).json(&serde_json::json!({"grant_type": "authorization_code"})).send().await?;
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.json::<serde_json::Value>().await?["error"], "invalid_request");
+    Ok(())
+}

@@ -185,3 +185,49 @@ fn decode_claims(jwt: &str) -> Result<serde_json::Value, Box<dyn std::error::Err
     let payload = jwt.split('.').nth(1).ok_or("not a JWT")?;
     Ok(serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload)?)?)
 }
+
+async fn email_takeover_on_relogin(b: Backend) -> TestResult {
+    // A known user whose IdP now asserts another account's address: refused, nothing changed.
+    let app = app(b).start().await?;
+    let (r, _) = login_with(&app, |s| {
+        s.name_id = "victim".into();
+        set_email(s, "victim@example.com");
+    })
+    .await?;
+    assert_eq!(r.status(), 302);
+    let (r, _) = login_with(&app, |s| {
+        s.name_id = "mallory".into();
+        set_email(s, "mallory@example.com");
+    })
+    .await?;
+    assert_eq!(r.status(), 302);
+    let (r, before) = login_with(&app, |s| {
+        s.name_id = "mallory".into();
+        set_email(s, "victim@example.com");
+    })
+    .await?;
+    assert_refused(&app, r, &before, "email_conflict").await?;
+    let mut c = app.pool.get()?;
+    let m = users::by_identity(&mut c, CONNECTION, "mallory")?.ok_or("mallory")?;
+    assert_eq!(m.email.as_deref(), Some("mallory@example.com"));
+    Ok(())
+}
+both_backends!(relogin_cannot_take_another_users_email, email_takeover_on_relogin);
+
+async fn racing_same_email(b: Backend) -> TestResult {
+    // Ten different subjects racing to be first with one address: one account gets it.
+    let app = app(b).start().await?;
+    let mut posts = Vec::new();
+    for i in 0..10 {
+        let at = app.authorize(&app.auth_url(&[])).await?;
+        let mut spec = app.response(Some(&at.request_id), "shared@example.com", &[]);
+        spec.name_id = format!("subject-{i}");
+        posts.push((app.idp.sign_response_b64(&spec)?, at.relay_state));
+    }
+    let results = futures_util::future::join_all(posts.iter().map(|(b64, relay)| app.post_acs(b64, Some(relay)))).await;
+    let ok = results.into_iter().filter(|r| r.as_ref().is_ok_and(|r| r.status() == 302)).count();
+    assert_eq!(ok, 1, "exactly one subject gets the address");
+    assert_eq!(app.counts()?["users"], 1);
+    Ok(())
+}
+both_backends!(racing_subjects_one_email_one_account, racing_same_email);

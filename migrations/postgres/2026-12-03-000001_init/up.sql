@@ -13,7 +13,8 @@ CREATE TABLE users (
     updated_at BIGINT NOT NULL,
     last_login_at BIGINT
 );
-CREATE INDEX users_email ON users (email);
+-- One account per address (stored lowercased): a second subject never shares a verified email.
+CREATE UNIQUE INDEX users_email ON users (email);
 
 CREATE TABLE federated_identities (
     connection_id TEXT NOT NULL,

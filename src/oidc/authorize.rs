@@ -53,6 +53,13 @@ pub struct ValidAuthorize {
     pub idp_hint: Option<String>,
 }
 
+impl ValidAuthorize {
+    /// Whether `prompt` (normalized by `validate_authorize`) contains this value.
+    pub fn prompts(&self, value: &str) -> bool {
+        self.prompt.as_deref().is_some_and(|p| p.split(' ').any(|v| v == value))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum AuthorizeError {
     /// Client or redirect_uri not established: render an error page, never redirect.
@@ -478,11 +485,5 @@ mod tests {
         );
         let u = code_redirect("https://app.example.com/cb#frag", "c", None, iss);
         assert!(!u.contains('#'));
-    }
-}
-
-impl ValidAuthorize {
-    pub fn prompts(&self, value: &str) -> bool {
-        self.prompt.as_deref().is_some_and(|p| p.split(' ').any(|v| v == value))
     }
 }

@@ -79,6 +79,9 @@ pub struct FileConnection {
     pub metadata_file: PathBuf,
     #[serde(default)]
     pub sp_entity_id: Option<String>,
+    /// Keep an ACS URL the IdP already knows (a proxy must route it to `/saml/<id>/acs`).
+    #[serde(default)]
+    pub acs_url: Option<String>,
     #[serde(default)]
     pub domains: Vec<String>,
     #[serde(default)]
@@ -127,6 +130,7 @@ impl FileConnection {
             vendor: Vendor::Generic,
             metadata_file: metadata_file.into(),
             sp_entity_id: None,
+            acs_url: None,
             domains: Vec::new(),
             default_roles: Vec::new(),
             role_mapping: BTreeMap::new(),
@@ -379,7 +383,7 @@ pub fn validate(raw: FileConfig, file: &str, base_dir: &Path) -> Result<Config, 
             c.sp_entity_id.clone().unwrap_or_else(|| format!("{issuer}/saml/{}/metadata", c.id));
         let sp = SpSettings {
             entity_id: sp_entity_id,
-            acs_url: format!("{issuer}/saml/{}/acs", c.id),
+            acs_url: c.acs_url.clone().unwrap_or_else(|| format!("{issuer}/saml/{}/acs", c.id)),
             idp,
             allow_sha1: c.allow_sha1,
             requested_authn_context: c.requested_authn_context.clone(),

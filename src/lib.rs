@@ -5,6 +5,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod devidp;
+pub mod explain;
 pub mod flow;
 pub mod oidc;
 pub mod provisioning;

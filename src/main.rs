@@ -48,6 +48,17 @@ enum Command {
         #[command(flatten)]
         args: ssobroker::admin::AuditArgs,
     },
+    /// Dry-run a captured SAMLResponse (XML or base64) through the ACS checks and the JIT policy.
+    Explain {
+        #[arg(long, short, default_value = "ssobroker.toml", env = "SSOBROKER_CONFIG")]
+        config: PathBuf,
+        #[arg(long)]
+        connection: String,
+        /// Check the time window as of this RFC 3339 instant instead of now.
+        #[arg(long)]
+        at: Option<String>,
+        response: PathBuf,
+    },
     /// Run the broker with a development IdP and a sample app on SQLite, to see a whole login.
     Demo {
         #[arg(long, default_value = "127.0.0.1:8080")]
@@ -69,6 +80,10 @@ fn main() -> anyhow::Result<()> {
         Command::HashSecret => ssobroker::cli::hash_secret(),
         Command::User { config, command } => Ok(ssobroker::admin::user(&config, command)?),
         Command::Audit { config, args } => Ok(ssobroker::admin::audit(&config, args)?),
+        Command::Explain { config, connection, at, response } => {
+            let ok = ssobroker::explain::explain(&config, &connection, at.as_deref(), &response)?;
+            std::process::exit(if ok { 0 } else { 1 })
+        }
         Command::Demo { listen, data_dir } => ssobroker::cli::demo(&listen, &data_dir),
     }
 }

@@ -235,15 +235,22 @@ pub(crate) struct Provisioned {
 }
 
 /// Applies the JIT decision for this assertion.
-fn provision(
+/// What the JIT policy decides for an assertion, read from the database without writing:
+/// the login applies it, `ssobroker explain` prints it.
+#[derive(Debug)]
+pub struct ProvisioningPlan {
+    pub upstream: Upstream,
+    pub assessment: provisioning::Assessment,
+    pub existing: Option<Existing>,
+    pub decision: Decision,
+}
+
+/// Plans provisioning for this assertion (read-only). A policy refusal is a `Refused` error.
+pub fn plan_provisioning(
     conn: &mut DbConnection,
     connection: &Connection,
     assertion: &ValidatedAssertion,
-    meta: &RequestMeta,
-    now: DateTime<Utc>,
-    client_id: Option<&str>,
-) -> Result<Provisioned, FlowError> {
-    let ts = now.timestamp();
+) -> Result<ProvisioningPlan, FlowError> {
     let upstream = Upstream {
         subject: assertion.name_id.clone(),
         name_id_format: assertion.name_id_format.clone(),
@@ -259,20 +266,13 @@ fn provision(
             .collect(),
     };
     let policy = &connection.policy;
-    let refused = |reason: provisioning::DenyReason, user_id: Option<String>| FlowError::Refused {
-        reason: reason.code(),
-        detail: "provisioning policy".into(),
-        client_id: None,
-        user_id,
-    };
     let assessment = provisioning::assess(policy, &upstream).map_err(|r| refused(r, None))?;
     let subject = assessment.subject.as_str();
-    let existing_user = users::by_identity(conn, &connection.id, subject)?;
-    let existing = match &existing_user {
+    let existing = match users::by_identity(conn, &connection.id, subject)? {
         Some(u) => Some(Existing {
             user_id: u.id.clone(),
             disabled: u.disabled,
-            profile: stored_profile(u),
+            profile: stored_profile(&u),
             idp_roles: idp_grants(conn, &u.id)?,
         }),
         None => None,
@@ -296,6 +296,35 @@ fn provision(
         },
         _ => None,
     };
+    let decision = provisioning::decide(policy, &assessment, existing.as_ref(), email_owner.as_ref());
+    if let Decision::Deny(reason) = decision {
+        return Err(refused(reason, existing.map(|e| e.user_id)));
+    }
+    Ok(ProvisioningPlan { upstream, assessment, existing, decision })
+}
+
+fn refused(reason: provisioning::DenyReason, user_id: Option<String>) -> FlowError {
+    FlowError::Refused {
+        reason: reason.code(),
+        detail: "provisioning policy".into(),
+        client_id: None,
+        user_id,
+    }
+}
+
+/// Applies the JIT decision for this assertion.
+fn provision(
+    conn: &mut DbConnection,
+    connection: &Connection,
+    assertion: &ValidatedAssertion,
+    meta: &RequestMeta,
+    now: DateTime<Utc>,
+    client_id: Option<&str>,
+) -> Result<Provisioned, FlowError> {
+    let ts = now.timestamp();
+    let ProvisioningPlan { upstream, assessment, existing, decision } =
+        plan_provisioning(conn, connection, assertion)?;
+    let subject = assessment.subject.as_str();
     let audit = |conn: &mut DbConnection,
                  kind: &str,
                  user: Option<&str>,
@@ -306,7 +335,6 @@ fn provision(
             &audit_row(now, kind, meta, user, Some(&connection.id), client_id, reason, detail),
         )
     };
-    let decision = provisioning::decide(policy, &assessment, existing.as_ref(), email_owner.as_ref());
     let user_id = match decision {
         Decision::Deny(reason) => return Err(refused(reason, existing.map(|e| e.user_id))),
         Decision::Create { profile, grants } => {

@@ -5,7 +5,7 @@
 mod finish;
 mod tokens;
 
-pub use finish::{finish_login, FinishInput, LoginOutcome};
+pub use finish::{finish_login, plan_provisioning, FinishInput, LoginOutcome, ProvisioningPlan};
 pub use tokens::{exchange_code, issue_code_for_session, userinfo, TokenResponse};
 
 use crate::config::{Config, Connection};

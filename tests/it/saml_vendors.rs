@@ -1072,3 +1072,104 @@ fn entra_guest_email_comes_from_the_claim_not_the_upn() -> TestResult {
     assert_eq!(map_fixture(m)?.email.as_deref(), Some("ulysse.carion@codomaindata.com"));
     Ok(())
 }
+
+// ---------------------------------------------------------------------------------------------
+// `ssobroker explain` on the real vendor responses: the dry run accepts each, prints the user
+// and claims the vendor preset yields, and writes nothing.
+// ---------------------------------------------------------------------------------------------
+
+fn pem_body(pem: &str) -> String {
+    pem.lines().filter(|l| !l.starts_with("-----")).collect::<Vec<_>>().concat()
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('"', "&quot;")
+}
+
+#[test]
+fn explain_prints_the_expected_user_for_each_vendor() -> TestResult {
+    if skipped() {
+        return Ok(());
+    }
+    for m in MAPPED {
+        let case = genuine(m.file)?;
+        let dir = tempfile::tempdir()?;
+        let metadata = format!(
+            concat!(
+                r#"<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" xmlns:ds="http://www.w3.org/2000/09/xmldsig#" entityID="{issuer}">"#,
+                r#"<md:IDPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol">"#,
+                r#"<md:KeyDescriptor use="signing"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>{cert}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>"#,
+                r#"<md:SingleSignOnService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" Location="https://idp.example/sso"/>"#,
+                "</md:IDPSSODescriptor></md:EntityDescriptor>"
+            ),
+            issuer = xml_escape(case.issuer),
+            cert = pem_body(&read(case.cert)?),
+        );
+        std::fs::write(dir.path().join("idp.xml"), metadata)?;
+        let db = dir.path().join("broker.db");
+        let vendor = match m.vendor {
+            Vendor::Okta => "okta",
+            Vendor::Azure => "azure",
+            Vendor::Google => "google",
+            Vendor::Onelogin => "onelogin",
+            Vendor::Generic => "generic",
+        };
+        let q = |s: &str| toml::Value::String(s.to_string()).to_string();
+        let config = format!(
+            "issuer = \"http://broker.test\"\ndatabase_url = {db}\n[[connections]]\nid = \"v\"\nvendor = \"{vendor}\"\nmetadata_file = \"idp.xml\"\nsp_entity_id = {aud}\nacs_url = {acs}\nallow_sha1 = {sha1}\ndefault_roles = [\"user\"]\n",
+            db = q(&format!("sqlite://{}", db.display())),
+            aud = q(case.audience),
+            acs = q(case.acs),
+            sha1 = case.sha1,
+        );
+        let config_path = dir.path().join("ssobroker.toml");
+        std::fs::write(&config_path, config)?;
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ssobroker"))
+            .args(["explain", "--connection", "v", "--at", case.clock, "--config"])
+            .arg(&config_path)
+            .arg(vendors()?.join(m.file))
+            .output()?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{}: {stdout}{}", m.file, String::from_utf8_lossy(&out.stderr));
+        assert!(stdout.contains("The login would succeed. Nothing was written."), "{}: {stdout}", m.file);
+        assert!(stdout.contains("decision     create a new user"), "{}: {stdout}", m.file);
+        if let Some(email) = m.email {
+            assert!(stdout.contains(&format!("\"email\": \"{email}\"")), "{}: {stdout}", m.file);
+        }
+        for g in m.groups {
+            assert!(stdout.contains(&format!("\"{g}\"")), "{}: group {g}: {stdout}", m.file);
+        }
+        // A dry run: the database exists (migrated) but holds no user and no audit row.
+        let mut conn = <diesel::SqliteConnection as diesel::Connection>::establish(&db.to_string_lossy())?;
+        use diesel::RunQueryDsl;
+        #[derive(diesel::QueryableByName)]
+        struct N {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let n: N = diesel::sql_query("SELECT (SELECT COUNT(*) FROM users) + (SELECT COUNT(*) FROM audit_events) AS n").get_result(&mut conn)?;
+        assert_eq!(n.n, 0, "{}: explain wrote to the database", m.file);
+    }
+    Ok(())
+}
+
+#[test]
+fn explain_reports_the_refusal_reason() -> TestResult {
+    if skipped() {
+        return Ok(());
+    }
+    // The broken-Response-signature Okta file: refused, with the reason, exit status 1.
+    let dir = tempfile::tempdir()?;
+    std::fs::copy(vendors()?.join("okta/ssoready-okta-metadata.xml"), dir.path().join("idp.xml"))?;
+    let config = "issuer = \"http://localhost:8080\"\ndatabase_url = \"sqlite://explain.db\"\n[[connections]]\nid = \"okta\"\nvendor = \"okta\"\nmetadata_file = \"idp.xml\"\nsp_entity_id = \"http://localhost:8080\"\nacs_url = \"http://localhost:8080\"\n";
+    std::fs::write(dir.path().join("ssobroker.toml"), config)?;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ssobroker"))
+        .current_dir(dir.path())
+        .args(["explain", "--connection", "okta", "--at", "2024-04-25T20:31:55.494Z", "--config", "ssobroker.toml"])
+        .arg(vendors()?.join("okta/ssoready-okta-response.xml"))
+        .output()?;
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("SAML checks  REFUSED: signature_invalid"), "{stdout}");
+    Ok(())
+}

@@ -138,6 +138,7 @@ fn finish_once(conn: &mut DbConnection, input: &FinishInput<'_>) -> Result<Login
             revoked: false,
             acr: prov.acr.clone(),
             amr: amr.clone(),
+            last_seen_at: ts,
         },
     )?;
 

@@ -19,6 +19,8 @@ pub struct Session {
     pub acr: Option<String>,
     /// JSON array of RFC 8176 method references.
     pub amr: String,
+    /// Last request this session answered (idle timeout).
+    pub last_seen_at: i64,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -50,6 +52,8 @@ pub struct SigningKeyRow {
     pub private_pem: String,
     pub created_at: i64,
     pub active: bool,
+    pub rotated_at: Option<i64>,
+    pub retired_at: Option<i64>,
 }
 
 pub fn insert_session(conn: &mut DbConnection, s: &Session) -> QueryResult<()> {

@@ -72,6 +72,7 @@ diesel::table! {
         revoked -> Bool,
         acr -> Nullable<Text>,
         amr -> Text,
+        last_seen_at -> BigInt,
     }
 }
 
@@ -103,6 +104,24 @@ diesel::table! {
         private_pem -> Text,
         created_at -> BigInt,
         active -> Bool,
+        rotated_at -> Nullable<BigInt>,
+        retired_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    refresh_tokens (id) {
+        id -> Text,
+        family_id -> Text,
+        grant_id -> Text,
+        client_id -> Text,
+        user_id -> Text,
+        session_id -> Nullable<Text>,
+        scope -> Text,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+        used -> Bool,
+        revoked -> Bool,
     }
 }
 
@@ -125,6 +144,7 @@ diesel::joinable!(federated_identities -> users (user_id));
 diesel::joinable!(user_roles -> users (user_id));
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(auth_grants -> users (user_id));
+diesel::joinable!(refresh_tokens -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     users,
@@ -135,5 +155,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     sessions,
     auth_grants,
     signing_keys,
+    refresh_tokens,
     audit_events,
 );

@@ -99,6 +99,8 @@ pub fn load_or_create_keys(
                 private_pem: k.private_pem,
                 created_at: now.timestamp(),
                 active: true,
+                rotated_at: None,
+                retired_at: None,
             },
         )?;
         rows = store::grants::active_keys(conn)?;

@@ -66,7 +66,8 @@ CREATE TABLE sessions (
     expires_at BIGINT NOT NULL,
     revoked BOOLEAN NOT NULL DEFAULT FALSE,
     acr TEXT,
-    amr TEXT NOT NULL DEFAULT '[]'
+    amr TEXT NOT NULL DEFAULT '[]',
+    last_seen_at BIGINT NOT NULL DEFAULT 0
 );
 CREATE INDEX sessions_user ON sessions (user_id);
 
@@ -95,8 +96,29 @@ CREATE TABLE signing_keys (
     alg TEXT NOT NULL,
     private_pem TEXT NOT NULL,
     created_at BIGINT NOT NULL,
-    active BOOLEAN NOT NULL
+    active BOOLEAN NOT NULL,
+    -- When it stopped signing (a newer key became current); it stays in JWKS until retired_at.
+    rotated_at BIGINT,
+    retired_at BIGINT
 );
+
+-- Refresh tokens: opaque, stored as SHA-256, rotated on every use. All rotations of one
+-- original grant share a family; a replayed (already rotated) token revokes the family.
+CREATE TABLE refresh_tokens (
+    id TEXT PRIMARY KEY NOT NULL,
+    family_id TEXT NOT NULL,
+    grant_id TEXT NOT NULL,
+    client_id TEXT NOT NULL,
+    user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    session_id TEXT,
+    scope TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    used BOOLEAN NOT NULL DEFAULT FALSE,
+    revoked BOOLEAN NOT NULL DEFAULT FALSE
+);
+CREATE INDEX refresh_tokens_family ON refresh_tokens (family_id);
+CREATE INDEX refresh_tokens_user ON refresh_tokens (user_id);
 
 CREATE TABLE audit_events (
     id TEXT PRIMARY KEY NOT NULL,

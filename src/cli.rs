@@ -121,12 +121,9 @@ pub fn demo_config(
             ..FileConnection::new("dev-idp", "dev-idp-metadata.xml")
         }],
         clients: vec![FileClient {
-            client_id: "sample-app".into(),
             client_secret: Some(client_secret.into()),
-            client_secret_hash: None,
-            redirect_uris: vec![format!("{issuer}/demo-app/callback")],
             post_logout_redirect_uris: vec![format!("{issuer}/demo-app/")],
-            allowed_roles: vec![],
+            ..FileClient::new("sample-app", &format!("{issuer}/demo-app/callback"))
         }],
         ..FileConfig::default()
     })

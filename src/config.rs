@@ -35,6 +35,10 @@ pub struct FileConfig {
     pub id_token_ttl_seconds: u64,
     pub access_token_ttl_seconds: u64,
     pub session_ttl_seconds: u64,
+    /// A broker session unused this long ends (SSO needs a fresh IdP login).
+    pub session_idle_seconds: u64,
+    /// Absolute lifetime of a refresh token family; rotation never extends it.
+    pub refresh_token_ttl_seconds: u64,
     /// Cap on the posted SAMLResponse (decoded bytes).
     pub max_saml_response_bytes: usize,
     /// Require the ACS post to come from the browser that started the login. Default: on for
@@ -60,6 +64,8 @@ impl Default for FileConfig {
             id_token_ttl_seconds: 300,
             access_token_ttl_seconds: 3600,
             session_ttl_seconds: 8 * 3600,
+            session_idle_seconds: 2 * 3600,
+            refresh_token_ttl_seconds: 30 * 86400,
             max_saml_response_bytes: 256 * 1024,
             bind_login_to_browser: None,
             connections: Vec::new(),
@@ -161,6 +167,24 @@ pub struct FileClient {
     pub post_logout_redirect_uris: Vec<String>,
     #[serde(default)]
     pub allowed_roles: Vec<String>,
+    /// Issue refresh tokens even when the app does not ask for `offline_access`.
+    #[serde(default)]
+    pub issue_refresh_token: bool,
+}
+
+impl FileClient {
+    /// A public client (no secret) with one redirect URI and every option at its default.
+    pub fn new(client_id: &str, redirect_uri: &str) -> Self {
+        FileClient {
+            client_id: client_id.to_string(),
+            client_secret: None,
+            client_secret_hash: None,
+            redirect_uris: vec![redirect_uri.to_string()],
+            post_logout_redirect_uris: Vec::new(),
+            allowed_roles: Vec::new(),
+            issue_refresh_token: false,
+        }
+    }
 }
 
 impl std::fmt::Debug for FileClient {
@@ -230,6 +254,8 @@ pub struct Config {
     pub id_token_ttl: chrono::Duration,
     pub access_token_ttl: chrono::Duration,
     pub session_ttl: chrono::Duration,
+    pub session_idle: chrono::Duration,
+    pub refresh_token_ttl: chrono::Duration,
     pub bind_login_to_browser: bool,
     pub connections: Vec<Connection>,
     pub clients: Vec<Client>,
@@ -246,7 +272,7 @@ impl Config {
 
 /// Scalar settings that may come from the environment (`SSOBROKER_ISSUER`, …). Other
 /// `SSOBROKER_*` variables (the CLI's own, the tests') are not configuration.
-const ENV_KEYS: [&str; 11] = [
+const ENV_KEYS: [&str; 13] = [
     "issuer",
     "listen",
     "database_url",
@@ -256,6 +282,8 @@ const ENV_KEYS: [&str; 11] = [
     "id_token_ttl_seconds",
     "access_token_ttl_seconds",
     "session_ttl_seconds",
+    "session_idle_seconds",
+    "refresh_token_ttl_seconds",
     "max_saml_response_bytes",
     "bind_login_to_browser",
 ];
@@ -344,6 +372,8 @@ pub fn validate(raw: FileConfig, file: &str, base_dir: &Path) -> Result<Config, 
     let id_token_ttl = secs("id_token_ttl_seconds", raw.id_token_ttl_seconds, 86400)?;
     let access_token_ttl = secs("access_token_ttl_seconds", raw.access_token_ttl_seconds, 86400)?;
     let session_ttl = secs("session_ttl_seconds", raw.session_ttl_seconds, 30 * 86400)?;
+    let session_idle = secs("session_idle_seconds", raw.session_idle_seconds, 30 * 86400)?;
+    let refresh_token_ttl = secs("refresh_token_ttl_seconds", raw.refresh_token_ttl_seconds, 366 * 86400)?;
     if raw.max_saml_response_bytes < 1024 || raw.max_saml_response_bytes > 4 * 1024 * 1024 {
         return Err(err("max_saml_response_bytes", "must be between 1024 and 4194304".into()));
     }
@@ -480,6 +510,7 @@ pub fn validate(raw: FileConfig, file: &str, base_dir: &Path) -> Result<Config, 
             redirect_uris: c.redirect_uris,
             post_logout_redirect_uris: c.post_logout_redirect_uris,
             allowed_roles: c.allowed_roles,
+            issue_refresh_token: c.issue_refresh_token,
         });
     }
 
@@ -494,6 +525,8 @@ pub fn validate(raw: FileConfig, file: &str, base_dir: &Path) -> Result<Config, 
         id_token_ttl,
         access_token_ttl,
         session_ttl,
+        session_idle,
+        refresh_token_ttl,
         connections,
         clients,
     })

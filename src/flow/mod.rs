@@ -3,10 +3,13 @@
 //! `web::block` and renders what they return.
 
 mod finish;
+pub mod logout;
 mod tokens;
 
 pub use finish::{finish_login, plan_provisioning, FinishInput, LoginOutcome, ProvisioningPlan};
-pub use tokens::{exchange_code, issue_code_for_session, userinfo, TokenResponse};
+pub use tokens::{
+    exchange_code, introspect, issue_code_for_session, refresh, revoke, userinfo, TokenResponse,
+};
 
 use crate::config::{Config, Connection};
 use crate::oidc::{random_token, token_hash, ValidAuthorize};

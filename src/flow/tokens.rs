@@ -16,6 +16,8 @@ pub struct TokenResponse {
     pub token_type: &'static str,
     pub expires_in: i64,
     pub id_token: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
     pub scope: String,
 }
 
@@ -62,7 +64,8 @@ pub fn issue_code_for_session(
 ) -> Result<Option<String>, FlowError> {
     let ts = now.timestamp();
     let session_id = token_hash(session_cookie);
-    let Some(session) = grants::live_session(conn, &session_id, ts)? else { return Ok(None) };
+    let idle_cutoff = (now - cfg.session_idle).timestamp();
+    let Some(session) = grants::live_session(conn, &session_id, ts, idle_cutoff)? else { return Ok(None) };
     // max_age: an authentication older than the app accepts sends the user back to the IdP.
     if req.max_age.is_some_and(|m| ts - session.auth_time > m) {
         return Ok(None);
@@ -96,6 +99,7 @@ pub fn issue_code_for_session(
     }
     let code = random_token(32);
     store::transaction(conn, |c| -> Result<(), FlowError> {
+        grants::touch_session(c, &session_id, ts)?;
         grants::insert_grant(
             c,
             &grants::Grant {
@@ -171,6 +175,7 @@ pub fn exchange_code(
     if grant.code_used {
         store::transaction(conn, |c| -> Result<(), FlowError> {
             grants::revoke_grant(c, &grant.id)?;
+            store::refresh::revoke_by_grant(c, &grant.id)?;
             fail(c, Some(&grant.user_id), "code_reused")?;
             Ok(())
         })?;
@@ -195,11 +200,50 @@ pub fn exchange_code(
         // Lost a race with another exchange of the same code: that is a reuse too.
         store::transaction(conn, |c| -> Result<(), FlowError> {
             grants::revoke_grant(c, &grant.id)?;
+            store::refresh::revoke_by_grant(c, &grant.id)?;
             fail(c, Some(&grant.user_id), "code_reused")?;
             Ok(())
         })?;
         return Err(invalid_grant("code already used"));
     }
+    let wants_refresh = client.issue_refresh_token || grant.scope.split(' ').any(|s| s == "offline_access");
+    let refresh_token = if wants_refresh {
+        let token = random_token(32);
+        store::refresh::insert(
+            conn,
+            &store::refresh::RefreshToken {
+                id: token_hash(&token),
+                family_id: uuid::Uuid::new_v4().to_string(),
+                grant_id: grant.id.clone(),
+                client_id: client.client_id.clone(),
+                user_id: grant.user_id.clone(),
+                session_id: grant.session_id.clone(),
+                scope: grant.scope.clone(),
+                created_at: now.timestamp(),
+                expires_at: (now + cfg.refresh_token_ttl).timestamp(),
+                used: false,
+                revoked: false,
+            },
+        )?;
+        Some(token)
+    } else {
+        None
+    };
+    mint(cfg, keys, client, &grant, &user, Some(code), refresh_token, now)
+}
+
+/// Signs the access and ID tokens for a grant (code exchange or refresh).
+#[allow(clippy::too_many_arguments)]
+fn mint(
+    cfg: &Config,
+    keys: &KeySet,
+    client: &Client,
+    grant: &grants::Grant,
+    user: &UserClaims,
+    code: Option<&str>,
+    refresh_token: Option<String>,
+    now: DateTime<Utc>,
+) -> Result<TokenResponse, FlowError> {
     let access_claims = AccessTokenClaims {
         iss: cfg.issuer.clone(),
         sub: user.sub.clone(),
@@ -217,8 +261,9 @@ pub fn exchange_code(
         &IdTokenInput {
             issuer: &cfg.issuer,
             client_id: &client.client_id,
-            user: &user,
-            nonce: grant.nonce.as_deref(),
+            user,
+            // The nonce belongs to the authentication request; refreshed ID tokens omit it.
+            nonce: code.and(grant.nonce.as_deref()),
             auth_time: DateTime::from_timestamp(grant.auth_time, 0).unwrap_or(now),
             issued_at: now,
             expires_at: now + cfg.id_token_ttl,
@@ -226,15 +271,190 @@ pub fn exchange_code(
             amr: &amr,
         },
         &access_token,
-        Some(code),
+        code,
     )?;
     Ok(TokenResponse {
         access_token,
         token_type: "Bearer",
         expires_in: cfg.access_token_ttl.num_seconds(),
         id_token,
-        scope: grant.scope,
+        refresh_token,
+        scope: grant.scope.clone(),
     })
+}
+
+/// The refresh_token grant: rotates the token; a token presented twice means it leaked, so
+/// the whole family and the grant behind it are revoked.
+pub fn refresh(
+    conn: &mut DbConnection,
+    cfg: &Config,
+    keys: &KeySet,
+    client: &Client,
+    token: &str,
+    meta: &RequestMeta,
+    now: DateTime<Utc>,
+) -> Result<TokenResponse, FlowError> {
+    let ts = now.timestamp();
+    let fail = |conn: &mut DbConnection, user: Option<&str>, reason: &str| {
+        store::audit::insert(
+            conn,
+            &audit_row(
+                now,
+                "token.failed",
+                meta,
+                user,
+                None,
+                Some(&client.client_id),
+                Some(reason),
+                serde_json::json!({"grant_type": "refresh_token"}),
+            ),
+        )
+    };
+    let Some(row) = store::refresh::by_id(conn, &token_hash(token))? else {
+        fail(conn, None, "refresh_unknown")?;
+        return Err(invalid_grant("unknown refresh token"));
+    };
+    if row.client_id != client.client_id {
+        fail(conn, Some(&row.user_id), "refresh_wrong_client")?;
+        return Err(invalid_grant("refresh token was issued to another client"));
+    }
+    let kill_family = |conn: &mut DbConnection, reason: &str| -> Result<(), FlowError> {
+        store::transaction(conn, |c| -> Result<(), FlowError> {
+            store::refresh::revoke_family(c, &row.family_id)?;
+            grants::revoke_grant(c, &row.grant_id)?;
+            fail(c, Some(&row.user_id), reason)?;
+            Ok(())
+        })
+    };
+    if row.used {
+        kill_family(conn, "refresh_replayed")?;
+        return Err(invalid_grant("refresh token already used"));
+    }
+    if row.revoked || row.expires_at <= ts {
+        fail(conn, Some(&row.user_id), "refresh_inactive")?;
+        return Err(invalid_grant("refresh token revoked or expired"));
+    }
+    let grant = grants::grant_by_id(conn, &row.grant_id)?.filter(|g| !g.revoked);
+    let user = user_claims(conn, &row.user_id)?;
+    let (Some(grant), Some(user)) = (grant, user) else {
+        fail(conn, Some(&row.user_id), "refresh_grant_revoked")?;
+        return Err(invalid_grant("the grant behind this token was revoked"));
+    };
+    let next = random_token(32);
+    let rotated = store::transaction(conn, |c| -> Result<bool, FlowError> {
+        if !store::refresh::mark_used(c, &row.id)? {
+            return Ok(false);
+        }
+        store::refresh::insert(
+            c,
+            &store::refresh::RefreshToken {
+                id: token_hash(&next),
+                created_at: ts,
+                used: false,
+                revoked: false,
+                ..row.clone()
+            },
+        )?;
+        Ok(true)
+    })?;
+    if !rotated {
+        // Two requests raced with the same token: one of them is not the client.
+        kill_family(conn, "refresh_replayed")?;
+        return Err(invalid_grant("refresh token already used"));
+    }
+    let user = user.scoped(&grant.scope);
+    mint(cfg, keys, client, &grant, &user, None, Some(next), now)
+}
+
+/// RFC 7009 revocation. Unknown tokens and tokens of other clients are ignored (the answer is
+/// the same either way, so it reveals nothing).
+pub fn revoke(
+    conn: &mut DbConnection,
+    cfg: &Config,
+    keys: &KeySet,
+    client: &Client,
+    token: &str,
+    meta: &RequestMeta,
+    now: DateTime<Utc>,
+) -> Result<(), FlowError> {
+    let audit = |conn: &mut DbConnection, user: &str, what: &str| {
+        store::audit::insert(
+            conn,
+            &audit_row(
+                now,
+                "token.revoked",
+                meta,
+                Some(user),
+                None,
+                Some(&client.client_id),
+                None,
+                serde_json::json!({"token": what}),
+            ),
+        )
+    };
+    if let Some(row) = store::refresh::by_id(conn, &token_hash(token))? {
+        if row.client_id == client.client_id {
+            store::transaction(conn, |c| -> Result<(), FlowError> {
+                store::refresh::revoke_family(c, &row.family_id)?;
+                grants::revoke_grant(c, &row.grant_id)?;
+                audit(c, &row.user_id, "refresh_token")?;
+                Ok(())
+            })?;
+        }
+        return Ok(());
+    }
+    if let Ok(claims) = keys.verify_access_token(token, &cfg.issuer, now) {
+        if claims.client_id == client.client_id {
+            store::transaction(conn, |c| -> Result<(), FlowError> {
+                grants::revoke_grant(c, &claims.grant_id)?;
+                store::refresh::revoke_by_grant(c, &claims.grant_id)?;
+                audit(c, &claims.sub, "access_token")?;
+                Ok(())
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// RFC 7662 introspection for an authenticated client. Access tokens of any client (the caller
+/// may be a resource server); refresh tokens only the caller's own.
+pub fn introspect(
+    conn: &mut DbConnection,
+    cfg: &Config,
+    keys: &KeySet,
+    client: &Client,
+    token: &str,
+    now: DateTime<Utc>,
+) -> Result<serde_json::Value, FlowError> {
+    let inactive = serde_json::json!({"active": false});
+    if let Ok(claims) = keys.verify_access_token(token, &cfg.issuer, now) {
+        let live = grants::grant_by_id(conn, &claims.grant_id)?
+            .is_some_and(|g| !g.revoked && g.user_id == claims.sub)
+            && user_claims(conn, &claims.sub)?.is_some();
+        if !live {
+            return Ok(inactive);
+        }
+        return Ok(serde_json::json!({
+            "active": true, "token_type": "Bearer", "scope": claims.scope, "client_id": claims.client_id,
+            "sub": claims.sub, "aud": claims.aud, "iss": claims.iss,
+            "exp": claims.exp.timestamp(), "iat": claims.iat.timestamp(),
+        }));
+    }
+    if let Some(row) = store::refresh::by_id(conn, &token_hash(token))? {
+        let live = row.client_id == client.client_id
+            && !row.used
+            && !row.revoked
+            && row.expires_at > now.timestamp()
+            && grants::grant_by_id(conn, &row.grant_id)?.is_some_and(|g| !g.revoked)
+            && user_claims(conn, &row.user_id)?.is_some();
+        if live {
+            return Ok(serde_json::json!({
+                "active": true, "token_type": "refresh_token", "scope": row.scope, "client_id": row.client_id,
+                "sub": row.user_id, "iss": cfg.issuer, "exp": row.expires_at, "iat": row.created_at,
+            }));
+        }
+    }
+    Ok(inactive)
 }
 
 /// /userinfo: the claims behind a valid, unrevoked access token of an enabled user.

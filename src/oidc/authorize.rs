@@ -272,6 +272,7 @@ mod tests {
             redirect_uris: vec![CB.into(), "http://127.0.0.1:9000/cb?x=1".into()],
             post_logout_redirect_uris: vec![],
             allowed_roles: vec![],
+            issue_refresh_token: false,
         }
     }
 

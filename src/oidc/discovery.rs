@@ -41,6 +41,14 @@ pub struct BrokerProviderMetadata {
     /// RFC 9207: every authorization response carries `iss`, which lets a client that talks to
     /// several providers detect a mix-up attack.
     pub authorization_response_iss_parameter_supported: bool,
+    /// RP-initiated logout 1.0.
+    pub end_session_endpoint: String,
+    /// RFC 7009 / RFC 8414.
+    pub revocation_endpoint: String,
+    pub revocation_endpoint_auth_methods_supported: Vec<String>,
+    /// RFC 7662 / RFC 8414 (confidential clients only).
+    pub introspection_endpoint: String,
+    pub introspection_endpoint_auth_methods_supported: Vec<String>,
 }
 impl AdditionalProviderMetadata for BrokerProviderMetadata {}
 
@@ -78,6 +86,18 @@ pub fn discovery_json(issuer: &str) -> Result<String, OidcError> {
         BrokerProviderMetadata {
             code_challenge_methods_supported: vec!["S256".to_owned()],
             authorization_response_iss_parameter_supported: true,
+            end_session_endpoint: format!("{base}/logout"),
+            revocation_endpoint: format!("{base}/revoke"),
+            revocation_endpoint_auth_methods_supported: vec![
+                "client_secret_basic".to_owned(),
+                "client_secret_post".to_owned(),
+                "none".to_owned(),
+            ],
+            introspection_endpoint: format!("{base}/introspect"),
+            introspection_endpoint_auth_methods_supported: vec![
+                "client_secret_basic".to_owned(),
+                "client_secret_post".to_owned(),
+            ],
         },
     )
     .set_token_endpoint(Some(TokenUrl::new(format!("{base}/token")).map_err(bad)?))
@@ -86,7 +106,7 @@ pub fn discovery_json(issuer: &str) -> Result<String, OidcError> {
     .set_claims_supported(Some(
         CLAIMS_SUPPORTED.iter().map(|c| CoreClaimName::new((*c).to_owned())).collect(),
     ))
-    .set_grant_types_supported(Some(vec![CoreGrantType::AuthorizationCode]))
+    .set_grant_types_supported(Some(vec![CoreGrantType::AuthorizationCode, CoreGrantType::RefreshToken]))
     .set_token_endpoint_auth_methods_supported(Some(vec![
         CoreClientAuthMethod::ClientSecretBasic,
         CoreClientAuthMethod::ClientSecretPost,
@@ -123,8 +143,14 @@ mod tests {
         assert_eq!(d["response_types_supported"], json!(["code"]));
         assert_eq!(d["subject_types_supported"], json!(["public"]));
         assert_eq!(d["id_token_signing_alg_values_supported"], json!(["RS256"]));
-        assert_eq!(d["scopes_supported"], json!(["openid", "email", "profile", "roles", "groups"]));
-        assert_eq!(d["grant_types_supported"], json!(["authorization_code"]));
+        assert_eq!(
+            d["scopes_supported"],
+            json!(["openid", "email", "profile", "offline_access", "roles", "groups"])
+        );
+        assert_eq!(d["grant_types_supported"], json!(["authorization_code", "refresh_token"]));
+        assert_eq!(d["end_session_endpoint"], "https://sso.example.com/logout");
+        assert_eq!(d["revocation_endpoint"], "https://sso.example.com/revoke");
+        assert_eq!(d["introspection_endpoint"], "https://sso.example.com/introspect");
         assert_eq!(
             d["token_endpoint_auth_methods_supported"],
             json!(["client_secret_basic", "client_secret_post", "none"])

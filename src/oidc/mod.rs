@@ -4,6 +4,7 @@
 pub mod authorize;
 pub mod discovery;
 pub mod keys;
+pub mod logout;
 pub mod pkce;
 pub mod secrets;
 pub mod token;
@@ -25,8 +26,7 @@ use chrono::{DateTime, Utc};
 
 /// Scopes the broker understands; anything else in a request is dropped from the grant
 /// (RFC 6749 §3.3 lets the server grant less than asked). Also published in discovery.
-/// `offline_access` joins once refresh tokens exist.
-pub const SUPPORTED_SCOPES: &[&str] = &["openid", "email", "profile", "roles", "groups"];
+pub const SUPPORTED_SCOPES: &[&str] = &["openid", "email", "profile", "offline_access", "roles", "groups"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum OidcError {
@@ -64,6 +64,8 @@ pub struct Client {
     pub redirect_uris: Vec<String>,
     pub post_logout_redirect_uris: Vec<String>,
     pub allowed_roles: Vec<String>,
+    /// Issue refresh tokens even without the `offline_access` scope.
+    pub issue_refresh_token: bool,
 }
 
 impl Client {

@@ -13,15 +13,36 @@ use super::pkce::verify_s256;
 use super::secrets::{verify_client_secret, Secret};
 use super::{Client, OidcError};
 
-/// The `/token` form as received.
+/// The `/token` form as received (also the client-authenticated `/revoke` and `/introspect`
+/// forms, which share client authentication and carry `token`).
 #[derive(Clone, Default, Deserialize)]
 pub struct TokenParams {
     pub grant_type: Option<String>,
     pub code: Option<String>,
     pub redirect_uri: Option<String>,
     pub code_verifier: Option<String>,
+    pub refresh_token: Option<Secret>,
+    pub token: Option<Secret>,
+    pub token_type_hint: Option<String>,
     pub client_id: Option<String>,
     pub client_secret: Option<Secret>,
+}
+
+/// What the token endpoint is asked to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrantType {
+    AuthorizationCode,
+    RefreshToken,
+}
+
+/// The grant type, or the RFC 6749 error for a missing or unsupported one.
+pub fn grant_type(params: &TokenParams) -> Result<GrantType, OidcError> {
+    match params.grant_type.as_deref().filter(|s| !s.is_empty()) {
+        None => Err(OidcError::protocol("invalid_request", "missing grant_type")),
+        Some("authorization_code") => Ok(GrantType::AuthorizationCode),
+        Some("refresh_token") => Ok(GrantType::RefreshToken),
+        Some(_) => Err(OidcError::protocol("unsupported_grant_type", "unsupported grant_type")),
+    }
 }
 
 // Code, verifier and secret are credentials: keep them out of `{:?}`.
@@ -33,6 +54,8 @@ impl fmt::Debug for TokenParams {
             .field("code", &redact(self.code.is_some()))
             .field("redirect_uri", &self.redirect_uri)
             .field("code_verifier", &redact(self.code_verifier.is_some()))
+            .field("refresh_token", &redact(self.refresh_token.is_some()))
+            .field("token", &redact(self.token.is_some()))
             .field("client_id", &self.client_id)
             .field("client_secret", &redact(self.client_secret.is_some()))
             .finish()
@@ -242,6 +265,7 @@ mod tests {
             redirect_uris: vec![CB.into()],
             post_logout_redirect_uris: vec![],
             allowed_roles: vec![],
+            issue_refresh_token: false,
         }
     }
 

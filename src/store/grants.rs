@@ -60,13 +60,19 @@ pub fn insert_session(conn: &mut DbConnection, s: &Session) -> QueryResult<()> {
     diesel::insert_into(sessions::table).values(s).execute(conn).map(|_| ())
 }
 
-/// A live session (not revoked, not expired, user not disabled).
-pub fn live_session(conn: &mut DbConnection, id: &str, now: i64) -> QueryResult<Option<Session>> {
+/// A live session (not revoked, not expired, used after `idle_cutoff`, user not disabled).
+pub fn live_session(
+    conn: &mut DbConnection,
+    id: &str,
+    now: i64,
+    idle_cutoff: i64,
+) -> QueryResult<Option<Session>> {
     sessions::table
         .inner_join(users::table)
         .filter(sessions::id.eq(id))
         .filter(sessions::revoked.eq(false))
         .filter(sessions::expires_at.gt(now))
+        .filter(sessions::last_seen_at.gt(idle_cutoff))
         .filter(users::disabled.eq(false))
         .select(Session::as_select())
         .first(conn)
@@ -123,4 +129,16 @@ pub fn active_keys(conn: &mut DbConnection) -> QueryResult<Vec<SigningKeyRow>> {
 
 pub fn insert_key(conn: &mut DbConnection, k: &SigningKeyRow) -> QueryResult<()> {
     diesel::insert_into(signing_keys::table).values(k).execute(conn).map(|_| ())
+}
+
+/// Ends a broker session (logout).
+pub fn revoke_session(conn: &mut DbConnection, id: &str) -> QueryResult<usize> {
+    diesel::update(sessions::table.find(id).filter(sessions::revoked.eq(false)))
+        .set(sessions::revoked.eq(true))
+        .execute(conn)
+}
+
+/// Records activity on a session (idle timeout).
+pub fn touch_session(conn: &mut DbConnection, id: &str, now: i64) -> QueryResult<()> {
+    diesel::update(sessions::table.find(id)).set(sessions::last_seen_at.eq(now)).execute(conn).map(|_| ())
 }

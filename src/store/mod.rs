@@ -5,6 +5,7 @@ pub mod admin;
 pub mod audit;
 pub mod grants;
 pub mod logins;
+pub mod refresh;
 pub mod schema;
 pub mod users;
 
@@ -48,7 +49,9 @@ impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for SqlitePragmas {
         if let DbConnection::Sqlite(c) = conn {
             // WAL is a property of the file, set once in `connect`; switching it here from
             // several fresh connections at once made them fight over the lock.
-            c.batch_execute("PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL;")
+            c.batch_execute(
+                "PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL;",
+            )
             .map_err(diesel::r2d2::Error::QueryError)?;
         }
         Ok(())
@@ -129,6 +132,7 @@ pub fn table_counts(conn: &mut DbConnection) -> QueryResult<std::collections::BT
     m.insert("sessions", sessions::table.count().get_result(conn)?);
     m.insert("auth_grants", auth_grants::table.count().get_result(conn)?);
     m.insert("signing_keys", signing_keys::table.count().get_result(conn)?);
+    m.insert("refresh_tokens", refresh_tokens::table.count().get_result(conn)?);
     m.insert("audit_events", audit_events::table.count().get_result(conn)?);
     Ok(m)
 }
@@ -142,12 +146,19 @@ pub fn purge_expired(conn: &mut DbConnection, now: i64, grant_horizon: i64) -> Q
         .execute(conn)?;
     n += diesel::delete(saml_replay::table.filter(saml_replay::expires_at.le(now))).execute(conn)?;
     n += diesel::delete(sessions::table.filter(sessions::expires_at.le(now))).execute(conn)?;
+    n += diesel::delete(refresh_tokens::table.filter(refresh_tokens::expires_at.le(now))).execute(conn)?;
+    // A grant stays while a refresh family started from it can still mint tokens.
+    let live_refresh = refresh_tokens::table
+        .filter(refresh_tokens::grant_id.eq(auth_grants::id))
+        .filter(refresh_tokens::expires_at.gt(now));
     n += diesel::delete(
-        auth_grants::table.filter(
-            auth_grants::created_at
-                .le(grant_horizon)
-                .or(auth_grants::code_used.eq(false).and(auth_grants::code_expires_at.le(now))),
-        ),
+        auth_grants::table
+            .filter(
+                auth_grants::created_at
+                    .le(grant_horizon)
+                    .or(auth_grants::code_used.eq(false).and(auth_grants::code_expires_at.le(now))),
+            )
+            .filter(diesel::dsl::not(diesel::dsl::exists(live_refresh))),
     )
     .execute(conn)?;
     Ok(n)

@@ -47,8 +47,22 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 }))
                 .route(web::post().to(token_handler)),
         )
+        .service(web::resource("/revoke").app_data(oauth_form()).route(web::post().to(revoke_handler)))
+        .service(
+            web::resource("/introspect").app_data(oauth_form()).route(web::post().to(introspect_handler)),
+        )
+        .route("/logout", web::get().to(logout_get_handler))
+        .route("/logout", web::post().to(logout_post_handler))
         .route("/userinfo", web::get().to(userinfo_get_handler))
         .route("/userinfo", web::post().to(userinfo_post_handler));
+}
+
+/// Malformed form posts to the OAuth endpoints get OAuth's JSON error, not the HTML page.
+fn oauth_form() -> web::FormConfig {
+    web::FormConfig::default().limit(64 * 1024).error_handler(|e, _| {
+        tracing::info!(error = %e, "malformed OAuth request");
+        WebError::oauth(StatusCode::BAD_REQUEST, "invalid_request", "malformed request").into()
+    })
 }
 
 async fn discovery_handler(state: web::Data<AppState>) -> HttpResponse {
@@ -260,50 +274,112 @@ async fn authorize(
     }
 }
 
-async fn token_handler(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    form: web::Form<TokenParams>,
-) -> Result<HttpResponse, WebError> {
-    let params = form.into_inner();
+/// Authenticates the client of a `/token`, `/revoke` or `/introspect` request on the blocking
+/// pool (argon2) without holding a database connection, so wrong-secret floods cannot starve it.
+async fn authenticated_client(
+    state: &web::Data<AppState>,
+    req: &HttpRequest,
+    params: TokenParams,
+) -> Result<(crate::oidc::Client, TokenParams), WebError> {
     let basic = match req.headers().get("authorization").and_then(|v| v.to_str().ok()) {
         Some(h) => Some(oidc::decode_basic_auth(h)?),
         None => None,
     };
-    let code = oidc::token::code_from_params(&params)?.to_string();
-    let now = state.clock.now();
-    let meta = request_meta(&req);
-    // Client authentication (argon2) first, on the blocking pool but without a database
-    // connection, so wrong-secret floods cannot starve the pool.
     let st = state.clone();
-    let (client, params) = web::block(move || -> Result<(crate::oidc::Client, TokenParams), WebError> {
+    web::block(move || -> Result<(crate::oidc::Client, TokenParams), WebError> {
         let presented = oidc::presented_client_id(basic.as_ref(), &params).map(str::to_string);
         let client = presented.as_deref().and_then(|id| st.cfg.client(id));
         let client = oidc::authenticate_client(client, basic, &params)?.clone();
         Ok((client, params))
     })
     .await
-    .map_err(|e| WebError::internal(&e))??;
+    .map_err(|e| WebError::internal(&e))?
+}
+
+fn no_store_json(body: &impl serde::Serialize) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header(("Cache-Control", "no-store"))
+        .insert_header(("Pragma", "no-cache"))
+        .json(body)
+}
+
+async fn token_handler(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    form: web::Form<TokenParams>,
+) -> Result<HttpResponse, WebError> {
+    let params = form.into_inner();
+    let grant_type = oidc::token::grant_type(&params)?;
+    if grant_type == oidc::token::GrantType::AuthorizationCode {
+        oidc::token::code_from_params(&params)?;
+    } else if params.refresh_token.is_none() {
+        return Err(WebError::oauth(StatusCode::BAD_REQUEST, "invalid_request", "missing refresh_token"));
+    }
+    let now = state.clock.now();
+    let meta = request_meta(&req);
+    let (client, params) = authenticated_client(&state, &req, params).await?;
     let st = state.clone();
     let response = state
-        .db(move |c| {
-            flow::exchange_code(
+        .db(move |c| match grant_type {
+            oidc::token::GrantType::AuthorizationCode => flow::exchange_code(
                 c,
                 &st.cfg,
                 &st.keys,
                 &client,
-                &code,
+                params.code.as_deref().unwrap_or_default(),
                 params.redirect_uri.as_deref(),
                 params.code_verifier.as_deref(),
                 &meta,
                 now,
-            )
+            ),
+            oidc::token::GrantType::RefreshToken => {
+                let token = params.refresh_token.as_ref().map(|t| t.expose()).unwrap_or_default();
+                flow::refresh(c, &st.cfg, &st.keys, &client, token, &meta, now)
+            }
         })
         .await?;
-    Ok(HttpResponse::Ok()
-        .insert_header(("Cache-Control", "no-store"))
-        .insert_header(("Pragma", "no-cache"))
-        .json(response))
+    Ok(no_store_json(&response))
+}
+
+/// RFC 7009: always 200 for an authenticated client, whatever the token was.
+async fn revoke_handler(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    form: web::Form<TokenParams>,
+) -> Result<HttpResponse, WebError> {
+    let now = state.clock.now();
+    let meta = request_meta(&req);
+    let (client, params) = authenticated_client(&state, &req, form.into_inner()).await?;
+    let Some(token) = params.token.filter(|t| !t.expose().is_empty()) else {
+        return Err(WebError::oauth(StatusCode::BAD_REQUEST, "invalid_request", "missing token"));
+    };
+    let st = state.clone();
+    state.db(move |c| flow::revoke(c, &st.cfg, &st.keys, &client, token.expose(), &meta, now)).await?;
+    Ok(HttpResponse::Ok().insert_header(("Cache-Control", "no-store")).finish())
+}
+
+/// RFC 7662, for confidential clients only: a public client cannot prove who is asking.
+async fn introspect_handler(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    form: web::Form<TokenParams>,
+) -> Result<HttpResponse, WebError> {
+    let now = state.clock.now();
+    let (client, params) = authenticated_client(&state, &req, form.into_inner()).await?;
+    if client.is_public() {
+        return Err(WebError::oauth(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "introspection needs client authentication",
+        ));
+    }
+    let Some(token) = params.token.filter(|t| !t.expose().is_empty()) else {
+        return Err(WebError::oauth(StatusCode::BAD_REQUEST, "invalid_request", "missing token"));
+    };
+    let st = state.clone();
+    let answer =
+        state.db(move |c| flow::introspect(c, &st.cfg, &st.keys, &client, token.expose(), now)).await?;
+    Ok(no_store_json(&answer))
 }
 
 #[derive(serde::Deserialize)]
@@ -347,4 +423,101 @@ async fn userinfo(
     let st = state.clone();
     let claims = state.db(move |c| flow::userinfo(c, &st.cfg, &st.keys, &token, now)).await?;
     Ok(HttpResponse::Ok().insert_header(("Cache-Control", "no-store")).json(claims))
+}
+
+#[derive(serde::Deserialize, Default)]
+struct LogoutParams {
+    id_token_hint: Option<String>,
+    client_id: Option<String>,
+    post_logout_redirect_uri: Option<String>,
+    state: Option<String>,
+    /// Set by our own confirmation form.
+    confirm: Option<String>,
+}
+
+#[derive(Serialize)]
+struct LogoutPage {
+    title: &'static str,
+    confirm: bool,
+    hidden: Vec<Hidden>,
+}
+
+async fn logout_get_handler(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    q: web::Query<LogoutParams>,
+) -> Result<HttpResponse, WebError> {
+    logout(state, req, q.into_inner(), false).await
+}
+
+async fn logout_post_handler(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    f: web::Form<LogoutParams>,
+) -> Result<HttpResponse, WebError> {
+    logout(state, req, f.into_inner(), true).await
+}
+
+/// RP-initiated logout 1.0. Validation errors render a page and never redirect. Without an
+/// id_token_hint for this session's user, the user confirms with a form bound to the session.
+async fn logout(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    p: LogoutParams,
+    posted: bool,
+) -> Result<HttpResponse, WebError> {
+    let page_err = |e: oidc::OidcError| match e {
+        oidc::OidcError::Protocol { description, .. } => WebError::bad_request(description),
+        other => WebError::internal(&other),
+    };
+    let hint = match p.id_token_hint.as_deref().filter(|h| !h.is_empty()) {
+        Some(h) => Some(oidc::logout::verify_hint(&state.keys, &state.cfg.issuer, h).map_err(page_err)?),
+        None => None,
+    };
+    let client =
+        oidc::logout::logout_client(hint.as_ref(), p.client_id.as_deref(), |id| state.cfg.client(id))
+            .map_err(page_err)?;
+    let redirect =
+        oidc::logout::post_logout_redirect(client, p.post_logout_redirect_uri.as_deref(), p.state.as_deref())
+            .map_err(page_err)?;
+    let client_id = client.map(|c| c.client_id.clone());
+    let now = state.clock.now();
+    let meta = request_meta(&req);
+    let cookie_name = session_cookie_name(&state);
+    if let Some(cookie) = req.cookie(&cookie_name).map(|c| c.value().to_string()) {
+        let c2 = cookie.clone();
+        let user = state.db(move |c| flow::logout::session_user(c, &c2, now)).await?;
+        if let Some(user) = user {
+            let hinted = hint.as_ref().is_some_and(|h| h.sub == user);
+            let confirmed =
+                posted && p.confirm.as_deref().is_some_and(|t| flow::logout::confirm_token_ok(&cookie, t));
+            if !hinted && !confirmed {
+                let mut hidden =
+                    vec![Hidden { name: "confirm", value: flow::logout::confirm_token(&cookie) }];
+                for (name, v) in [
+                    ("client_id", &client_id),
+                    ("post_logout_redirect_uri", &p.post_logout_redirect_uri),
+                    ("state", &p.state),
+                ] {
+                    if let Some(v) = v {
+                        hidden.push(Hidden { name, value: v.clone() });
+                    }
+                }
+                return state.views.page("logout", &LogoutPage { title: "Sign out", confirm: true, hidden });
+            }
+            let cid = client_id.clone();
+            state.db(move |c| flow::logout::end_session(c, &cookie, cid.as_deref(), &meta, now)).await?;
+        }
+    }
+    let mut resp = match redirect {
+        Some(url) => found(&url),
+        None => {
+            state.views.page("logout", &LogoutPage { title: "Signed out", confirm: false, hidden: vec![] })?
+        }
+    };
+    let mut gone =
+        Cookie::build(cookie_name, "").path("/").http_only(true).secure(state.cfg.issuer_is_https).finish();
+    gone.make_removal();
+    resp.add_cookie(&gone).map_err(|e| WebError::internal(&e))?;
+    Ok(resp)
 }

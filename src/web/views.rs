@@ -9,7 +9,8 @@ pub struct Views {
     hb: Handlebars<'static>,
 }
 
-const TEMPLATES: [(&str, &str); 7] = [
+const TEMPLATES: [(&str, &str); 8] = [
+    ("logout", include_str!("../../views/logout.hbs")),
     ("layout", include_str!("../../views/layout.hbs")),
     ("login", include_str!("../../views/login.hbs")),
     ("error", include_str!("../../views/error.hbs")),

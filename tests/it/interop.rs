@@ -168,14 +168,7 @@ async fn broker(backend: Backend, metadata: PathBuf) -> Result<TestApp, Box<dyn 
             conn.id = CONN.into();
             conn.display_name = Some("samlify".into());
             conn.metadata_file = metadata;
-            c.clients.push(FileClient {
-                client_id: RP_ID.into(),
-                client_secret: Some(RP_SECRET.into()),
-                client_secret_hash: None,
-                redirect_uris: vec![RP_REDIRECT.into()],
-                post_logout_redirect_uris: vec![],
-                allowed_roles: vec![],
-            });
+            c.clients.push(FileClient { client_secret: Some(RP_SECRET.into()), ..FileClient::new(RP_ID, RP_REDIRECT) });
         })
         .start()
         .await

@@ -10,5 +10,6 @@ mod e2e;
 mod interop;
 mod jit;
 mod migrations;
+mod oidc_lifecycle;
 mod oidc_refusals;
 mod saml_vendors;

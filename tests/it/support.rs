@@ -26,6 +26,7 @@ pub const CLIENT_ID: &str = "dashboard";
 pub const CLIENT_SECRET: &str = "dashboard-secret-0123456789";
 pub const PUBLIC_CLIENT_ID: &str = "spa";
 pub const REDIRECT_URI: &str = "http://127.0.0.1:9/callback";
+pub const POST_LOGOUT_URI: &str = "http://127.0.0.1:9/signed-out";
 pub const CONNECTION: &str = "okta";
 
 /// Runs the body once per backend; the PostgreSQL variant needs `TEST_DATABASE_URL`.
@@ -121,21 +122,11 @@ impl Builder {
             }],
             clients: vec![
                 FileClient {
-                    client_id: CLIENT_ID.into(),
                     client_secret: Some(CLIENT_SECRET.into()),
-                    client_secret_hash: None,
-                    redirect_uris: vec![REDIRECT_URI.into()],
-                    post_logout_redirect_uris: vec![],
-                    allowed_roles: vec![],
+                    post_logout_redirect_uris: vec![POST_LOGOUT_URI.into()],
+                    ..FileClient::new(CLIENT_ID, REDIRECT_URI)
                 },
-                FileClient {
-                    client_id: PUBLIC_CLIENT_ID.into(),
-                    client_secret: None,
-                    client_secret_hash: None,
-                    redirect_uris: vec![REDIRECT_URI.into()],
-                    post_logout_redirect_uris: vec![],
-                    allowed_roles: vec![],
-                },
+                FileClient::new(PUBLIC_CLIENT_ID, REDIRECT_URI),
             ],
             ..FileConfig::default()
         };

@@ -62,6 +62,7 @@ fn run(cfg: Config, demo: Option<DemoState>) -> anyhow::Result<()> {
     tracing::info!(issuer = %issuer, database = %database, "ssobroker listening");
     actix_web::rt::System::new().block_on(async move {
         web::spawn_housekeeping(state.clone());
+        web::spawn_key_refresh(state.clone());
         web::serve(state, listener, workers)?.await
     })?;
     Ok(())

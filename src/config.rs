@@ -41,6 +41,9 @@ pub struct FileConfig {
     pub refresh_token_ttl_seconds: u64,
     /// Cap on the posted SAMLResponse (decoded bytes).
     pub max_saml_response_bytes: usize,
+    /// Algorithm of new signing keys: "RS256", "ES256" or "EdDSA". Existing keys keep theirs;
+    /// `ssobroker keys rotate --alg` switches a running deployment.
+    pub signing_alg: String,
     /// Require the ACS post to come from the browser that started the login. Default: on for
     /// an https issuer (the cookie must be SameSite=None; Secure to ride the IdP's cross-site
     /// POST, which browsers only keep on https).
@@ -67,6 +70,7 @@ impl Default for FileConfig {
             session_idle_seconds: 2 * 3600,
             refresh_token_ttl_seconds: 30 * 86400,
             max_saml_response_bytes: 256 * 1024,
+            signing_alg: crate::oidc::keys::RS256.into(),
             bind_login_to_browser: None,
             connections: Vec::new(),
             clients: Vec::new(),
@@ -254,6 +258,8 @@ pub struct Config {
     pub id_token_ttl: chrono::Duration,
     pub access_token_ttl: chrono::Duration,
     pub session_ttl: chrono::Duration,
+    /// Algorithm for the first key and the default for `keys rotate`.
+    pub signing_alg: crate::oidc::keys::SigningAlg,
     pub session_idle: chrono::Duration,
     pub refresh_token_ttl: chrono::Duration,
     pub bind_login_to_browser: bool,
@@ -272,7 +278,7 @@ impl Config {
 
 /// Scalar settings that may come from the environment (`SSOBROKER_ISSUER`, …). Other
 /// `SSOBROKER_*` variables (the CLI's own, the tests') are not configuration.
-const ENV_KEYS: [&str; 13] = [
+const ENV_KEYS: [&str; 14] = [
     "issuer",
     "listen",
     "database_url",
@@ -285,6 +291,7 @@ const ENV_KEYS: [&str; 13] = [
     "session_idle_seconds",
     "refresh_token_ttl_seconds",
     "max_saml_response_bytes",
+    "signing_alg",
     "bind_login_to_browser",
 ];
 
@@ -337,6 +344,18 @@ fn figment_error(file: &str, e: figment::Error) -> ConfigError {
     ConfigError { file, key, reason: e.kind.to_string() }
 }
 
+/// A registrable redirect URI: absolute, no fragment (RFC 6749 §3.1.2).
+pub fn check_redirect_uri(u: &str) -> Result<(), String> {
+    let parsed = url::Url::parse(u).map_err(|e| e.to_string())?;
+    if parsed.fragment().is_some() {
+        return Err("must not contain a fragment".into());
+    }
+    if parsed.cannot_be_a_base() {
+        return Err("must be an absolute URL".into());
+    }
+    Ok(())
+}
+
 /// Turns the file form into the typed config; every problem names its key.
 pub fn validate(raw: FileConfig, file: &str, base_dir: &Path) -> Result<Config, ConfigError> {
     let err = |key: &str, reason: String| ConfigError { file: file.into(), key: key.into(), reason };
@@ -377,6 +396,10 @@ pub fn validate(raw: FileConfig, file: &str, base_dir: &Path) -> Result<Config, 
     if raw.max_saml_response_bytes < 1024 || raw.max_saml_response_bytes > 4 * 1024 * 1024 {
         return Err(err("max_saml_response_bytes", "must be between 1024 and 4194304".into()));
     }
+    let signing_alg = raw
+        .signing_alg
+        .parse()
+        .map_err(|_| err("signing_alg", format!("{:?}: must be RS256, ES256 or EdDSA", raw.signing_alg)))?;
 
     let mut connections: Vec<Connection> = Vec::new();
     for (i, c) in raw.connections.into_iter().enumerate() {
@@ -481,7 +504,7 @@ pub fn validate(raw: FileConfig, file: &str, base_dir: &Path) -> Result<Config, 
             (None, Some(h)) => {
                 // Parse it now: a placeholder or truncated hash would otherwise start fine and
                 // then fail every token request.
-                if !h.starts_with("$argon2") || argon2::PasswordHash::new(h).is_err() {
+                if !crate::oidc::valid_secret_hash(h) {
                     return Err(err(
                         &key("client_secret_hash"),
                         "must be an argon2 PHC string (from `ssobroker hash-secret`)".into(),
@@ -498,10 +521,7 @@ pub fn validate(raw: FileConfig, file: &str, base_dir: &Path) -> Result<Config, 
             [("redirect_uris", &c.redirect_uris), ("post_logout_redirect_uris", &c.post_logout_redirect_uris)]
         {
             for u in uris {
-                let parsed = url::Url::parse(u).map_err(|e| err(&key(field), format!("{u:?}: {e}")))?;
-                if parsed.fragment().is_some() {
-                    return Err(err(&key(field), format!("{u:?}: must not contain a fragment")));
-                }
+                check_redirect_uri(u).map_err(|r| err(&key(field), format!("{u:?}: {r}")))?;
             }
         }
         clients.push(Client {
@@ -525,6 +545,7 @@ pub fn validate(raw: FileConfig, file: &str, base_dir: &Path) -> Result<Config, 
         id_token_ttl,
         access_token_ttl,
         session_ttl,
+        signing_alg,
         session_idle,
         refresh_token_ttl,
         connections,

@@ -2,11 +2,13 @@
 
 pub mod admin;
 pub mod cli;
+pub mod client_cli;
 pub mod clock;
 pub mod config;
 pub mod devidp;
 pub mod explain;
 pub mod flow;
+pub mod keys_cli;
 pub mod oidc;
 pub mod provisioning;
 pub mod saml;

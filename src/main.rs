@@ -41,6 +41,20 @@ enum Command {
         #[command(subcommand)]
         command: ssobroker::admin::UserCommand,
     },
+    /// Signing keys: rotate to a new key, list keys and their state.
+    Keys {
+        #[arg(long, short, default_value = "ssobroker.toml", env = "SSOBROKER_CONFIG", global = true)]
+        config: PathBuf,
+        #[command(subcommand)]
+        command: ssobroker::keys_cli::KeysCommand,
+    },
+    /// Manage OIDC clients stored in the database: add, list, show, remove, rotate-secret.
+    Client {
+        #[arg(long, short, default_value = "ssobroker.toml", env = "SSOBROKER_CONFIG", global = true)]
+        config: PathBuf,
+        #[command(subcommand)]
+        command: ssobroker::client_cli::ClientCommand,
+    },
     /// Read the audit log (table, or JSON lines with --json).
     Audit {
         #[arg(long, short, default_value = "ssobroker.toml", env = "SSOBROKER_CONFIG")]
@@ -79,6 +93,8 @@ fn main() -> anyhow::Result<()> {
         Command::Healthcheck { url } => ssobroker::cli::healthcheck(&url),
         Command::HashSecret => ssobroker::cli::hash_secret(),
         Command::User { config, command } => Ok(ssobroker::admin::user(&config, command)?),
+        Command::Keys { config, command } => Ok(ssobroker::keys_cli::keys(&config, command)?),
+        Command::Client { config, command } => ssobroker::client_cli::client(&config, command),
         Command::Audit { config, args } => Ok(ssobroker::admin::audit(&config, args)?),
         Command::Explain { config, connection, at, response } => {
             let ok = ssobroker::explain::explain(&config, &connection, at.as_deref(), &response)?;

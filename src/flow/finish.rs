@@ -161,10 +161,7 @@ fn finish_once(conn: &mut DbConnection, input: &FinishInput<'_>) -> Result<Login
         return Ok(LoginOutcome::Portal { session, user_id, display });
     };
 
-    let client = cfg.client(&txn.client_id);
-    let allowed = client
-        .map(|c| c.allowed_roles.is_empty() || c.allowed_roles.iter().any(|r| roles.contains(r)))
-        .unwrap_or(false);
+    let allowed = super::clients::lookup(conn, cfg, &txn.client_id)?.is_some_and(|c| c.admits(&roles));
     if !allowed {
         store::audit::insert(
             conn,
@@ -246,13 +243,9 @@ pub struct ProvisioningPlan {
     pub decision: Decision,
 }
 
-/// Plans provisioning for this assertion (read-only). A policy refusal is a `Refused` error.
-pub fn plan_provisioning(
-    conn: &mut DbConnection,
-    connection: &Connection,
-    assertion: &ValidatedAssertion,
-) -> Result<ProvisioningPlan, FlowError> {
-    let upstream = Upstream {
+/// What the SAML room verified, in the provisioning room's terms.
+pub fn upstream_of(assertion: &ValidatedAssertion) -> Upstream {
+    Upstream {
         subject: assertion.name_id.clone(),
         name_id_format: assertion.name_id_format.clone(),
         authn_context: assertion.authn_context_class.clone(),
@@ -265,7 +258,16 @@ pub fn plan_provisioning(
                 values: a.values.clone(),
             })
             .collect(),
-    };
+    }
+}
+
+/// Plans provisioning for this assertion (read-only). A policy refusal is a `Refused` error.
+pub fn plan_provisioning(
+    conn: &mut DbConnection,
+    connection: &Connection,
+    assertion: &ValidatedAssertion,
+) -> Result<ProvisioningPlan, FlowError> {
+    let upstream = upstream_of(assertion);
     let policy = &connection.policy;
     let assessment = provisioning::assess(policy, &upstream).map_err(|r| refused(r, None))?;
     let subject = assessment.subject.as_str();

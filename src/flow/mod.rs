@@ -2,11 +2,12 @@
 //! session, code — one transaction), and the audit rows. No HTTP; the web room calls these from
 //! `web::block` and renders what they return.
 
+pub mod clients;
 mod finish;
 pub mod logout;
 mod tokens;
 
-pub use finish::{finish_login, plan_provisioning, FinishInput, LoginOutcome, ProvisioningPlan};
+pub use finish::{finish_login, plan_provisioning, upstream_of, FinishInput, LoginOutcome, ProvisioningPlan};
 pub use tokens::{
     exchange_code, introspect, issue_code_for_session, refresh, revoke, userinfo, TokenResponse,
 };

@@ -25,6 +25,23 @@ fn invalid_grant(description: &str) -> FlowError {
     FlowError::Oidc(oidc::OidcError::Protocol { code: "invalid_grant", description: description.into() })
 }
 
+/// The audit row of a refused token request.
+fn token_failed(
+    conn: &mut DbConnection,
+    now: DateTime<Utc>,
+    meta: &RequestMeta,
+    client: &Client,
+    user: Option<&str>,
+    reason: &str,
+    grant_type: &str,
+) -> Result<(), diesel::result::Error> {
+    let detail = serde_json::json!({ "grant_type": grant_type });
+    store::audit::insert(
+        conn,
+        &audit_row(now, "token.failed", meta, user, None, Some(&client.client_id), Some(reason), detail),
+    )
+}
+
 /// The claims of a user as they stand now (profile + role names).
 fn user_claims(conn: &mut DbConnection, user_id: &str) -> Result<Option<UserClaims>, FlowError> {
     let Some(u) = users::by_id(conn, user_id)? else { return Ok(None) };
@@ -71,10 +88,7 @@ pub fn issue_code_for_session(
         return Ok(None);
     }
     let roles: Vec<String> = users::roles(conn, &session.user_id)?.into_iter().map(|r| r.role).collect();
-    let allowed = cfg
-        .client(&req.client_id)
-        .map(|c| c.allowed_roles.is_empty() || c.allowed_roles.iter().any(|r| roles.contains(r)))
-        .unwrap_or(false);
+    let allowed = super::clients::lookup(conn, cfg, &req.client_id)?.is_some_and(|c| c.admits(&roles));
     if !allowed {
         store::audit::insert(
             conn,
@@ -154,19 +168,7 @@ pub fn exchange_code(
     now: DateTime<Utc>,
 ) -> Result<TokenResponse, FlowError> {
     let fail = |conn: &mut DbConnection, user: Option<&str>, reason: &str| {
-        store::audit::insert(
-            conn,
-            &audit_row(
-                now,
-                "token.failed",
-                meta,
-                user,
-                None,
-                Some(&client.client_id),
-                Some(reason),
-                serde_json::json!({}),
-            ),
-        )
+        token_failed(conn, now, meta, client, user, reason, "authorization_code")
     };
     let Some(grant) = grants::grant_by_code(conn, &token_hash(code))? else {
         fail(conn, None, "code_unknown")?;
@@ -296,19 +298,7 @@ pub fn refresh(
 ) -> Result<TokenResponse, FlowError> {
     let ts = now.timestamp();
     let fail = |conn: &mut DbConnection, user: Option<&str>, reason: &str| {
-        store::audit::insert(
-            conn,
-            &audit_row(
-                now,
-                "token.failed",
-                meta,
-                user,
-                None,
-                Some(&client.client_id),
-                Some(reason),
-                serde_json::json!({"grant_type": "refresh_token"}),
-            ),
-        )
+        token_failed(conn, now, meta, client, user, reason, "refresh_token")
     };
     let Some(row) = store::refresh::by_id(conn, &token_hash(token))? else {
         fail(conn, None, "refresh_unknown")?;

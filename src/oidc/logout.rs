@@ -3,7 +3,6 @@
 
 use super::keys::BrokerIdToken;
 use super::{Client, KeySet, OidcError};
-use openidconnect::core::CoreIdTokenVerifier;
 use openidconnect::{ClientId, IssuerUrl, Nonce};
 
 /// What a verified id_token_hint says.
@@ -21,7 +20,9 @@ pub fn verify_hint(keys: &KeySet, issuer: &str, hint: &str) -> Result<Hint, Oidc
     let token: BrokerIdToken =
         serde_json::from_value(serde_json::Value::String(hint.to_owned())).map_err(|_| invalid())?;
     let issuer = IssuerUrl::new(issuer.to_owned()).map_err(|_| invalid())?;
-    let verifier = CoreIdTokenVerifier::new_public_client(ClientId::new(String::new()), issuer, keys.jwks())
+    // Whatever algorithms the published keys use (RS256, ES256, EdDSA).
+    let verifier = keys
+        .id_token_verifier(ClientId::new(String::new()), issuer)
         .require_audience_match(false)
         .set_time_fn(|| chrono::DateTime::UNIX_EPOCH);
     let claims = token.claims(&verifier, |_: Option<&Nonce>| Ok(())).map_err(|_| invalid())?;

@@ -16,7 +16,10 @@ pub use authorize::{
 pub use discovery::discovery_json;
 pub use keys::{generate_rsa_key, AccessTokenClaims, BrokerClaims, KeySet, StoredKey};
 pub use pkce::{valid_challenge, verify_s256};
-pub use secrets::{hash_client_secret, random_token, token_hash, verify_client_secret, Secret};
+pub use secrets::{
+    generate_client_secret, hash_client_secret, random_token, token_hash, valid_secret_hash,
+    verify_client_secret, Secret,
+};
 pub use token::{
     authenticate_client, check_code_grant, code_from_params, decode_basic_auth, presented_client_id,
     StoredGrant, TokenParams,
@@ -69,6 +72,11 @@ pub struct Client {
 }
 
 impl Client {
+    /// Client access by role: with `allowed_roles`, only users holding one of them get tokens.
+    pub fn admits(&self, roles: &[String]) -> bool {
+        self.allowed_roles.is_empty() || self.allowed_roles.iter().any(|r| roles.contains(r))
+    }
+
     /// A public client has no secret: it proves possession of the code with PKCE only.
     pub fn is_public(&self) -> bool {
         self.secret_hash.is_none()

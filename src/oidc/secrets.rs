@@ -2,6 +2,7 @@
 //! codes and sessions, and the hash under which those tokens are stored.
 
 use std::fmt;
+use subtle::ConstantTimeEq;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
@@ -57,9 +58,31 @@ pub fn hash_client_secret(secret: &str) -> Result<String, OidcError> {
 /// string itself, so hashes made with other costs keep verifying. A malformed PHC string is a
 /// refusal, never a pass. argon2's verifier compares the digests in constant time.
 pub fn verify_client_secret(phc: &str, presented: &str) -> bool {
+    if let Some(expected) = phc.strip_prefix(FAST_PREFIX) {
+        return bool::from(token_hash(presented).as_bytes().ct_eq(expected.as_bytes()));
+    }
     match PasswordHash::new(phc) {
         Ok(hash) => Argon2::default().verify_password(presented.as_bytes(), &hash).is_ok(),
         Err(_) => false,
+    }
+}
+
+/// Stored form of a broker-generated secret: a plain SHA-256 suffices for 256 random bits
+/// (nothing to brute-force), and keeps `/token` fast. Human-chosen secrets get argon2.
+const FAST_PREFIX: &str = "sha256$";
+
+/// A new high-entropy client secret and its stored form.
+pub fn generate_client_secret() -> (Secret, String) {
+    let secret = random_token(32);
+    let stored = format!("{FAST_PREFIX}{}", token_hash(&secret));
+    (Secret::new(secret), stored)
+}
+
+/// Whether `stored` is a secret hash this broker can verify.
+pub fn valid_secret_hash(stored: &str) -> bool {
+    match stored.strip_prefix(FAST_PREFIX) {
+        Some(hex) => hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit()),
+        None => stored.starts_with("$argon2") && PasswordHash::new(stored).is_ok(),
     }
 }
 
@@ -123,5 +146,20 @@ mod tests {
     #[test]
     fn token_hash_is_hex_sha256() {
         assert_eq!(token_hash("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    }
+}
+
+#[cfg(test)]
+mod fast_secret_tests {
+    use super::*;
+
+    #[test]
+    fn generated_secrets_verify_fast_and_exactly() {
+        let (secret, stored) = generate_client_secret();
+        assert!(stored.starts_with("sha256$") && valid_secret_hash(&stored));
+        assert!(verify_client_secret(&stored, secret.expose()));
+        assert!(!verify_client_secret(&stored, "wrong"));
+        assert!(!valid_secret_hash("sha256$zz"));
+        assert!(!valid_secret_hash("$argon2id$…"));
     }
 }

@@ -142,3 +142,31 @@ pub fn revoke_session(conn: &mut DbConnection, id: &str) -> QueryResult<usize> {
 pub fn touch_session(conn: &mut DbConnection, id: &str, now: i64) -> QueryResult<()> {
     diesel::update(sessions::table.find(id)).set(sessions::last_seen_at.eq(now)).execute(conn).map(|_| ())
 }
+
+/// Every signing key, oldest first: the order in which key states are decided.
+pub fn all_keys(conn: &mut DbConnection) -> QueryResult<Vec<SigningKeyRow>> {
+    signing_keys::table
+        .order((signing_keys::created_at.asc(), signing_keys::kid.asc()))
+        .select(SigningKeyRow::as_select())
+        .load(conn)
+}
+
+/// Makes `new` the current key in one transaction: every key not yet rotated gets `rotated_at`
+/// and `retired_at` (it stays published until then), and `new` is inserted. Returns the kids of
+/// the keys rotated out.
+pub fn rotate_key(
+    conn: &mut DbConnection,
+    new: &SigningKeyRow,
+    rotated_at: i64,
+    retired_at: i64,
+) -> QueryResult<Vec<String>> {
+    conn.transaction(|c| {
+        let unrotated = signing_keys::table.filter(signing_keys::rotated_at.is_null());
+        let kids: Vec<String> = unrotated.select(signing_keys::kid).order(signing_keys::kid.asc()).load(c)?;
+        diesel::update(unrotated)
+            .set((signing_keys::rotated_at.eq(rotated_at), signing_keys::retired_at.eq(retired_at)))
+            .execute(c)?;
+        insert_key(c, new)?;
+        Ok(kids)
+    })
+}

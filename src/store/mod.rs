@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod audit;
+pub mod clients;
 pub mod grants;
 pub mod logins;
 pub mod refresh;
@@ -133,6 +134,7 @@ pub fn table_counts(conn: &mut DbConnection) -> QueryResult<std::collections::BT
     m.insert("auth_grants", auth_grants::table.count().get_result(conn)?);
     m.insert("signing_keys", signing_keys::table.count().get_result(conn)?);
     m.insert("refresh_tokens", refresh_tokens::table.count().get_result(conn)?);
+    m.insert("clients", clients::table.count().get_result(conn)?);
     m.insert("audit_events", audit_events::table.count().get_result(conn)?);
     Ok(m)
 }

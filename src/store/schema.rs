@@ -126,6 +126,19 @@ diesel::table! {
 }
 
 diesel::table! {
+    clients (client_id) {
+        client_id -> Text,
+        secret_hash -> Nullable<Text>,
+        redirect_uris -> Text,
+        post_logout_redirect_uris -> Text,
+        allowed_roles -> Text,
+        issue_refresh_token -> Bool,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
     audit_events (id) {
         id -> Text,
         at -> BigInt,
@@ -156,5 +169,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     auth_grants,
     signing_keys,
     refresh_tokens,
+    clients,
     audit_events,
 );

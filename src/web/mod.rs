@@ -13,11 +13,13 @@ pub use views::Views;
 
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::oidc::keys::{self, KeyLife, KeyState, SigningAlg, StoredKey};
 use crate::oidc::KeySet;
 use crate::store::{self, DbConnection, DbPool};
 use actix_web::{middleware, web, App, HttpRequest, HttpResponse, HttpServer};
+use chrono::{DateTime, Utc};
 use std::net::TcpListener;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 /// Everything a handler needs, passed in through app data (never a global).
 #[derive(Clone)]
@@ -25,13 +27,32 @@ pub struct AppState {
     pub cfg: Arc<Config>,
     pub pool: DbPool,
     pub clock: Arc<dyn Clock>,
-    pub keys: Arc<KeySet>,
     pub views: Arc<Views>,
-    /// Built once: discovery and JWKS only change with the config or a key rotation.
-    pub discovery_json: Arc<String>,
-    pub jwks_json: Arc<String>,
     /// Present only under `ssobroker demo` (and in tests that ask for it).
     pub demo: Option<Arc<DemoState>>,
+    /// The signing keys with the documents that describe them. Shared by every clone and
+    /// replaced as a whole by `refresh_keys`; readers take the lock only to clone the `Arc`.
+    published: Arc<RwLock<Arc<Published>>>,
+}
+
+/// One generation of keys and the JWKS and discovery documents built from it, swapped together
+/// so a request never pairs a signing key with a JWKS that lacks it.
+struct Published {
+    keys: Arc<KeySet>,
+    /// Built once per generation: discovery and JWKS only change with a key change.
+    jwks_json: Arc<String>,
+    discovery_json: Arc<String>,
+}
+
+impl Published {
+    fn new(cfg: &Config, keys: KeySet) -> Result<Self, KeyLoadError> {
+        let discovery = crate::oidc::discovery_json(&cfg.issuer)?;
+        Ok(Published {
+            jwks_json: Arc::new(keys.jwks_json()),
+            discovery_json: Arc::new(keys::with_signing_algs(&discovery, &keys.signing_algs())?),
+            keys: Arc::new(keys),
+        })
+    }
 }
 
 impl AppState {
@@ -43,18 +64,81 @@ impl AppState {
         demo: Option<DemoState>,
     ) -> Result<Self, WebError> {
         let mut conn = pool.get().map_err(|e| WebError::internal(&e))?;
-        let keys = load_or_create_keys(&mut conn, clock.now()).map_err(|e| WebError::internal(&e))?;
-        let discovery_json = crate::oidc::discovery_json(&cfg.issuer).map_err(|e| WebError::internal(&e))?;
+        let keys = load_or_create_keys(&mut conn, clock.now(), cfg.signing_alg)
+            .map_err(|e| WebError::internal(&e))?;
+        if keys.current_alg() != cfg.signing_alg {
+            // Switching is a rotation with its publication period, never a side effect of a start.
+            tracing::warn!(
+                current_alg = %keys.current_alg(),
+                kid = keys.current_kid(),
+                signing_alg = %cfg.signing_alg,
+                "the current signing key's algorithm differs from signing_alg; still signing with it \
+                 (run `ssobroker keys rotate --alg {}` to switch)",
+                cfg.signing_alg
+            );
+        }
+        let published = Published::new(&cfg, keys).map_err(|e| WebError::internal(&e))?;
         Ok(AppState {
-            jwks_json: Arc::new(keys.jwks_json()),
-            discovery_json: Arc::new(discovery_json),
-            keys: Arc::new(keys),
+            published: Arc::new(RwLock::new(Arc::new(published))),
             cfg: Arc::new(cfg),
             pool,
             clock,
             views: Arc::new(Views::new().map_err(|e| WebError::internal(&e))?),
             demo: demo.map(Arc::new),
         })
+    }
+
+    fn published(&self) -> Arc<Published> {
+        // Nothing panics while holding the write lock (it only swaps an `Arc`), so a poisoned
+        // lock still holds a consistent value.
+        match self.published.read() {
+            Ok(p) => Arc::clone(&p),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// The current key set. Take it once per request and use that copy throughout, so one
+    /// response is signed by one generation even if a reload happens meanwhile.
+    pub fn keys(&self) -> Arc<KeySet> {
+        Arc::clone(&self.published().keys)
+    }
+
+    /// The JWKS document served at `/jwks`.
+    pub fn jwks_json(&self) -> Arc<String> {
+        Arc::clone(&self.published().jwks_json)
+    }
+
+    /// The discovery document, announcing the algorithms of the published keys.
+    pub fn discovery_json(&self) -> Arc<String> {
+        Arc::clone(&self.published().discovery_json)
+    }
+
+    /// Re-reads the keys from the database (blocking): picks up a rotation made by `ssobroker
+    /// keys rotate` and drops keys past their retirement. Returns whether anything changed.
+    pub fn reload_keys(&self, conn: &mut DbConnection) -> Result<bool, KeyLoadError> {
+        let stored = published_keys(conn, self.clock.now(), self.cfg.signing_alg)?;
+        if self.keys().is_same_as(&stored) {
+            return Ok(false);
+        }
+        let published = Published::new(&self.cfg, KeySet::from_stored(stored)?)?;
+        tracing::info!(
+            kid = published.keys.current_kid(),
+            alg = %published.keys.current_alg(),
+            published = published.keys.kids().len(),
+            "signing keys reloaded"
+        );
+        let published = Arc::new(published);
+        match self.published.write() {
+            Ok(mut p) => *p = published,
+            Err(poisoned) => *poisoned.into_inner() = published,
+        }
+        Ok(true)
+    }
+
+    /// `reload_keys` off the async workers; what the periodic refresh (and tests) call.
+    pub async fn refresh_keys(&self) -> Result<bool, WebError> {
+        let st = self.clone();
+        self.db(move |c| st.reload_keys(c).map_err(|e| WebError::internal(&e))).await
     }
 
     /// Runs blocking database (and xmlsec) work off the async workers.
@@ -82,15 +166,27 @@ pub enum KeyLoadError {
     Oidc(#[from] crate::oidc::OidcError),
 }
 
-/// The signing keys from the database; the first start creates one. Two instances starting at
-/// once may both create one: the oldest stays current for both.
+/// The signing keys from the database; the first start creates one of `alg`. Two instances
+/// starting at once may both create one: the oldest stays current for both.
 pub fn load_or_create_keys(
     conn: &mut DbConnection,
-    now: chrono::DateTime<chrono::Utc>,
+    now: DateTime<Utc>,
+    alg: SigningAlg,
 ) -> Result<KeySet, KeyLoadError> {
-    let mut rows = store::grants::active_keys(conn)?;
-    if rows.is_empty() {
-        let k = crate::oidc::generate_rsa_key()?;
+    Ok(KeySet::from_stored(published_keys(conn, now, alg)?)?)
+}
+
+/// The keys published at `now`: the current one first, then the others newest first. Creates a
+/// current key of `alg` when there is none (first start).
+fn published_keys(
+    conn: &mut DbConnection,
+    now: DateTime<Utc>,
+    alg: SigningAlg,
+) -> Result<Vec<StoredKey>, KeyLoadError> {
+    let mut stored = select_published(store::grants::all_keys(conn)?, now);
+    if stored.is_empty() {
+        let k = keys::generate_key(alg)?;
+        tracing::info!(kid = %k.kid, alg = %alg, "created the first signing key");
         store::grants::insert_key(
             conn,
             &store::grants::SigningKeyRow {
@@ -103,13 +199,36 @@ pub fn load_or_create_keys(
                 retired_at: None,
             },
         )?;
-        rows = store::grants::active_keys(conn)?;
+        stored = select_published(store::grants::all_keys(conn)?, now);
     }
-    let stored = rows
-        .into_iter()
-        .map(|r| crate::oidc::StoredKey { kid: r.kid, alg: r.alg, private_pem: r.private_pem })
+    Ok(stored)
+}
+
+/// Current first, then the still-published keys newest first; empty when there is no current key.
+fn select_published(rows: Vec<store::grants::SigningKeyRow>, now: DateTime<Utc>) -> Vec<StoredKey> {
+    let at = |t: i64| DateTime::from_timestamp(t, 0);
+    let lives: Vec<KeyLife> = rows
+        .iter()
+        .map(|r| KeyLife {
+            active: r.active,
+            rotated_at: r.rotated_at.and_then(at),
+            retired_at: r.retired_at.and_then(at),
+        })
         .collect();
-    Ok(KeySet::from_stored(stored)?)
+    let mut current = None;
+    let mut others = Vec::new();
+    for (row, state) in rows.into_iter().zip(keys::key_states(&lives, now)) {
+        let retired_at = row.retired_at.and_then(at);
+        let key = StoredKey { kid: row.kid, alg: row.alg, private_pem: row.private_pem, retired_at };
+        match state {
+            KeyState::Current => current = Some(key),
+            KeyState::Published { .. } => others.push(key),
+            KeyState::Retired => {}
+        }
+    }
+    let Some(current) = current else { return Vec::new() };
+    others.reverse();
+    std::iter::once(current).chain(others).collect()
 }
 
 fn security_headers() -> middleware::DefaultHeaders {
@@ -160,6 +279,24 @@ pub fn spawn_housekeeping(state: AppState) {
                 Ok(n) if n > 0 => tracing::info!(rows = n, "purged expired login state"),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "housekeeping failed"),
+            }
+        }
+    });
+}
+
+/// Key refresh: every `KEY_REFRESH_SECONDS`, re-read the signing keys so a rotation done with
+/// `ssobroker keys rotate` (on any host) takes effect here without a restart, and retired keys
+/// leave the JWKS.
+pub fn spawn_key_refresh(state: AppState) {
+    actix_web::rt::spawn(async move {
+        let period = std::time::Duration::from_secs(keys::KEY_REFRESH_SECONDS.unsigned_abs());
+        let mut tick = actix_web::rt::time::interval(period);
+        // The first tick is immediate and the keys were just loaded.
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            if let Err(e) = state.refresh_keys().await {
+                tracing::warn!(error = %e, "signing key refresh failed; still serving the previous keys");
             }
         }
     });

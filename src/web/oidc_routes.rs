@@ -66,14 +66,14 @@ fn oauth_form() -> web::FormConfig {
 }
 
 async fn discovery_handler(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok().content_type("application/json").body(state.discovery_json.as_str().to_owned())
+    HttpResponse::Ok().content_type("application/json").body(state.discovery_json().as_str().to_owned())
 }
 
 async fn jwks_handler(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/json")
         .insert_header(("Cache-Control", "public, max-age=300"))
-        .body(state.jwks_json.as_str().to_owned())
+        .body(state.jwks_json().as_str().to_owned())
 }
 
 pub fn found(location: &str) -> HttpResponse {
@@ -161,8 +161,11 @@ async fn authorize(
     req: HttpRequest,
     params: AuthorizeParams,
 ) -> Result<HttpResponse, WebError> {
-    let client = params.client_id.as_deref().and_then(|id| state.cfg.client(id));
-    let valid = match oidc::validate_authorize(&params, client) {
+    let client = match params.client_id.as_deref() {
+        Some(id) => find_client(&state, id).await?,
+        None => None,
+    };
+    let valid = match oidc::validate_authorize(&params, client.as_ref()) {
         Ok(v) => v,
         Err(AuthorizeError::NoRedirect { description }) => return Err(WebError::bad_request(description)),
         Err(AuthorizeError::Redirect { redirect_uri, code, description, state: st }) => {
@@ -285,11 +288,13 @@ async fn authenticated_client(
         Some(h) => Some(oidc::decode_basic_auth(h)?),
         None => None,
     };
-    let st = state.clone();
+    let presented = oidc::presented_client_id(basic.as_ref(), &params).map(str::to_string);
+    let client = match presented {
+        Some(id) => find_client(state, &id).await?,
+        None => None,
+    };
     web::block(move || -> Result<(crate::oidc::Client, TokenParams), WebError> {
-        let presented = oidc::presented_client_id(basic.as_ref(), &params).map(str::to_string);
-        let client = presented.as_deref().and_then(|id| st.cfg.client(id));
-        let client = oidc::authenticate_client(client, basic, &params)?.clone();
+        let client = oidc::authenticate_client(client.as_ref(), basic, &params)?.clone();
         Ok((client, params))
     })
     .await
@@ -324,7 +329,7 @@ async fn token_handler(
             oidc::token::GrantType::AuthorizationCode => flow::exchange_code(
                 c,
                 &st.cfg,
-                &st.keys,
+                &st.keys(),
                 &client,
                 params.code.as_deref().unwrap_or_default(),
                 params.redirect_uri.as_deref(),
@@ -334,7 +339,7 @@ async fn token_handler(
             ),
             oidc::token::GrantType::RefreshToken => {
                 let token = params.refresh_token.as_ref().map(|t| t.expose()).unwrap_or_default();
-                flow::refresh(c, &st.cfg, &st.keys, &client, token, &meta, now)
+                flow::refresh(c, &st.cfg, &st.keys(), &client, token, &meta, now)
             }
         })
         .await?;
@@ -354,7 +359,7 @@ async fn revoke_handler(
         return Err(WebError::oauth(StatusCode::BAD_REQUEST, "invalid_request", "missing token"));
     };
     let st = state.clone();
-    state.db(move |c| flow::revoke(c, &st.cfg, &st.keys, &client, token.expose(), &meta, now)).await?;
+    state.db(move |c| flow::revoke(c, &st.cfg, &st.keys(), &client, token.expose(), &meta, now)).await?;
     Ok(HttpResponse::Ok().insert_header(("Cache-Control", "no-store")).finish())
 }
 
@@ -378,7 +383,7 @@ async fn introspect_handler(
     };
     let st = state.clone();
     let answer =
-        state.db(move |c| flow::introspect(c, &st.cfg, &st.keys, &client, token.expose(), now)).await?;
+        state.db(move |c| flow::introspect(c, &st.cfg, &st.keys(), &client, token.expose(), now)).await?;
     Ok(no_store_json(&answer))
 }
 
@@ -421,7 +426,7 @@ async fn userinfo(
     };
     let now = state.clock.now();
     let st = state.clone();
-    let claims = state.db(move |c| flow::userinfo(c, &st.cfg, &st.keys, &token, now)).await?;
+    let claims = state.db(move |c| flow::userinfo(c, &st.cfg, &st.keys(), &token, now)).await?;
     Ok(HttpResponse::Ok().insert_header(("Cache-Control", "no-store")).json(claims))
 }
 
@@ -471,12 +476,19 @@ async fn logout(
         other => WebError::internal(&other),
     };
     let hint = match p.id_token_hint.as_deref().filter(|h| !h.is_empty()) {
-        Some(h) => Some(oidc::logout::verify_hint(&state.keys, &state.cfg.issuer, h).map_err(page_err)?),
+        Some(h) => Some(oidc::logout::verify_hint(&state.keys(), &state.cfg.issuer, h).map_err(page_err)?),
         None => None,
     };
-    let client =
-        oidc::logout::logout_client(hint.as_ref(), p.client_id.as_deref(), |id| state.cfg.client(id))
-            .map_err(page_err)?;
+    let wanted =
+        hint.as_ref().map(|h| h.client_id.clone()).or_else(|| p.client_id.clone()).filter(|c| !c.is_empty());
+    let known = match &wanted {
+        Some(id) => find_client(&state, id).await?,
+        None => None,
+    };
+    let client = oidc::logout::logout_client(hint.as_ref(), p.client_id.as_deref(), |id| {
+        known.as_ref().filter(|c| c.client_id == id)
+    })
+    .map_err(page_err)?;
     let redirect =
         oidc::logout::post_logout_redirect(client, p.post_logout_redirect_uri.as_deref(), p.state.as_deref())
             .map_err(page_err)?;
@@ -520,4 +532,13 @@ async fn logout(
     gone.make_removal();
     resp.add_cookie(&gone).map_err(|e| WebError::internal(&e))?;
     Ok(resp)
+}
+
+/// A client from the config file, or else from the database (`ssobroker client add`).
+async fn find_client(state: &web::Data<AppState>, id: &str) -> Result<Option<crate::oidc::Client>, WebError> {
+    if let Some(c) = state.cfg.client(id) {
+        return Ok(Some(c.clone()));
+    }
+    let (st, id) = (state.clone(), id.to_string());
+    state.db(move |c| flow::clients::lookup(c, &st.cfg, &id)).await
 }

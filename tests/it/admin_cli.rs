@@ -8,30 +8,39 @@ use ssobroker::config::DatabaseUrl;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
-type Error = Box<dyn std::error::Error>;
+pub(crate) type Error = Box<dyn std::error::Error>;
 
 /// The binary with a config file that names only the database (all an admin command needs).
-struct Cli {
+pub(crate) struct Cli {
     config: PathBuf,
     _dir: tempfile::TempDir,
 }
 
 impl Cli {
-    fn new(database_url: &str) -> Result<Self, Error> {
+    pub(crate) fn new(database_url: &str) -> Result<Self, Error> {
+        Self::with_config(database_url, "")
+    }
+
+    /// Like `new`, with more of the broker's config appended (e.g. `[[clients]]`).
+    pub(crate) fn with_config(database_url: &str, extra: &str) -> Result<Self, Error> {
         let dir = tempfile::tempdir()?;
         let config = dir.path().join("ssobroker.toml");
-        std::fs::write(&config, format!("database_url = {database_url:?}\n"))?;
+        std::fs::write(&config, format!("database_url = {database_url:?}\n{extra}"))?;
         Ok(Cli { config, _dir: dir })
     }
 
-    fn for_app(app: &TestApp) -> Result<Self, Error> {
-        Self::new(&match &app.cfg.database {
-            DatabaseUrl::Sqlite(path) => format!("sqlite://{}", path.display()),
-            DatabaseUrl::Postgres(url) => url.clone(),
-        })
+    pub(crate) fn for_app(app: &TestApp) -> Result<Self, Error> {
+        Self::new(&Self::database_of(app))
     }
 
-    fn run(&self, args: &[&str]) -> Result<Output, Error> {
+    pub(crate) fn database_of(app: &TestApp) -> String {
+        match &app.cfg.database {
+            DatabaseUrl::Sqlite(path) => format!("sqlite://{}", path.display()),
+            DatabaseUrl::Postgres(url) => url.clone(),
+        }
+    }
+
+    pub(crate) fn run(&self, args: &[&str]) -> Result<Output, Error> {
         Ok(Command::new(env!("CARGO_BIN_EXE_ssobroker"))
             .args(args)
             .arg("--config")
@@ -44,7 +53,7 @@ impl Cli {
     }
 
     /// Runs a command that must succeed; returns its stdout.
-    fn ok(&self, args: &[&str]) -> Result<String, Error> {
+    pub(crate) fn ok(&self, args: &[&str]) -> Result<String, Error> {
         let out = self.run(args)?;
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{args:?} failed: {stderr}");
@@ -52,7 +61,7 @@ impl Cli {
     }
 
     /// Runs a command that must fail; returns its stderr.
-    fn fails(&self, args: &[&str]) -> Result<String, Error> {
+    pub(crate) fn fails(&self, args: &[&str]) -> Result<String, Error> {
         let out = self.run(args)?;
         assert!(!out.status.success(), "{args:?} should fail: {}", String::from_utf8_lossy(&out.stdout));
         assert!(
@@ -64,7 +73,7 @@ impl Cli {
     }
 
     /// Runs a `--json` command whose output is one JSON object per line.
-    fn json_lines(&self, args: &[&str]) -> Result<Vec<Value>, Error> {
+    pub(crate) fn json_lines(&self, args: &[&str]) -> Result<Vec<Value>, Error> {
         let mut rows = Vec::new();
         for line in self.ok(args)?.lines() {
             let v: Value = serde_json::from_str(line).map_err(|e| format!("{line:?}: {e}"))?;
@@ -74,7 +83,7 @@ impl Cli {
         Ok(rows)
     }
 
-    fn json(&self, args: &[&str]) -> Result<Value, Error> {
+    pub(crate) fn json(&self, args: &[&str]) -> Result<Value, Error> {
         Ok(serde_json::from_str(&self.ok(args)?)?)
     }
 }

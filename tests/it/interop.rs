@@ -1,7 +1,8 @@
 //! Interoperability with third-party implementations: samlify (Node.js) is the company's SAML
 //! IdP and publishes the metadata the broker trusts, openid-client (Node.js) is the downstream
 //! OIDC app; tests/interop/interop.mjs drives them as the browser would. Nothing on the SAML or
-//! OIDC wire here comes from the broker's own crates or its dev IdP.
+//! OIDC wire here comes from the broker's own crates or its dev IdP. Beyond login, the RP
+//! refreshes (rotation), replays a used refresh token, and logs out (RP-initiated logout).
 
 use crate::both_backends;
 use crate::support::*;
@@ -24,6 +25,7 @@ const RP_ID: &str = "interop-rp";
 // strict RP encodes them, so the broker's decoding is exercised too.
 const RP_SECRET: &str = "interop:secret/with+special chars&=0123456789";
 const RP_REDIRECT: &str = "http://127.0.0.1:9/interop/callback";
+const RP_POST_LOGOUT: &str = "http://127.0.0.1:9/interop/signed-out";
 
 fn interop_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("interop")
@@ -168,17 +170,26 @@ async fn broker(backend: Backend, metadata: PathBuf) -> Result<TestApp, Box<dyn 
             conn.id = CONN.into();
             conn.display_name = Some("samlify".into());
             conn.metadata_file = metadata;
-            c.clients.push(FileClient { client_secret: Some(RP_SECRET.into()), ..FileClient::new(RP_ID, RP_REDIRECT) });
+            c.clients.push(FileClient {
+                client_secret: Some(RP_SECRET.into()),
+                post_logout_redirect_uris: vec![RP_POST_LOGOUT.into()],
+                ..FileClient::new(RP_ID, RP_REDIRECT)
+            });
         })
         .start()
         .await
 }
 
-/// One whole login through the third-party parties; returns what the RP verified.
-async fn rp_login(app: &TestApp, idp: &Idp, email: &str, groups: &[&str], sign: &str) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
+/// One whole login through the third-party parties; returns what the RP verified. With
+/// `lifecycle` the RP goes on to refresh, replay and log out (`v["lifecycle"]`).
+async fn rp_login(app: &TestApp, idp: &Idp, email: &str, groups: &[&str], sign: &str, lifecycle: bool) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
     // samlify and openid-client read the wall clock; the broker's pinned clock follows it.
     app.clock.set(chrono::Utc::now());
-    let out = run(idp.login(app, email, groups, sign)).await?;
+    let mut cmd = idp.login(app, email, groups, sign);
+    if lifecycle {
+        cmd.args(["--refresh-and-logout", "--post-logout-redirect-uri", RP_POST_LOGOUT]);
+    }
+    let out = run(cmd).await?;
     let v = result(&out)?;
     assert_eq!(v["email"], email, "{v}");
     assert_eq!(v["email_verified"], true, "{v}");
@@ -189,7 +200,35 @@ async fn rp_login(app: &TestApp, idp: &Idp, email: &str, groups: &[&str], sign: 
     assert!(v["auth_time"].is_number(), "{v}");
     assert_eq!(v["userinfo"]["sub"], v["sub"], "{v}");
     assert_eq!(v["userinfo"]["email"], email, "{v}");
+    assert_eq!(v["scope"], "openid email profile offline_access", "{v}");
+    assert_eq!(v["refresh_token"], true, "offline_access gives a refresh token: {v}");
     Ok(v)
+}
+
+/// What openid-client saw after login 1: refresh, replay, logout (see refreshAndLogout).
+fn assert_lifecycle(v: &serde_json::Value, sub: &serde_json::Value, email: &str) {
+    let l = &v["lifecycle"];
+    assert!(l["end_session_endpoint"].as_str().is_some_and(|e| e.ends_with("/logout")), "{l}");
+    // The refresh grant rotated the refresh token and issued tokens that verify and work.
+    let r = &l["refresh"];
+    assert_eq!(r["rotated"], true, "a new refresh token on every use: {l}");
+    assert_eq!(r["new_access_token"], true, "{l}");
+    assert_eq!(r["new_id_token"], true, "{l}");
+    assert_eq!(r["sub"], *sub, "{l}");
+    assert_eq!(r["nonce"], serde_json::Value::Null, "a refreshed ID token carries no nonce: {l}");
+    assert_eq!(r["userinfo_sub"], *sub, "the new access token works at userinfo: {l}");
+    assert_eq!(r["userinfo_email"], email, "{l}");
+    // The used refresh token again: invalid_grant, and the whole family is gone with it.
+    assert_eq!(l["replay_error"], "invalid_grant", "{l}");
+    assert_eq!(l["rotated_after_replay"], "invalid_grant", "replay revoked the rotated token: {l}");
+    assert_eq!(l["userinfo_after_replay"], "invalid_token", "replay revoked the grant's access tokens: {l}");
+    // RP-initiated logout: SSO before it, the IdP again after it.
+    assert_eq!(l["sso_before_logout"], "app", "the broker session answered without the IdP: {l}");
+    assert_eq!(l["logout"]["status"], 302, "{l}");
+    assert_eq!(l["logout"]["location"], RP_POST_LOGOUT, "{l}");
+    assert_eq!(l["logout"]["state_ok"], true, "state comes back to the app: {l}");
+    assert_eq!(l["logout"]["cleared"], serde_json::json!(["ssobroker_session"]), "{l}");
+    assert_eq!(l["after_logout"], "idp", "the old session cookie no longer logs in: {l}");
 }
 
 async fn third_party_login(backend: Backend) -> TestResult {
@@ -201,18 +240,35 @@ async fn third_party_login(backend: Backend) -> TestResult {
     let (idp, metadata) = Idp::new().await?;
     let app = broker(backend, metadata).await?;
 
-    // First login: JIT provisioning, default role plus the role mapped from Engineering.
-    let first = rp_login(&app, &idp, "ada@example.com", &["Engineering", "Everyone"], "assertion").await?;
+    // First login: JIT provisioning, default role plus the role mapped from Engineering; then
+    // refresh, replay and logout.
+    let first = rp_login(&app, &idp, "ada@example.com", &["Engineering", "Everyone"], "assertion", true).await?;
     assert_eq!(first["roles"], serde_json::json!(["engineer", "user"]), "{first}");
     assert_eq!(first["userinfo"]["roles"], first["roles"], "{first}");
+    assert_lifecycle(&first, &first["sub"], "ada@example.com");
     let counts = app.counts()?;
     assert_eq!(counts["users"], 1);
     assert_eq!(counts["federated_identities"], 1);
-    assert_eq!(counts["login_transactions"], 0, "the login transaction was consumed");
+    // The login's transaction was consumed; the one left is the post-logout probe's, which
+    // stopped at the IdP.
+    assert_eq!(counts["login_transactions"], 1);
+    assert_eq!(counts["sessions"], 1, "one login, one session (now ended)");
+    assert_eq!(counts["auth_grants"], 2, "the login's grant and the SSO probe's code");
+    assert_eq!(counts["refresh_tokens"], 2, "the original and its rotation");
+    let audit = app.audit()?;
+    let failed = |reason: &str| {
+        audit.iter().filter(|e| e.kind == "token.failed" && e.reason.as_deref() == Some(reason)).count()
+    };
+    assert_eq!(failed("refresh_replayed"), 1, "the replay is audited");
+    assert_eq!(failed("refresh_inactive"), 1, "the rotated token, dead after the replay");
+    let logouts: Vec<_> = audit.iter().filter(|e| e.kind == "logout").collect();
+    assert_eq!(logouts.len(), 1, "one logout audited");
+    assert_eq!(logouts[0].client_id.as_deref(), Some(RP_ID));
+    assert_eq!(logouts[0].connection_id.as_deref(), Some(CONN));
 
     // Second login, new browser (each node run has its own cookie jar), response and
     // assertion both signed: same sub, still one user.
-    let second = rp_login(&app, &idp, "ada@example.com", &["Engineering", "Everyone"], "both").await?;
+    let second = rp_login(&app, &idp, "ada@example.com", &["Engineering", "Everyone"], "both", false).await?;
     assert_eq!(second["sub"], first["sub"], "a second login keeps the sub");
     assert_eq!(second["roles"], first["roles"]);
     let counts = app.counts()?;
@@ -220,7 +276,8 @@ async fn third_party_login(backend: Backend) -> TestResult {
     assert_eq!(counts["federated_identities"], 1);
     let kinds: Vec<String> = app.audit()?.into_iter().map(|e| e.kind).collect();
     assert_eq!(kinds.iter().filter(|k| *k == "user.provisioned").count(), 1);
-    assert_eq!(kinds.iter().filter(|k| *k == "login.succeeded").count(), 2);
+    // login.succeeded: login 1, the SSO probe before the logout, login 2.
+    assert_eq!(kinds.iter().filter(|k| *k == "login.succeeded").count(), 3);
 
     // Tampered: NameID edited after samlify signed. The script stops right before the ACS
     // post so the snapshot excludes the login transaction its /authorize opened.

@@ -4,11 +4,14 @@ mod support;
 
 mod acs_refusals;
 mod admin_cli;
+mod clients_cli;
 mod config_cli;
 mod demo;
 mod e2e;
 mod interop;
+mod interop_authlib;
 mod jit;
+mod keys;
 mod migrations;
 mod oidc_lifecycle;
 mod oidc_refusals;

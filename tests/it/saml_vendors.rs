@@ -811,7 +811,7 @@ fn key_rollover_old_response_new_metadata_is_refused() -> TestResult {
 // `Name`, Auth0's WS-Fed `name` claim and Keycloak's repeated `Role` attributes included).
 // ---------------------------------------------------------------------------------------------
 
-use ssobroker::provisioning::{map_profile, preset, Profile, Upstream, UpstreamAttribute, Vendor};
+use ssobroker::provisioning::{map_profile, preset, Profile, Upstream, Vendor};
 
 const MS_CLAIMS: &str = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/";
 
@@ -993,22 +993,9 @@ fn validate_genuine(case: &Genuine) -> Result<ValidatedAssertion, Box<dyn Error>
         .map_err(|e| format!("{}: refused: {e}", case.file))?)
 }
 
-/// The same conversion as the login flow (flow/finish.rs).
+/// The same conversion as the login flow.
 fn upstream(v: &ValidatedAssertion) -> Upstream {
-    Upstream {
-        subject: v.name_id.clone(),
-        name_id_format: v.name_id_format.clone(),
-        authn_context: v.authn_context_class.clone(),
-        attributes: v
-            .attributes
-            .iter()
-            .map(|a| UpstreamAttribute {
-                name: a.name.clone(),
-                friendly_name: a.friendly_name.clone(),
-                values: a.values.clone(),
-            })
-            .collect(),
-    }
+    ssobroker::flow::upstream_of(v)
 }
 
 fn map_fixture(m: &Mapped) -> Result<Profile, Box<dyn Error>> {

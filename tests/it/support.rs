@@ -57,6 +57,8 @@ pub struct TestApp {
     pub clock: FixedClock,
     pub pool: DbPool,
     pub cfg: Arc<Config>,
+    /// The running broker's state (shared with the server), e.g. to reload its keys.
+    pub state: AppState,
     pub browser: reqwest::Client,
     server: actix_web::dev::ServerHandle,
     _dir: tempfile::TempDir,
@@ -138,14 +140,14 @@ impl Builder {
         let clock = FixedClock::at(self.now);
         let state = AppState::new(cfg, pool.clone(), Arc::new(clock.clone()), None)?;
         let cfg = state.cfg.clone();
-        let server = ssobroker::web::serve(state, listener, 2)?;
+        let server = ssobroker::web::serve(state.clone(), listener, 2)?;
         let handle = server.handle();
         actix_web::rt::spawn(server);
         let browser = reqwest::Client::builder()
             .cookie_store(true)
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
-        Ok(TestApp { base, idp, clock, pool, cfg, browser, server: handle, _dir: dir })
+        Ok(TestApp { base, idp, clock, pool, cfg, state, browser, server: handle, _dir: dir })
     }
 }
 

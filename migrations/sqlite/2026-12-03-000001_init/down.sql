@@ -1,4 +1,5 @@
 DROP TABLE audit_events;
+DROP TABLE clients;
 DROP TABLE refresh_tokens;
 DROP TABLE signing_keys;
 DROP TABLE auth_grants;

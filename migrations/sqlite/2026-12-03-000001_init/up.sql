@@ -120,6 +120,18 @@ CREATE TABLE refresh_tokens (
 CREATE INDEX refresh_tokens_family ON refresh_tokens (family_id);
 CREATE INDEX refresh_tokens_user ON refresh_tokens (user_id);
 
+-- Clients registered with `ssobroker client add` (clients in the config file are not stored).
+CREATE TABLE clients (
+    client_id TEXT PRIMARY KEY NOT NULL,
+    secret_hash TEXT,
+    redirect_uris TEXT NOT NULL,
+    post_logout_redirect_uris TEXT NOT NULL DEFAULT '[]',
+    allowed_roles TEXT NOT NULL DEFAULT '[]',
+    issue_refresh_token BOOLEAN NOT NULL DEFAULT FALSE,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+
 CREATE TABLE audit_events (
     id TEXT PRIMARY KEY NOT NULL,
     at BIGINT NOT NULL,

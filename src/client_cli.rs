@@ -1,0 +1,206 @@
+//! `ssobroker client …`: OIDC clients registered in the database, beside those in the config
+//! file. Generated secrets are shown once and stored as SHA-256 (256 random bits need no slow
+//! hash, and `/token` stays fast).
+
+use crate::config::{self, Config};
+use crate::flow::{audit_row, clients::from_row, RequestMeta};
+use crate::store::{self, clients::ClientRow, DbConnection};
+use anyhow::{bail, Context};
+use clap::Subcommand;
+use std::path::Path;
+
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Register a client; prints its generated secret once (none with --public).
+    Add {
+        client_id: String,
+        /// Exact redirect URI (repeat for several).
+        #[arg(long = "redirect-uri", required = true)]
+        redirect_uris: Vec<String>,
+        #[arg(long = "post-logout-redirect-uri")]
+        post_logout_redirect_uris: Vec<String>,
+        /// Only users holding one of these roles get tokens (repeat for several).
+        #[arg(long = "allowed-role")]
+        allowed_roles: Vec<String>,
+        /// A public client (no secret; PKCE S256 required).
+        #[arg(long)]
+        public: bool,
+        /// Issue refresh tokens even without `offline_access`.
+        #[arg(long)]
+        refresh_tokens: bool,
+    },
+    /// List clients from the config file and the database.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one client.
+    Show { client_id: String },
+    /// Remove a registered client; its grants and refresh tokens stop working.
+    Remove { client_id: String },
+    /// Replace a registered client's secret; prints the new one once.
+    RotateSecret { client_id: String },
+}
+
+fn open(path: &Path) -> anyhow::Result<(Config, store::DbPool)> {
+    let cfg = config::load(path).map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+    let pool = store::connect(&cfg.database, 1).context("database")?;
+    Ok((cfg, pool))
+}
+
+fn audit(conn: &mut DbConnection, kind: &str, client_id: &str) -> anyhow::Result<()> {
+    let row = audit_row(
+        chrono::Utc::now(),
+        kind,
+        &RequestMeta::default(),
+        None,
+        None,
+        Some(client_id),
+        None,
+        serde_json::json!({"actor": "cli"}),
+    );
+    Ok(store::audit::insert(conn, &row)?)
+}
+
+pub fn client(path: &Path, command: ClientCommand) -> anyhow::Result<()> {
+    let (cfg, pool) = open(path)?;
+    let mut conn = pool.get()?;
+    let now = chrono::Utc::now().timestamp();
+    match command {
+        ClientCommand::Add {
+            client_id,
+            redirect_uris,
+            post_logout_redirect_uris,
+            allowed_roles,
+            public,
+            refresh_tokens,
+        } => {
+            if client_id.is_empty()
+                || client_id.len() > 128
+                || client_id.chars().any(|c| c.is_control() || c.is_whitespace())
+            {
+                bail!("a client id is 1-128 characters without spaces");
+            }
+            if cfg.client(&client_id).is_some() || store::clients::by_id(&mut conn, &client_id)?.is_some() {
+                bail!("client {client_id:?} already exists");
+            }
+            for u in redirect_uris.iter().chain(&post_logout_redirect_uris) {
+                config::check_redirect_uri(u).map_err(|e| anyhow::anyhow!("{u:?}: {e}"))?;
+            }
+            let (secret, hash) = if public {
+                (None, None)
+            } else {
+                let (s, h) = crate::oidc::generate_client_secret();
+                (Some(s), Some(h))
+            };
+            let json = |v: &Vec<String>| serde_json::to_string(v).unwrap_or_else(|_| "[]".into());
+            store::transaction(&mut conn, |c| -> anyhow::Result<()> {
+                store::clients::insert(
+                    c,
+                    &ClientRow {
+                        client_id: client_id.clone(),
+                        secret_hash: hash,
+                        redirect_uris: json(&redirect_uris),
+                        post_logout_redirect_uris: json(&post_logout_redirect_uris),
+                        allowed_roles: json(&allowed_roles),
+                        issue_refresh_token: refresh_tokens,
+                        created_at: now,
+                        updated_at: now,
+                    },
+                )?;
+                audit(c, "client.created", &client_id)
+            })?;
+            println!("registered client {client_id}");
+            match secret {
+                Some(s) => println!("client_secret: {}\n(shown once: store it in the app now)", s.expose()),
+                None => println!("public client: no secret; the app must use PKCE S256"),
+            }
+        }
+        ClientCommand::List { json } => {
+            let mut rows: Vec<(crate::oidc::Client, &str)> =
+                cfg.clients.iter().map(|c| (c.clone(), "config")).collect();
+            rows.extend(store::clients::all(&mut conn)?.into_iter().map(|r| (from_row(r), "database")));
+            for (c, source) in rows {
+                if json {
+                    println!("{}", describe(&c, source));
+                } else {
+                    let kind = if c.is_public() { "public" } else { "confidential" };
+                    println!("{:<24} {:<12} {:<9} {}", c.client_id, kind, source, c.redirect_uris.join(" "));
+                }
+            }
+        }
+        ClientCommand::Show { client_id } => {
+            let (c, source) = match cfg.client(&client_id) {
+                Some(c) => (c.clone(), "config"),
+                None => match store::clients::by_id(&mut conn, &client_id)? {
+                    Some(r) => (from_row(r), "database"),
+                    None => bail!("no client {client_id:?}"),
+                },
+            };
+            println!("{}", serde_json::to_string_pretty(&describe(&c, source))?);
+        }
+        ClientCommand::Remove { client_id } => {
+            if cfg.client(&client_id).is_some() {
+                bail!("client {client_id:?} is defined in the config file; remove it there");
+            }
+            let removed = store::transaction(&mut conn, |c| -> anyhow::Result<usize> {
+                let n = store::clients::delete(c, &client_id)?;
+                if n > 0 {
+                    revoke_client_grants(c, &client_id)?;
+                    audit(c, "client.removed", &client_id)?;
+                }
+                Ok(n)
+            })?;
+            if removed == 0 {
+                bail!("no registered client {client_id:?}");
+            }
+            println!("removed client {client_id}; its tokens no longer work");
+        }
+        ClientCommand::RotateSecret { client_id } => {
+            if cfg.client(&client_id).is_some() {
+                bail!("client {client_id:?} is defined in the config file; change its secret there");
+            }
+            let Some(row) = store::clients::by_id(&mut conn, &client_id)? else {
+                bail!("no registered client {client_id:?}")
+            };
+            if row.secret_hash.is_none() {
+                bail!("client {client_id:?} is public: it has no secret");
+            }
+            let (secret, hash) = crate::oidc::generate_client_secret();
+            store::transaction(&mut conn, |c| -> anyhow::Result<()> {
+                store::clients::set_secret(c, &client_id, &hash, now)?;
+                audit(c, "client.secret_rotated", &client_id)
+            })?;
+            println!(
+                "new client_secret for {client_id}: {}\n(shown once; the old secret no longer works)",
+                secret.expose()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn describe(c: &crate::oidc::Client, source: &str) -> serde_json::Value {
+    serde_json::json!({
+        "client_id": c.client_id,
+        "type": if c.is_public() { "public" } else { "confidential" },
+        "source": source,
+        "redirect_uris": c.redirect_uris,
+        "post_logout_redirect_uris": c.post_logout_redirect_uris,
+        "allowed_roles": c.allowed_roles,
+        "issue_refresh_token": c.issue_refresh_token,
+    })
+}
+
+/// A removed client's grants and refresh tokens are revoked, so tokens it holds stop working.
+fn revoke_client_grants(conn: &mut DbConnection, client_id: &str) -> diesel::QueryResult<()> {
+    use crate::store::schema::{auth_grants, refresh_tokens};
+    use diesel::prelude::*;
+    diesel::update(auth_grants::table.filter(auth_grants::client_id.eq(client_id)))
+        .set(auth_grants::revoked.eq(true))
+        .execute(conn)?;
+    diesel::update(refresh_tokens::table.filter(refresh_tokens::client_id.eq(client_id)))
+        .set(refresh_tokens::revoked.eq(true))
+        .execute(conn)?;
+    Ok(())
+}

@@ -257,7 +257,7 @@ fn add(
     out: &mut dyn Write,
 ) -> Result<(), AdminError> {
     // Stored lowercased, as JIT stores asserted emails, so lookups and the conflict check agree.
-    let email = p.email.trim().to_lowercase();
+    let email = p.email.trim().to_ascii_lowercase();
     if !looks_like_email(&email) {
         return Err(AdminError::Invalid(format!("--email: {:?} is not an email address", p.email)));
     }
@@ -321,17 +321,9 @@ fn add(
     Ok(())
 }
 
+/// The same rule JIT applies to asserted addresses.
 fn looks_like_email(s: &str) -> bool {
-    match s.rsplit_once('@') {
-        Some((local, domain)) => {
-            !local.is_empty()
-                && domain.contains('.')
-                && !domain.starts_with('.')
-                && !domain.ends_with('.')
-                && !s.chars().any(|c| c.is_whitespace() || c.is_control())
-        }
-        None => false,
-    }
+    crate::provisioning::looks_like_email(s)
 }
 
 fn valid_role(r: &str) -> Result<String, AdminError> {
@@ -819,6 +811,9 @@ fn write_table(
     headers: &[&str],
     rows: &[Vec<String>],
 ) -> std::io::Result<()> {
+    // Cells hold IdP-supplied text: escape control characters so none can forge a row.
+    let rows: Vec<Vec<String>> = rows.iter().map(|r| r.iter().map(|c| printable(c)).collect()).collect();
+    let rows = &rows;
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -880,4 +875,10 @@ mod tests {
         table(&mut out, &["ONE", "TWO", "THREE"], &rows).unwrap();
         assert_eq!(String::from_utf8(out).unwrap(), "ONE  TWO         THREE\na    long value  x\n");
     }
+}
+
+/// Control characters (newlines, ESC, bidi overrides are not control but are left visible as
+/// is) escaped for terminal output.
+fn printable(s: &str) -> String {
+    s.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
 }

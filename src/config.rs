@@ -476,6 +476,14 @@ pub fn validate(raw: FileConfig, file: &str, base_dir: &Path) -> Result<Config, 
         });
     }
 
+    // Each connection learns which domains the others own (see Policy::foreign_domains).
+    let all_domains: Vec<(String, Vec<String>)> =
+        connections.iter().map(|c| (c.id.clone(), c.domains.clone())).collect();
+    for c in &mut connections {
+        c.policy.foreign_domains =
+            all_domains.iter().filter(|(id, _)| id != &c.id).flat_map(|(_, d)| d.iter().cloned()).collect();
+    }
+
     let mut clients: Vec<Client> = Vec::new();
     for (i, c) in raw.clients.into_iter().enumerate() {
         let key = |k: &str| format!("clients[{i}].{k}");

@@ -191,7 +191,7 @@ pub fn report(
     });
     let claims = UserClaims {
         sub,
-        email_verified: profile.email.as_ref().map(|_| true),
+        email_verified: profile.email.as_ref().map(|_| a.email_authoritative),
         email: profile.email.clone(),
         name,
         given_name: profile.given_name.clone(),

@@ -281,19 +281,26 @@ pub fn plan_provisioning(
         None => None,
     };
     let email_changed = |e: &Existing| e.profile.email != assessment.profile.email;
-    let email_owner = match (&existing, &assessment.profile.email) {
+    // Only an address this connection is authoritative for can collide with or link to an
+    // account; any other is stored unverified and claims nothing.
+    let email = assessment.profile.email.as_ref().filter(|_| assessment.email_authoritative);
+    let email_owner = match (&existing, email) {
         (Some(e), Some(email)) if email_changed(e) && policy.update_on_login => {
-            users::id_by_email(conn, email)?.map(|user_id| EmailOwner { user_id, linked_here: true })
+            users::email_holder(conn, email)?.map(|(user_id, verified)| EmailOwner {
+                user_id,
+                pre_created: !verified,
+                linked_here: true,
+            })
         }
-        (None, Some(email)) => match users::id_by_email(conn, email)? {
-            Some(user_id) => {
+        (None, Some(email)) => match users::email_holder(conn, email)? {
+            Some((user_id, verified)) => {
                 // A simultaneous first login of this same person may have committed between the
                 // identity lookup and this one (PostgreSQL reads per statement): start over.
                 if users::by_identity(conn, &connection.id, subject)?.is_some() {
                     return Err(FlowError::Race);
                 }
                 let linked_here = users::has_identity_on(conn, &user_id, &connection.id)?;
-                Some(EmailOwner { user_id, linked_here })
+                Some(EmailOwner { user_id, pre_created: !verified, linked_here })
             }
             None => None,
         },
@@ -348,8 +355,8 @@ fn provision(
                 &users::NewUser {
                     id: &id,
                     email: profile.email.as_deref(),
-                    // The address comes from the company IdP, which is the authority for it.
-                    email_verified: profile.email.is_some(),
+                    // Verified only when this IdP is the authority for the address's domain.
+                    email_verified: assessment.email_authoritative,
                     given_name: profile.given_name.as_deref(),
                     family_name: profile.family_name.as_deref(),
                     display_name: profile.display_name.as_deref(),
@@ -420,7 +427,7 @@ fn provision(
                 serde_json::json!({"email": profile.email, "subject": subject}),
             )?;
             let current = idp_grants(conn, &user_id)?;
-            apply_profile(conn, &user_id, &profile, ts, &audit)?;
+            apply_profile(conn, &user_id, &profile, assessment.email_authoritative, ts, &audit)?;
             if let Some(new_roles) = idp_roles {
                 apply_idp_roles(conn, &user_id, &current, &new_roles, ts, &audit)?;
             }
@@ -432,7 +439,7 @@ fn provision(
                 return Err(FlowError::refused("internal_error", "login decision without user"));
             };
             if let Some(p) = new_profile {
-                apply_profile(conn, &user.user_id, &p, ts, &audit)?;
+                apply_profile(conn, &user.user_id, &p, assessment.email_authoritative, ts, &audit)?;
             }
             if let Some(new_roles) = idp_roles {
                 apply_idp_roles(conn, &user.user_id, &user.idp_roles, &new_roles, ts, &audit)?;
@@ -476,6 +483,7 @@ fn apply_profile(
     conn: &mut DbConnection,
     user_id: &str,
     p: &Profile,
+    email_verified: bool,
     ts: i64,
     audit: &AuditFn<'_>,
 ) -> Result<(), FlowError> {
@@ -485,6 +493,7 @@ fn apply_profile(
         user_id,
         &users::ProfileUpdate {
             email: p.email.as_deref(),
+            email_verified: email_verified && p.email.is_some(),
             given_name: p.given_name.as_deref(),
             family_name: p.family_name.as_deref(),
             display_name: p.display_name.as_deref(),

@@ -38,6 +38,9 @@ pub fn end_session(
     let Some(session) = grants::live_session(conn, &id, now.timestamp(), i64::MIN)? else { return Ok(false) };
     store::transaction(conn, |c| -> Result<(), FlowError> {
         grants::revoke_session(c, &id)?;
+        // What the session handed out ends with it, except grants the app asked to keep
+        // (`offline_access`).
+        grants::revoke_session_grants(c, &id)?;
         store::audit::insert(
             c,
             &audit_row(

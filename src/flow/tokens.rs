@@ -259,6 +259,7 @@ fn mint(
     };
     let access_token = keys.sign_access_token(&access_claims)?;
     let amr: Vec<String> = serde_json::from_str(&grant.amr).unwrap_or_default();
+    let sid = grant.session_id.as_deref().map(session_sid);
     let id_token = keys.sign_id_token(
         &IdTokenInput {
             issuer: &cfg.issuer,
@@ -271,6 +272,7 @@ fn mint(
             expires_at: now + cfg.id_token_ttl,
             acr: grant.acr.as_deref(),
             amr: &amr,
+            sid: sid.as_deref(),
         },
         &access_token,
         code,
@@ -330,6 +332,23 @@ pub fn refresh(
         fail(conn, Some(&row.user_id), "refresh_grant_revoked")?;
         return Err(invalid_grant("the grant behind this token was revoked"));
     };
+    // Without offline_access a refresh token lives only as long as the browser session.
+    if !row.scope.split(' ').any(|s| s == "offline_access") {
+        let idle_cutoff = (now - cfg.session_idle).timestamp();
+        let live = match &row.session_id {
+            Some(sid) => grants::live_session(conn, sid, ts, idle_cutoff)?.is_some(),
+            None => false,
+        };
+        if !live {
+            fail(conn, Some(&row.user_id), "refresh_session_ended")?;
+            return Err(invalid_grant("the session this token belongs to has ended"));
+        }
+    }
+    // Roles can change after the token was issued: the client's access rule applies again.
+    if !client.admits(&user.roles) {
+        kill_family(conn, "client_access_denied")?;
+        return Err(invalid_grant("your roles no longer allow this application"));
+    }
     let next = random_token(32);
     let rotated = store::transaction(conn, |c| -> Result<bool, FlowError> {
         if !store::refresh::mark_used(c, &row.id)? {
@@ -467,4 +486,9 @@ pub fn userinfo(
         return Err(invalid());
     }
     Ok(user_claims(conn, &claims.sub)?.ok_or_else(invalid)?.scoped(&grant.scope))
+}
+
+/// The `sid` claim for a session: a hash of its (already hashed) key.
+pub fn session_sid(session_id: &str) -> String {
+    token_hash(&format!("sid:{session_id}"))
 }

@@ -279,6 +279,10 @@ pub struct BrokerClaims {
     pub roles: Vec<String>,
     #[serde(default)]
     pub groups: Vec<String>,
+    /// The broker session (OIDC Front-Channel Logout `sid`): a hash of the session key, so a
+    /// logout hint can be matched to the browser's session without revealing it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
 }
 impl AdditionalClaims for BrokerClaims {}
 
@@ -492,7 +496,11 @@ impl KeySet {
             .set_name(user.name.clone().map(|v| EndUserName::new(v).into()))
             .set_given_name(user.given_name.clone().map(|v| EndUserGivenName::new(v).into()))
             .set_family_name(user.family_name.clone().map(|v| EndUserFamilyName::new(v).into()));
-        let extra = BrokerClaims { roles: user.roles.clone(), groups: user.groups.clone() };
+        let extra = BrokerClaims {
+            roles: user.roles.clone(),
+            groups: user.groups.clone(),
+            sid: input.sid.map(str::to_owned),
+        };
         let claims = BrokerIdTokenClaims::new(
             issuer,
             vec![Audience::new(input.client_id.to_owned())],
@@ -811,6 +819,7 @@ mod tests {
             expires_at: now + Duration::minutes(5),
             acr: None,
             amr: &[],
+            sid: None,
         };
         let jwt = ks.sign_id_token(&input, "access-token-value", Some("the-code")).expect("sign");
 
@@ -888,6 +897,7 @@ mod tests {
             expires_at: now + Duration::minutes(5),
             acr: None,
             amr: &[],
+            sid: None,
         };
         let jwt = ks.sign_id_token(&input, "at", None).expect("sign");
         let payload = b64_json(jwt.split('.').nth(1).expect("payload"));
@@ -916,6 +926,7 @@ mod tests {
             expires_at: now + Duration::minutes(5),
             acr: None,
             amr: &[],
+            sid: None,
         };
         let jwt = ks.sign_id_token(&input, "at", None).expect("sign");
         let body = serde_json::json!({
@@ -1031,6 +1042,7 @@ mod tests {
             expires_at: now + Duration::minutes(5),
             acr: None,
             amr: &[],
+            sid: None,
         };
         let id = ks.sign_id_token(&input, "at", None).expect("sign");
         assert!(ks.verify_access_token(&id, ISS, now).is_err());
@@ -1077,6 +1089,7 @@ mod tests {
             expires_at: now + Duration::minutes(5),
             acr: None,
             amr: &[],
+            sid: None,
         }
     }
 

@@ -10,6 +10,8 @@ use openidconnect::{ClientId, IssuerUrl, Nonce};
 pub struct Hint {
     pub sub: String,
     pub client_id: String,
+    /// The broker session the token was issued in, when it says.
+    pub sid: Option<String>,
 }
 
 /// Verifies an id_token_hint: our signature and issuer. Expiry is not checked: OIDC RP-initiated
@@ -30,7 +32,7 @@ pub fn verify_hint(keys: &KeySet, issuer: &str, hint: &str) -> Result<Hint, Oidc
         [only] => only.to_string(),
         _ => return Err(invalid()),
     };
-    Ok(Hint { sub: claims.subject().to_string(), client_id })
+    Ok(Hint { sub: claims.subject().to_string(), client_id, sid: claims.additional_claims().sid.clone() })
 }
 
 /// The client the logout is for: from the hint, from `client_id`, and they must agree.
@@ -119,7 +121,7 @@ mod tests {
     fn hint_and_client_id_must_agree() {
         let c = client();
         let lookup = |id: &str| (id == "app").then_some(&c);
-        let hint = Hint { sub: "u".into(), client_id: "app".into() };
+        let hint = Hint { sub: "u".into(), client_id: "app".into(), sid: None };
         assert!(logout_client(Some(&hint), Some("app"), lookup).unwrap().is_some());
         assert!(logout_client(Some(&hint), Some("other"), lookup).is_err());
         assert!(logout_client(None, Some("nobody"), lookup).is_err());

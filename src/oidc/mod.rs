@@ -136,4 +136,6 @@ pub struct IdTokenInput<'a> {
     pub acr: Option<&'a str>,
     /// RFC 8176 method references (`pwd`, `mfa`).
     pub amr: &'a [String],
+    /// The broker session the token belongs to (see `BrokerClaims::sid`).
+    pub sid: Option<&'a str>,
 }

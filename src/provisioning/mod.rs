@@ -6,7 +6,7 @@ mod policy;
 
 pub use attributes::{preset, AttributeNames, AttributeOverrides, Vendor};
 pub use policy::{
-    assess, decide, default_mfa_contexts, email_domain_allowed, group_matches, map_profile,
+    assess, decide, default_mfa_contexts, email_domain_allowed, group_matches, looks_like_email, map_profile,
     normalize_domain_rule, roles_from_groups, Assessment, Decision, DenyReason, EmailOwner, Existing, Grant,
     Policy, Profile, ProvisioningMode, RoleSource, Upstream, UpstreamAttribute,
 };

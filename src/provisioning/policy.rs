@@ -35,6 +35,9 @@ pub struct Policy {
     /// claim).
     pub require_mfa: bool,
     pub mfa_contexts: Vec<String>,
+    /// Domains other connections own. A connection without `domains` is not authoritative for
+    /// addresses in them: such an email is stored unverified and neither links nor blocks.
+    pub foreign_domains: Vec<String>,
 }
 
 impl Policy {
@@ -52,6 +55,7 @@ impl Policy {
             vendor,
             require_mfa: false,
             mfa_contexts: default_mfa_contexts(),
+            foreign_domains: Vec::new(),
         }
     }
 }
@@ -200,7 +204,8 @@ pub fn map_profile(names: &AttributeNames, up: &Upstream) -> Profile {
     // it), never a string a downstream app might misread.
     let email = first_value(&names.email, up)
         .or_else(|| Some(up.subject.clone()))
-        .map(|e| e.trim().to_lowercase())
+        // ASCII only: Unicode case folding maps look-alikes (the Kelvin sign) onto ASCII letters.
+        .map(|e| e.trim().to_ascii_lowercase())
         .filter(|e| looks_like_email(e));
     let mut groups: Vec<String> = Vec::new();
     for v in values(&names.groups, up) {
@@ -252,7 +257,7 @@ fn first_value(candidates: &[String], up: &Upstream) -> Option<String> {
     values(candidates, up).first().map(|v| v.to_string())
 }
 
-fn looks_like_email(s: &str) -> bool {
+pub fn looks_like_email(s: &str) -> bool {
     let Some((local, domain)) = s.split_once('@') else { return false };
     !local.is_empty()
         && !domain.contains('@')
@@ -341,6 +346,9 @@ pub struct Assessment {
     pub acr: Option<String>,
     /// RFC 8176 method references derived from the assertion.
     pub amr: Vec<String>,
+    /// This connection may vouch for the email (its own domain, or a domain no other connection
+    /// owns): only then is the address verified, unique, and a key for linking.
+    pub email_authoritative: bool,
 }
 
 const MS_GROUPS_LINK: &str = "http://schemas.microsoft.com/claims/groups.link";
@@ -357,7 +365,7 @@ pub fn assess(policy: &Policy, up: &Upstream) -> Result<Assessment, DenyReason> 
             .ok_or(DenyReason::SubjectMissing)?,
         None => {
             // A transient NameID changes every login: keyed on it, every login would be a new user.
-            if up.name_id_format.as_deref() == Some(NAMEID_TRANSIENT) {
+            if up.name_id_format.as_deref().map(str::trim) == Some(NAMEID_TRANSIENT) {
                 return Err(DenyReason::TransientNameId);
             }
             up.subject.trim().to_string()
@@ -386,7 +394,20 @@ pub fn assess(policy: &Policy, up: &Upstream) -> Result<Assessment, DenyReason> 
     if mfa {
         amr.push("mfa".to_string());
     }
-    Ok(Assessment { subject, profile, all_groups, groups_overage, acr: up.authn_context.clone(), amr })
+    let email_authoritative = match &profile.email {
+        None => false,
+        Some(e) if !policy.domains.is_empty() => email_domain_allowed(e, &policy.domains),
+        Some(e) => policy.foreign_domains.is_empty() || !email_domain_allowed(e, &policy.foreign_domains),
+    };
+    Ok(Assessment {
+        subject,
+        profile,
+        all_groups,
+        groups_overage,
+        acr: up.authn_context.clone(),
+        amr,
+        email_authoritative,
+    })
 }
 
 /// Who already holds the asserted email (looked up for a new subject, or when a known user's
@@ -394,6 +415,8 @@ pub fn assess(policy: &Policy, up: &Upstream) -> Result<Assessment, DenyReason> 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EmailOwner {
     pub user_id: String,
+    /// The holder is a pre-created account (no identity yet) rather than a verified one.
+    pub pre_created: bool,
     /// The owner already has an identity on this connection (then this is another person, or
     /// a re-keyed account: never link).
     pub linked_here: bool,
@@ -606,11 +629,12 @@ mod tests {
             groups_overage: false,
             acr: None,
             amr: vec![],
+            email_authoritative: true,
         }
     }
 
     fn owner(linked_here: bool) -> EmailOwner {
-        EmailOwner { user_id: "u1".into(), linked_here }
+        EmailOwner { user_id: "u1".into(), pre_created: false, linked_here }
     }
 
     #[test]

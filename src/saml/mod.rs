@@ -190,5 +190,12 @@ impl SamlError {
 }
 
 pub(crate) fn reject(reason: Reason, detail: impl Into<String>) -> SamlError {
-    SamlError::Rejected { reason, detail: detail.into() }
+    // Details quote attacker-controlled text (unsigned status values, parser messages): escape
+    // control characters so nothing can forge a log line or a report line.
+    let detail: String = detail
+        .into()
+        .chars()
+        .map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() })
+        .collect();
+    SamlError::Rejected { reason, detail }
 }

@@ -170,3 +170,23 @@ pub fn rotate_key(
         Ok(kids)
     })
 }
+
+/// Revokes the grants and refresh tokens issued in a session, except `offline_access` ones.
+pub fn revoke_session_grants(conn: &mut DbConnection, session_id: &str) -> QueryResult<()> {
+    use super::schema::refresh_tokens;
+    diesel::update(
+        auth_grants::table
+            .filter(auth_grants::session_id.eq(session_id))
+            .filter(diesel::dsl::not(auth_grants::scope.like("%offline_access%"))),
+    )
+    .set(auth_grants::revoked.eq(true))
+    .execute(conn)?;
+    diesel::update(
+        refresh_tokens::table
+            .filter(refresh_tokens::session_id.eq(session_id))
+            .filter(diesel::dsl::not(refresh_tokens::scope.like("%offline_access%"))),
+    )
+    .set(refresh_tokens::revoked.eq(true))
+    .execute(conn)?;
+    Ok(())
+}

@@ -41,6 +41,7 @@ pub struct NewUser<'a> {
 #[diesel(table_name = users, treat_none_as_null = true)]
 pub struct ProfileUpdate<'a> {
     pub email: Option<&'a str>,
+    pub email_verified: bool,
     pub given_name: Option<&'a str>,
     pub family_name: Option<&'a str>,
     pub display_name: Option<&'a str>,
@@ -96,6 +97,29 @@ pub fn by_id(conn: &mut DbConnection, id: &str) -> QueryResult<Option<User>> {
 /// The id of a user already holding `email` (stored lowercased).
 pub fn id_by_email(conn: &mut DbConnection, email: &str) -> QueryResult<Option<String>> {
     users::table.filter(users::email.eq(email)).select(users::id).first(conn).optional()
+}
+
+/// The account that holds `email` as its own: the one with it verified, or else one an admin
+/// pre-created (no identity yet). Unverified addresses from other logins claim nothing.
+pub fn email_holder(conn: &mut DbConnection, email: &str) -> QueryResult<Option<(String, bool)>> {
+    let candidates: Vec<(String, bool)> = users::table
+        .filter(users::email.eq(email))
+        .select((users::id, users::email_verified))
+        .order(users::email_verified.desc())
+        .load(conn)?;
+    for (id, verified) in candidates {
+        if verified {
+            return Ok(Some((id, true)));
+        }
+        let identities: i64 = federated_identities::table
+            .filter(federated_identities::user_id.eq(&id))
+            .count()
+            .get_result(conn)?;
+        if identities == 0 {
+            return Ok(Some((id, false)));
+        }
+    }
+    Ok(None)
 }
 
 pub fn count(conn: &mut DbConnection) -> QueryResult<i64> {

@@ -7,11 +7,14 @@
 //   node interop.mjs login --base B --connection ID --key K --cert C --entity-id E --sso-url U
 //       --client-id I --client-secret S --redirect-uri R --email M --first F --last L
 //       [--groups G1,G2] [--sign assertion|both] [--tamper] [--pause-before-acs]
+//       [--refresh-and-logout --post-logout-redirect-uri P]
 //       One SP-initiated login: discovery → /authorize → samlify answers the AuthnRequest →
 //       ACS → code → token (PKCE, client_secret_basic) → ID token verified against JWKS →
 //       userinfo. With --tamper the signed response is altered and only the ACS status is
 //       reported. With --pause-before-acs the script prints {"stage":"at_acs"} and waits for
 //       a line on stdin, so the caller can snapshot the database right before the ACS post.
+//       With --refresh-and-logout the login goes on: refresh grant (rotation, new tokens
+//       verified), replay of the used refresh token, then RP-initiated logout to P.
 
 import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
@@ -61,6 +64,8 @@ const { values: opt, positionals } = parseArgs({
     sign: { type: 'string', default: 'assertion' },
     tamper: { type: 'boolean', default: false },
     'pause-before-acs': { type: 'boolean', default: false },
+    'refresh-and-logout': { type: 'boolean', default: false },
+    'post-logout-redirect-uri': { type: 'string' },
   },
 });
 
@@ -70,6 +75,8 @@ function need(name) {
   if (!opt[name]) throw new Error(`missing --${name}`);
   return opt[name];
 }
+
+const SCOPE = 'openid email profile offline_access';
 
 const xmlEscape = (s) =>
   String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
@@ -142,20 +149,129 @@ function fillTemplate(idp, sp, requestInfo, nameId, attributes) {
 
 /** A browser's cookie jar for the one broker origin: enough for its session cookie. */
 class Browser {
-  constructor() {
-    this.cookies = new Map();
+  constructor(cookies = new Map()) {
+    this.cookies = new Map(cookies);
   }
   async fetch(url, init = {}) {
     const headers = new Headers(init.headers || {});
     if (this.cookies.size) headers.set('cookie', [...this.cookies].map(([k, v]) => `${k}=${v}`).join('; '));
     const res = await fetch(url, { ...init, headers, redirect: 'manual' });
     for (const c of res.headers.getSetCookie()) {
-      const [pair] = c.split(';');
+      const [pair, ...attrs] = c.split(';');
       const eq = pair.indexOf('=');
-      this.cookies.set(pair.slice(0, eq).trim(), pair.slice(eq + 1).trim());
+      const name = pair.slice(0, eq).trim();
+      // A removal (Max-Age=0 or an Expires in the past) deletes the cookie, as a browser does.
+      const removed = attrs.some((a) => {
+        const [k, v = ''] = a.split('=').map((x) => x.trim());
+        return (/^max-age$/i.test(k) && Number(v) <= 0) || (/^expires$/i.test(k) && Date.parse(v) <= Date.now());
+      });
+      if (removed) this.cookies.delete(name);
+      else this.cookies.set(name, pair.slice(eq + 1).trim());
     }
     return res;
   }
+}
+
+/** Where a 302 points: 'idp' (the SAML SSO URL), 'app' (the redirect URI), or the URL itself. */
+function redirectTarget(res, redirectUri) {
+  if (res.status !== 302) return `status ${res.status}`;
+  const to = new URL(res.headers.get('location'));
+  const at = `${to.origin}${to.pathname}`;
+  if (at === need('sso-url')) return 'idp';
+  if (at === redirectUri) return to.searchParams.has('code') ? 'app' : `app without code: ${to}`;
+  return to.toString();
+}
+
+/** A fresh authorization request of this RP (new state, nonce and PKCE verifier). */
+async function freshAuthorizationUrl(config, redirectUri) {
+  return oidc.buildAuthorizationUrl(config, {
+    redirect_uri: redirectUri,
+    scope: SCOPE,
+    code_challenge: await oidc.calculatePKCECodeChallenge(oidc.randomPKCECodeVerifier()),
+    code_challenge_method: 'S256',
+    state: oidc.randomState(),
+    nonce: oidc.randomNonce(),
+  });
+}
+
+/** The OAuth error openid-client raised for a refused call (e.g. invalid_grant), or why not. */
+async function oauthError(call) {
+  try {
+    await call();
+  } catch (e) {
+    if (e instanceof oidc.ResponseBodyError) return e.error;
+    if (e instanceof oidc.WWWAuthenticateChallengeError) return e.cause?.[0]?.parameters?.error ?? 'challenge without error';
+    throw e;
+  }
+  return 'accepted';
+}
+
+/**
+ * After a login: the refresh grant, replay of the used refresh token, RP-initiated logout.
+ * Everything that can fail a strict RP is left to openid-client; what it reports comes back
+ * to the Rust test.
+ */
+async function refreshAndLogout(config, browser, tokens, redirectUri) {
+  const claims = tokens.claims();
+  // Refresh: openid-client checks the new ID token as it did the first (signature via JWKS,
+  // iss, aud, exp, iat). OIDC Core §12.2: iss, sub, aud and auth_time stay those of the login.
+  const refreshed = await oidc.refreshTokenGrant(config, tokens.refresh_token);
+  const again = refreshed.claims();
+  if (!again) throw new Error('refresh: no ID token');
+  for (const k of ['iss', 'sub', 'aud', 'auth_time']) {
+    if (JSON.stringify(again[k]) !== JSON.stringify(claims[k])) throw new Error(`refreshed ID token changed ${k}: ${again[k]} vs ${claims[k]}`);
+  }
+  const info = await oidc.fetchUserInfo(config, refreshed.access_token, claims.sub);
+
+  // Replay: the used refresh token again, as a thief would. The broker must refuse it and
+  // end the family: the rotated refresh token and its access token die with it.
+  const replay = await oauthError(() => oidc.refreshTokenGrant(config, tokens.refresh_token));
+  const rotatedAfter = await oauthError(() => oidc.refreshTokenGrant(config, refreshed.refresh_token));
+  const userinfoAfter = await oauthError(() => oidc.fetchUserInfo(config, refreshed.access_token, claims.sub));
+
+  // The broker session still lets a new authorization through without the IdP (SSO) ...
+  const sso = redirectTarget(await browser.fetch(await freshAuthorizationUrl(config, redirectUri)), redirectUri);
+
+  // ... until RP-initiated logout with the refreshed ID token as the hint.
+  const postLogout = need('post-logout-redirect-uri');
+  const logoutState = oidc.randomState();
+  const endSession = oidc.buildEndSessionUrl(config, {
+    id_token_hint: refreshed.id_token,
+    post_logout_redirect_uri: postLogout,
+    state: logoutState,
+  });
+  const before = new Map(browser.cookies);
+  const bye = await browser.fetch(endSession);
+  const location = bye.status === 302 ? new URL(bye.headers.get('location')) : null;
+  // The session is gone on the broker's side too: the cookies from before the logout, sent
+  // again (a browser that kept them, or a copy), now lead to the IdP.
+  const afterLogout = redirectTarget(
+    await new Browser(before).fetch(await freshAuthorizationUrl(config, redirectUri)),
+    redirectUri,
+  );
+  return {
+    end_session_endpoint: config.serverMetadata().end_session_endpoint,
+    refresh: {
+      rotated: Boolean(refreshed.refresh_token) && refreshed.refresh_token !== tokens.refresh_token,
+      new_access_token: refreshed.access_token !== tokens.access_token,
+      new_id_token: refreshed.id_token !== tokens.id_token,
+      sub: again.sub,
+      nonce: again.nonce ?? null,
+      userinfo_sub: info.sub,
+      userinfo_email: info.email,
+    },
+    replay_error: replay,
+    rotated_after_replay: rotatedAfter,
+    userinfo_after_replay: userinfoAfter,
+    sso_before_logout: sso,
+    logout: {
+      status: bye.status,
+      location: location && `${location.origin}${location.pathname}`,
+      state_ok: location?.searchParams.get('state') === logoutState,
+      cleared: [...before.keys()].filter((k) => !browser.cookies.has(k)),
+    },
+    after_logout: afterLogout,
+  };
 }
 
 function waitForLine() {
@@ -194,7 +310,7 @@ async function login() {
   const nonce = oidc.randomNonce();
   const authUrl = oidc.buildAuthorizationUrl(config, {
     redirect_uri: redirectUri,
-    scope: 'openid email profile',
+    scope: SCOPE,
     code_challenge: await oidc.calculatePKCECodeChallenge(verifier),
     code_challenge_method: 'S256',
     state,
@@ -289,6 +405,7 @@ async function login() {
   const claims = tokens.claims();
   const info = await oidc.fetchUserInfo(config, tokens.access_token, claims.sub);
   const header = JSON.parse(Buffer.from(tokens.id_token.split('.')[0], 'base64url').toString('utf8'));
+  const lifecycle = opt['refresh-and-logout'] ? await refreshAndLogout(config, browser, tokens, redirectUri) : null;
   return {
     sub: claims.sub,
     email: claims.email,
@@ -301,7 +418,10 @@ async function login() {
     id_token_alg: header.alg,
     id_token_kid: header.kid,
     token_type: tokens.token_type,
+    scope: tokens.scope,
+    refresh_token: Boolean(tokens.refresh_token),
     userinfo: info,
+    lifecycle,
   };
 }
 

@@ -231,3 +231,51 @@ async fn racing_same_email(b: Backend) -> TestResult {
     Ok(())
 }
 both_backends!(racing_subjects_one_email_one_account, racing_same_email);
+
+async fn no_takeover_through_a_second_connection(b: Backend) -> TestResult {
+    // A connection without `domains` asserting an address another connection owns: stored
+    // unverified, it neither locks the real owner out nor gets linked to them.
+    let app = app(b)
+        .with_config(|c| {
+            c.connections[0].link_by_email = true;
+            let mut partner = c.connections[0].clone();
+            partner.id = "partner".into();
+            partner.domains = vec![];
+            partner.link_by_email = false;
+            c.connections.push(partner);
+        })
+        .start()
+        .await?;
+    let partner_acs = format!("{}/saml/partner/acs", app.base);
+    let partner_sp = app.cfg.connection("partner").ok_or("partner")?.sp.clone();
+    // The attacker signs in at `partner` as victim@example.com.
+    let at = app.authorize(&app.auth_url(&[("idp_hint", "partner")])).await?;
+    let spec = ssobroker::devidp::ResponseSpec::new(&app.idp, &partner_sp.entity_id, &partner_acs, Some(&at.request_id), "attacker-1", app.now())
+        .with_attribute("email", &["victim@example.com"])
+        .with_attribute("groups", &["IT-Admins"]);
+    let resp = app
+        .browser
+        .post(&partner_acs)
+        .form(&[("SAMLResponse", app.idp.sign_response_b64(&spec)?), ("RelayState", at.relay_state.clone())])
+        .send()
+        .await?;
+    assert_eq!(resp.status(), 302);
+    let mut c = app.pool.get()?;
+    let attacker = users::by_identity(&mut c, "partner", "attacker-1")?.ok_or("attacker account")?;
+    assert!(!attacker.email_verified, "partner is not authoritative for example.com");
+    drop(c);
+    // The real victim at the connection that owns example.com gets their own, verified account.
+    let mut app = app;
+    app.new_browser()?;
+    let at = app.authorize(&app.auth_url(&[("idp_hint", CONNECTION)])).await?;
+    let mut spec = app.response(Some(&at.request_id), "victim@example.com", &[]);
+    spec.name_id = "victim-1".into();
+    let r = app.post_signed(&spec, Some(&at.relay_state)).await?;
+    assert_eq!(r.status(), 302, "not locked out");
+    let mut c = app.pool.get()?;
+    let victim = users::by_identity(&mut c, CONNECTION, "victim-1")?.ok_or("victim account")?;
+    assert_ne!(victim.id, attacker.id, "never linked to the attacker's account");
+    assert!(victim.email_verified);
+    Ok(())
+}
+both_backends!(second_connection_cannot_claim_an_owned_address, no_takeover_through_a_second_connection);

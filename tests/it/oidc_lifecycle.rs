@@ -169,3 +169,49 @@ async fn idle_session_needs_the_idp_again() -> TestResult {
     assert!(r.headers()["location"].to_str()?.starts_with("https://idp.test/sso"), "idle too long");
     Ok(())
 }
+
+async fn refresh_rechecks_roles(b: Backend) -> TestResult {
+    let app = app(b).with_config(|c| c.clients[0].allowed_roles = vec!["admin".into()]).start().await?;
+    let url = app.auth_url(&[]).replace("scope=openid+email+profile", "scope=openid+offline_access");
+    let at = app.authorize(&url).await?;
+    let q = redirect_query(app.post_signed(&app.response(Some(&at.request_id), "ada@example.com", &["IT-Admins"]), Some(&at.relay_state)).await?).await?;
+    let t: Value = app.token(&q["code"]).await?.json().await?;
+    // The IdP drops the group; the next login re-syncs the roles.
+    let mut app = app;
+    app.new_browser()?;
+    let q = app.login_code("ada@example.com", &[]).await?;
+    assert_eq!(q.get("error").map(String::as_str), Some("access_denied"));
+    let r = refresh_with(&app, (CLIENT_ID, Some(CLIENT_SECRET)), &s(&t, "refresh_token")?).await?;
+    assert_eq!(r.json::<Value>().await?["error"], "invalid_grant", "roles are checked again at refresh");
+    assert_eq!(userinfo_status(&app, &s(&t, "access_token")?).await?, 401, "and the family is revoked");
+    Ok(())
+}
+both_backends!(refresh_rechecks_client_roles, refresh_rechecks_roles);
+
+#[actix_web::test]
+async fn logout_ends_what_the_session_issued() -> TestResult {
+    let app = app(Backend::Sqlite).with_config(|c| c.clients[0].issue_refresh_token = true).start().await?;
+    let q = app.login_code("ada@example.com", &[]).await?;
+    let t: Value = app.token(&q["code"]).await?.json().await?;
+    let refresh = s(&t, "refresh_token")?;
+    let hint = s(&t, "id_token")?;
+    let r = app.browser.get(format!("{}/logout?id_token_hint={hint}", app.base)).send().await?;
+    assert_eq!(r.status(), 200, "logged-out page");
+    let r = refresh_with(&app, (CLIENT_ID, Some(CLIENT_SECRET)), &refresh).await?;
+    assert_eq!(r.json::<Value>().await?["error"], "invalid_grant", "a session-bound refresh token ends with the session");
+    assert_eq!(userinfo_status(&app, &s(&t, "access_token")?).await?, 401);
+    Ok(())
+}
+
+#[actix_web::test]
+async fn an_old_hint_does_not_end_a_new_session_unasked() -> TestResult {
+    let mut app = app(Backend::Sqlite).start().await?;
+    let q = app.login_code("ada@example.com", &[]).await?;
+    let old_hint = s(&app.token(&q["code"]).await?.json::<Value>().await?, "id_token")?;
+    app.new_browser()?;
+    app.login_code("ada@example.com", &[]).await?;
+    let page = app.browser.get(format!("{}/logout?id_token_hint={old_hint}", app.base)).send().await?.text().await?;
+    assert!(page.contains("name=\"confirm\""), "a hint from another session needs the user's confirmation");
+    assert!(redirect_query(app.browser.get(app.auth_url(&[])).send().await?).await?.contains_key("code"), "session intact");
+    Ok(())
+}

@@ -13,8 +13,10 @@ CREATE TABLE users (
     updated_at BIGINT NOT NULL,
     last_login_at BIGINT
 );
--- One account per address (stored lowercased): a second subject never shares a verified email.
-CREATE UNIQUE INDEX users_email ON users (email);
+-- One account per verified address (stored lowercased). An address a connection is not
+-- authoritative for is stored unverified and claims nothing.
+CREATE UNIQUE INDEX users_email_verified ON users (email) WHERE email_verified;
+CREATE INDEX users_email ON users (email);
 
 CREATE TABLE federated_identities (
     connection_id TEXT NOT NULL,

@@ -838,6 +838,11 @@ fn write_table(
     Ok(())
 }
 
+/// Control characters (newlines, ESC) escaped for terminal output.
+fn printable(s: &str) -> String {
+    s.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -877,8 +882,3 @@ mod tests {
     }
 }
 
-/// Control characters (newlines, ESC, bidi overrides are not control but are left visible as
-/// is) escaped for terminal output.
-fn printable(s: &str) -> String {
-    s.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
-}

@@ -881,4 +881,3 @@ mod tests {
         assert_eq!(String::from_utf8(out).unwrap(), "ONE  TWO         THREE\na    long value  x\n");
     }
 }
-

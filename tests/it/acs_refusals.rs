@@ -11,7 +11,9 @@ fn b64(xml: &str) -> String {
 }
 
 /// Starts a real login and returns the app, the IdP-side request and the counts before the ACS.
-async fn started(backend: Backend) -> Result<(TestApp, AtIdp, std::collections::BTreeMap<&'static str, i64>), Box<dyn std::error::Error>> {
+async fn started(
+    backend: Backend,
+) -> Result<(TestApp, AtIdp, std::collections::BTreeMap<&'static str, i64>), Box<dyn std::error::Error>> {
     let app = app(backend).start().await?;
     let at = app.authorize(&app.auth_url(&[])).await?;
     let before = app.counts()?;
@@ -34,7 +36,13 @@ async fn refused_with(
 }
 
 async fn tampered_name_id(b: Backend) -> TestResult {
-    refused_with(b, "signature_invalid", |_, _| {}, |x| x.replace("ada@example.com</saml:NameID>", "admin@example.com</saml:NameID>")).await
+    refused_with(
+        b,
+        "signature_invalid",
+        |_, _| {},
+        |x| x.replace("ada@example.com</saml:NameID>", "admin@example.com</saml:NameID>"),
+    )
+    .await
 }
 both_backends!(tampered_signature, tampered_name_id);
 
@@ -51,34 +59,56 @@ async fn attacker_key(b: Backend) -> TestResult {
 both_backends!(cert_carried_in_message, attacker_key);
 
 async fn comment_in_name_id(b: Backend) -> TestResult {
-    refused_with(b, "signature_policy", |_, _| {}, |x| x.replace("ada@example.com</saml:NameID>", "ada@example.com<!---->.evil.org</saml:NameID>")).await
+    refused_with(
+        b,
+        "signature_policy",
+        |_, _| {},
+        |x| x.replace("ada@example.com</saml:NameID>", "ada@example.com<!---->.evil.org</saml:NameID>"),
+    )
+    .await
 }
 both_backends!(comment_inside_name_id, comment_in_name_id);
 
 async fn two_assertions(b: Backend) -> TestResult {
-    refused_with(b, "multiple_assertions", |_, _| {}, |x| {
-        // A second, unsigned assertion appended after the signed one.
-        let start = x.find("<saml:Assertion").unwrap_or(0);
-        let end = x.find("</saml:Assertion>").map(|e| e + "</saml:Assertion>".len()).unwrap_or(0);
-        let evil = x[start..end].replace("ada@example.com", "admin@example.com").replace("ID=\"", "ID=\"evil");
-        x.replacen("</samlp:Response>", &format!("{evil}</samlp:Response>"), 1)
-    })
+    refused_with(
+        b,
+        "multiple_assertions",
+        |_, _| {},
+        |x| {
+            // A second, unsigned assertion appended after the signed one.
+            let start = x.find("<saml:Assertion").unwrap_or(0);
+            let end = x.find("</saml:Assertion>").map(|e| e + "</saml:Assertion>".len()).unwrap_or(0);
+            let evil =
+                x[start..end].replace("ada@example.com", "admin@example.com").replace("ID=\"", "ID=\"evil");
+            x.replacen("</samlp:Response>", &format!("{evil}</samlp:Response>"), 1)
+        },
+    )
     .await
 }
 both_backends!(two_assertions_refused, two_assertions);
 
 async fn dtd(b: Backend) -> TestResult {
-    refused_with(b, "dtd_forbidden", |_, _| {}, |x| {
-        let body = x.trim_start_matches(|c| c != '<').to_string();
-        let body = if body.starts_with("<?xml") { body[body.find("?>").map(|i| i + 2).unwrap_or(0)..].to_string() } else { body };
-        format!("<!DOCTYPE r [<!ENTITY e SYSTEM \"http://127.0.0.1:9/canary\">]>{body}")
-    })
+    refused_with(
+        b,
+        "dtd_forbidden",
+        |_, _| {},
+        |x| {
+            let body = x.trim_start_matches(|c| c != '<').to_string();
+            let body = if body.starts_with("<?xml") {
+                body[body.find("?>").map(|i| i + 2).unwrap_or(0)..].to_string()
+            } else {
+                body
+            };
+            format!("<!DOCTYPE r [<!ENTITY e SYSTEM \"http://127.0.0.1:9/canary\">]>{body}")
+        },
+    )
     .await
 }
 both_backends!(doctype_refused, dtd);
 
 async fn wrong_audience(b: Backend) -> TestResult {
-    refused_with(b, "audience_mismatch", |s, _| s.audience = Some("https://other-sp.example".into()), |x| x).await
+    refused_with(b, "audience_mismatch", |s, _| s.audience = Some("https://other-sp.example".into()), |x| x)
+        .await
 }
 both_backends!(wrong_audience_refused, wrong_audience);
 
@@ -88,16 +118,27 @@ async fn no_audience(b: Backend) -> TestResult {
 both_backends!(missing_audience_refused, no_audience);
 
 async fn wrong_recipient(b: Backend) -> TestResult {
-    refused_with(b, "recipient_mismatch", |s, _| {
-        s.recipient = "https://evil.example/acs".into();
-        s.destination = None;
-    }, |x| x)
+    refused_with(
+        b,
+        "recipient_mismatch",
+        |s, _| {
+            s.recipient = "https://evil.example/acs".into();
+            s.destination = None;
+        },
+        |x| x,
+    )
     .await
 }
 both_backends!(wrong_recipient_refused, wrong_recipient);
 
 async fn wrong_destination(b: Backend) -> TestResult {
-    refused_with(b, "destination_mismatch", |s, _| s.destination = Some("https://evil.example/acs".into()), |x| x).await
+    refused_with(
+        b,
+        "destination_mismatch",
+        |s, _| s.destination = Some("https://evil.example/acs".into()),
+        |x| x,
+    )
+    .await
 }
 both_backends!(wrong_destination_refused, wrong_destination);
 
@@ -107,21 +148,31 @@ async fn wrong_issuer(b: Backend) -> TestResult {
 both_backends!(wrong_issuer_refused, wrong_issuer);
 
 async fn expired(b: Backend) -> TestResult {
-    refused_with(b, "expired", |s, app| {
-        // Beyond the 2-minute skew.
-        s.issue_instant = app.now() - chrono::Duration::minutes(10);
-        s.not_before = Some(app.now() - chrono::Duration::minutes(10));
-        s.not_on_or_after = Some(app.now() - chrono::Duration::minutes(3));
-    }, |x| x)
+    refused_with(
+        b,
+        "expired",
+        |s, app| {
+            // Beyond the 2-minute skew.
+            s.issue_instant = app.now() - chrono::Duration::minutes(10);
+            s.not_before = Some(app.now() - chrono::Duration::minutes(10));
+            s.not_on_or_after = Some(app.now() - chrono::Duration::minutes(3));
+        },
+        |x| x,
+    )
     .await
 }
 both_backends!(expired_refused, expired);
 
 async fn not_yet_valid(b: Backend) -> TestResult {
-    refused_with(b, "not_yet_valid", |s, app| {
-        s.not_before = Some(app.now() + chrono::Duration::minutes(3));
-        s.not_on_or_after = Some(app.now() + chrono::Duration::minutes(8));
-    }, |x| x)
+    refused_with(
+        b,
+        "not_yet_valid",
+        |s, app| {
+            s.not_before = Some(app.now() + chrono::Duration::minutes(3));
+            s.not_on_or_after = Some(app.now() + chrono::Duration::minutes(8));
+        },
+        |x| x,
+    )
     .await
 }
 both_backends!(not_yet_valid_refused, not_yet_valid);
@@ -144,10 +195,15 @@ async fn sha1(b: Backend) -> TestResult {
 both_backends!(sha1_refused_by_default, sha1);
 
 async fn failed_status(b: Backend) -> TestResult {
-    refused_with(b, "status_not_success", |s, _| {
-        s.status = "urn:oasis:names:tc:SAML:2.0:status:Responder".into();
-        s.sign = ssobroker::devidp::SignMode::Response;
-    }, |x| x)
+    refused_with(
+        b,
+        "status_not_success",
+        |s, _| {
+            s.status = "urn:oasis:names:tc:SAML:2.0:status:Responder".into();
+            s.sign = ssobroker::devidp::SignMode::Response;
+        },
+        |x| x,
+    )
     .await
 }
 both_backends!(non_success_status_refused, failed_status);
@@ -183,7 +239,9 @@ async fn relay_state_swapped(b: Backend) -> TestResult {
     let (app, at, _) = started(b).await?;
     let other = app.authorize(&app.auth_url(&[])).await?;
     let before = app.counts()?;
-    let resp = app.post_signed(&app.response(Some(&at.request_id), "ada@example.com", &[]), Some(&other.relay_state)).await?;
+    let resp = app
+        .post_signed(&app.response(Some(&at.request_id), "ada@example.com", &[]), Some(&other.relay_state))
+        .await?;
     assert_refused(&app, resp, &before, "relay_state_mismatch").await
 }
 both_backends!(relay_state_must_match_request, relay_state_swapped);
@@ -197,7 +255,12 @@ both_backends!(unsolicited_refused, unsolicited);
 
 async fn domain_look_alike(b: Backend) -> TestResult {
     let (app, at, before) = started(b).await?;
-    let resp = app.post_signed(&app.response(Some(&at.request_id), "ada@example.com.evil.org", &[]), Some(&at.relay_state)).await?;
+    let resp = app
+        .post_signed(
+            &app.response(Some(&at.request_id), "ada@example.com.evil.org", &[]),
+            Some(&at.relay_state),
+        )
+        .await?;
     assert_refused(&app, resp, &before, "domain_not_allowed").await
 }
 both_backends!(domain_look_alike_refused, domain_look_alike);
@@ -205,7 +268,9 @@ both_backends!(domain_look_alike_refused, domain_look_alike);
 async fn login_expired(b: Backend) -> TestResult {
     let (app, at, before) = started(b).await?;
     app.clock.advance(chrono::Duration::minutes(11));
-    let resp = app.post_signed(&app.response(Some(&at.request_id), "ada@example.com", &[]), Some(&at.relay_state)).await?;
+    let resp = app
+        .post_signed(&app.response(Some(&at.request_id), "ada@example.com", &[]), Some(&at.relay_state))
+        .await?;
     assert_refused(&app, resp, &before, "login_expired").await
 }
 both_backends!(stale_login_transaction_refused, login_expired);
@@ -226,7 +291,11 @@ async fn garbage_inputs_refused() -> TestResult {
     // Oversized body: refused before any parsing.
     let big = "A".repeat(600 * 1024);
     let resp = app.post_acs(&big, Some(&at.relay_state)).await?;
-    assert!(resp.status() == 400 || resp.status() == 403 || resp.status() == 413, "oversized body got {}", resp.status());
+    assert!(
+        resp.status() == 400 || resp.status() == 403 || resp.status() == 413,
+        "oversized body got {}",
+        resp.status()
+    );
     // The worker is still healthy.
     assert_eq!(reqwest::get(format!("{}/healthz", app.base)).await?.status(), 200);
     Ok(())

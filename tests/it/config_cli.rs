@@ -81,12 +81,18 @@ fn metadata_without_signing_cert_refused() -> TestResult {
     let idp = ssobroker::devidp::DevIdp::generate("https://idp.test/metadata", "https://idp.test/sso")?;
     // Marking the only key as an encryption key leaves no signing certificate (samael would
     // then verify nothing at all).
-    std::fs::write(dir.path().join("idp.xml"), idp.metadata_xml().replace("use=\"signing\"", "use=\"encryption\""))?;
+    std::fs::write(
+        dir.path().join("idp.xml"),
+        idp.metadata_xml().replace("use=\"signing\"", "use=\"encryption\""),
+    )?;
     let p = write(dir.path(), "ssobroker.toml", GOOD)?;
     let out = bin().args(["check-config", "--config"]).arg(&p).output()?;
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("connections[0].metadata_file") && stderr.contains("signing certificate"), "{stderr}");
+    assert!(
+        stderr.contains("connections[0].metadata_file") && stderr.contains("signing certificate"),
+        "{stderr}"
+    );
     Ok(())
 }
 
@@ -95,13 +101,24 @@ fn environment_overrides_file() -> TestResult {
     let dir = tempfile::tempdir()?;
     with_idp(dir.path())?;
     let p = write(dir.path(), "ssobroker.toml", GOOD)?;
-    let out = bin().args(["check-config", "--config"]).arg(&p).env("SSOBROKER_ISSUER", "https://sso.example.com").output()?;
+    let out = bin()
+        .args(["check-config", "--config"])
+        .arg(&p)
+        .env("SSOBROKER_ISSUER", "https://sso.example.com")
+        .output()?;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("https://sso.example.com/saml/okta/acs"));
-    let out = bin().args(["check-config", "--config"]).arg(&p).env("SSOBROKER_LISTEN", "not-an-address").output()?;
+    let out = bin()
+        .args(["check-config", "--config"])
+        .arg(&p)
+        .env("SSOBROKER_LISTEN", "not-an-address")
+        .output()?;
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("environment (SSOBROKER_LISTEN): listen"), "the variable, not the file, is blamed: {stderr}");
+    assert!(
+        stderr.contains("environment (SSOBROKER_LISTEN): listen"),
+        "the variable, not the file, is blamed: {stderr}"
+    );
     Ok(())
 }
 
@@ -125,7 +142,11 @@ fn placeholder_secret_hash_refused() -> TestResult {
 #[test]
 fn hashed_secret_from_the_cli_is_accepted() -> TestResult {
     use std::io::Write;
-    let mut child = bin().arg("hash-secret").stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn()?;
+    let mut child = bin()
+        .arg("hash-secret")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
     child.stdin.take().ok_or("stdin")?.write_all(b"a-long-enough-client-secret\n")?;
     let out = child.wait_with_output()?;
     assert!(out.status.success());
@@ -133,7 +154,8 @@ fn hashed_secret_from_the_cli_is_accepted() -> TestResult {
     assert!(hash.starts_with("$argon2id$"));
     let dir = tempfile::tempdir()?;
     with_idp(dir.path())?;
-    let body = GOOD.replace("client_secret = \"0123456789abcdef0123\"", &format!("client_secret_hash = \"{hash}\""));
+    let body =
+        GOOD.replace("client_secret = \"0123456789abcdef0123\"", &format!("client_secret_hash = \"{hash}\""));
     let p = write(dir.path(), "ssobroker.toml", &body)?;
     let out = bin().args(["check-config", "--config"]).arg(&p).output()?;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

@@ -76,7 +76,8 @@ async fn demo_login_end_to_end() -> TestResult {
             .spawn()?,
     );
     let base = format!("http://{listen}");
-    let browser = reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build()?;
+    let browser =
+        reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build()?;
     let mut up = false;
     for _ in 0..100 {
         if browser.get(format!("{base}/healthz")).send().await.is_ok_and(|r| r.status() == 200) {

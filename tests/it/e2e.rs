@@ -17,11 +17,20 @@ fn rp_http() -> Result<reqwest::Client, reqwest::Error> {
 }
 
 /// One full login through the real RP; returns (sub, roles, email).
-async fn rp_login(app: &TestApp, email: &str, groups: &[&str], sign: SignMode) -> Result<(String, Vec<String>, Option<String>), Box<dyn std::error::Error>> {
+async fn rp_login(
+    app: &TestApp,
+    email: &str,
+    groups: &[&str],
+    sign: SignMode,
+) -> Result<(String, Vec<String>, Option<String>), Box<dyn std::error::Error>> {
     let http = rp_http()?;
     let meta = CoreProviderMetadata::discover_async(IssuerUrl::new(app.base.clone())?, &http).await?;
-    let client = CoreClient::from_provider_metadata(meta, ClientId::new(CLIENT_ID.into()), Some(ClientSecret::new(CLIENT_SECRET.into())))
-        .set_redirect_uri(RedirectUrl::new(REDIRECT_URI.into())?);
+    let client = CoreClient::from_provider_metadata(
+        meta,
+        ClientId::new(CLIENT_ID.into()),
+        Some(ClientSecret::new(CLIENT_SECRET.into())),
+    )
+    .set_redirect_uri(RedirectUrl::new(REDIRECT_URI.into())?);
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
     let (auth_url, csrf, nonce) = client
         .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
@@ -36,7 +45,11 @@ async fn rp_login(app: &TestApp, email: &str, groups: &[&str], sign: SignMode) -
     assert_eq!(q.get("state").map(String::as_str), Some(csrf.secret().as_str()));
     assert_eq!(q.get("iss").map(String::as_str), Some(app.base.as_str()));
     let code = q.get("code").ok_or("no code")?;
-    let tokens = client.exchange_code(AuthorizationCode::new(code.clone()))?.set_pkce_verifier(verifier).request_async(&http).await?;
+    let tokens = client
+        .exchange_code(AuthorizationCode::new(code.clone()))?
+        .set_pkce_verifier(verifier)
+        .request_async(&http)
+        .await?;
     let id_token = tokens.id_token().ok_or("no id_token")?;
     // Verified by the library against the broker's JWKS, issuer, audience, nonce and expiry.
     let claims = id_token.claims(&client.id_token_verifier(), &nonce)?;
@@ -49,7 +62,10 @@ async fn rp_login(app: &TestApp, email: &str, groups: &[&str], sign: SignMode) -
     let broker: BrokerIdToken = id_token.to_string().parse()?;
     let broker_claims = broker.claims(&client.id_token_verifier(), &nonce)?;
     let roles = broker_claims.additional_claims().roles.clone();
-    assert_eq!(broker_claims.additional_claims().groups, groups.iter().map(|g| g.to_string()).collect::<Vec<_>>());
+    assert_eq!(
+        broker_claims.additional_claims().groups,
+        groups.iter().map(|g| g.to_string()).collect::<Vec<_>>()
+    );
     let info: openidconnect::core::CoreUserInfoClaims =
         client.user_info(tokens.access_token().clone(), None)?.request_async(&http).await?;
     assert_eq!(info.subject().as_str(), claims.subject().as_str());
@@ -59,7 +75,8 @@ async fn rp_login(app: &TestApp, email: &str, groups: &[&str], sign: SignMode) -
 
 async fn full_login_and_relogin(backend: Backend) -> TestResult {
     let mut app = app(backend).start().await?;
-    let (sub, roles, _) = rp_login(&app, "ada@example.com", &["Engineering", "Everyone"], SignMode::Assertion).await?;
+    let (sub, roles, _) =
+        rp_login(&app, "ada@example.com", &["Engineering", "Everyone"], SignMode::Assertion).await?;
     assert_eq!(roles, vec!["engineer", "user"]);
     let counts = app.counts()?;
     assert_eq!(counts["users"], 1);
@@ -68,13 +85,15 @@ async fn full_login_and_relogin(backend: Backend) -> TestResult {
 
     // The same person again, from a fresh browser (no SSO): same sub, no second user.
     app.new_browser()?;
-    let (sub2, _, _) = rp_login(&app, "ada@example.com", &["Engineering", "Everyone"], SignMode::Response).await?;
+    let (sub2, _, _) =
+        rp_login(&app, "ada@example.com", &["Engineering", "Everyone"], SignMode::Response).await?;
     assert_eq!(sub, sub2);
     assert_eq!(app.counts()?["users"], 1);
     let kinds: Vec<String> = app.audit()?.into_iter().map(|e| e.kind).collect();
     assert_eq!(kinds.iter().filter(|k| *k == "user.provisioned").count(), 1);
     assert_eq!(kinds.iter().filter(|k| *k == "login.succeeded").count(), 2);
-    let provisioned = app.audit()?.into_iter().find(|e| e.kind == "user.provisioned").ok_or("no provisioning row")?;
+    let provisioned =
+        app.audit()?.into_iter().find(|e| e.kind == "user.provisioned").ok_or("no provisioning row")?;
     assert_eq!(provisioned.client_id.as_deref(), Some(CLIENT_ID));
     assert_eq!(provisioned.connection_id.as_deref(), Some(CONNECTION));
     assert!(provisioned.ip.is_some());
@@ -91,7 +110,8 @@ both_backends!(response_and_assertion_signed, both_signed);
 
 async fn group_removed_role_removed(backend: Backend) -> TestResult {
     let mut app = app(backend).start().await?;
-    let (_, roles, _) = rp_login(&app, "ada@example.com", &["Engineering", "IT-Admins"], SignMode::Assertion).await?;
+    let (_, roles, _) =
+        rp_login(&app, "ada@example.com", &["Engineering", "IT-Admins"], SignMode::Assertion).await?;
     assert_eq!(roles, vec!["admin", "engineer", "user"]);
     app.new_browser()?;
     let (_, roles, _) = rp_login(&app, "ada@example.com", &["Engineering"], SignMode::Assertion).await?;
@@ -134,7 +154,11 @@ async fn public_client_pkce(backend: Backend) -> TestResult {
         .set_pkce_challenge(challenge)
         .url();
     let at = app.authorize(auth_url.as_str()).await?;
-    let q = redirect_query(app.post_signed(&app.response(Some(&at.request_id), "eve@example.com", &[]), Some(&at.relay_state)).await?).await?;
+    let q = redirect_query(
+        app.post_signed(&app.response(Some(&at.request_id), "eve@example.com", &[]), Some(&at.relay_state))
+            .await?,
+    )
+    .await?;
     let tokens = client
         .exchange_code(AuthorizationCode::new(q["code"].clone()))?
         .set_pkce_verifier(verifier)
@@ -149,7 +173,8 @@ both_backends!(public_client_with_pkce, public_client_pkce);
 #[actix_web::test]
 async fn discovery_jwks_and_sp_metadata() -> TestResult {
     let app = app(Backend::Sqlite).start().await?;
-    let d: serde_json::Value = reqwest::get(format!("{}/.well-known/openid-configuration", app.base)).await?.json().await?;
+    let d: serde_json::Value =
+        reqwest::get(format!("{}/.well-known/openid-configuration", app.base)).await?.json().await?;
     assert_eq!(d["issuer"], app.base.as_str());
     assert_eq!(d["code_challenge_methods_supported"], serde_json::json!(["S256"]));
     let jwks: serde_json::Value = reqwest::get(format!("{}/jwks", app.base)).await?.json().await?;
@@ -170,7 +195,12 @@ async fn discovery_jwks_and_sp_metadata() -> TestResult {
 async fn post_binding_idp(backend: Backend) -> TestResult {
     // Google Workspace, OneLogin and JumpCloud metadata list only an HTTP-POST sign-on service.
     let app = app(backend)
-        .with_metadata(|xml| xml.replace("urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect", "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST"))
+        .with_metadata(|xml| {
+            xml.replace(
+                "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect",
+                "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST",
+            )
+        })
         .start()
         .await?;
     let resp = app.browser.get(app.auth_url(&[])).send().await?;
@@ -182,12 +212,18 @@ async fn post_binding_idp(backend: Backend) -> TestResult {
         let end = page[start..].find('"')? + start;
         Some(page[start..end].replace("&#x3D;", "=").replace("&#x2F;", "/"))
     };
-    let request = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, field("SAMLRequest").ok_or("no SAMLRequest")?)?;
+    let request = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        field("SAMLRequest").ok_or("no SAMLRequest")?,
+    )?;
     let request = String::from_utf8(request)?;
     let id_start = request.find(" ID=\"").ok_or("no ID")? + 5;
     let request_id = &request[id_start..id_start + request[id_start..].find('"').ok_or("bad ID")?];
     let relay = field("RelayState").ok_or("no RelayState")?;
-    let q = redirect_query(app.post_signed(&app.response(Some(request_id), "gw@example.com", &[]), Some(&relay)).await?).await?;
+    let q = redirect_query(
+        app.post_signed(&app.response(Some(request_id), "gw@example.com", &[]), Some(&relay)).await?,
+    )
+    .await?;
     assert!(q.contains_key("code"));
     Ok(())
 }
@@ -199,10 +235,15 @@ async fn concurrent_first_logins(backend: Backend) -> TestResult {
     let mut posts = Vec::new();
     for _ in 0..20 {
         let at = app.authorize(&app.auth_url(&[])).await?;
-        let b64 = app.idp.sign_response_b64(&app.response(Some(&at.request_id), "rush@example.com", &["Engineering"]))?;
+        let b64 = app.idp.sign_response_b64(&app.response(
+            Some(&at.request_id),
+            "rush@example.com",
+            &["Engineering"],
+        ))?;
         posts.push((b64, at.relay_state));
     }
-    let results = futures_util::future::join_all(posts.iter().map(|(b64, relay)| app.post_acs(b64, Some(relay)))).await;
+    let results =
+        futures_util::future::join_all(posts.iter().map(|(b64, relay)| app.post_acs(b64, Some(relay)))).await;
     for r in results {
         let r = r?;
         assert_eq!(r.status(), 302, "every racer gets its code: {}", r.text().await?);
@@ -231,7 +272,11 @@ async fn login_page_and_home_realm_discovery() -> TestResult {
         .await?;
     // Two connections, no hint: the login page lists both and offers the email field.
     let evil_state = "\"><script>alert(1)</script>";
-    let resp = app.browser.get(app.auth_url(&[]).replace("state=st-1", &format!("state={}", urlencode(evil_state)))).send().await?;
+    let resp = app
+        .browser
+        .get(app.auth_url(&[]).replace("state=st-1", &format!("state={}", urlencode(evil_state))))
+        .send()
+        .await?;
     assert_eq!(resp.status(), 200);
     let page = resp.text().await?;
     assert!(page.contains("Continue with Okta"));
@@ -240,7 +285,10 @@ async fn login_page_and_home_realm_discovery() -> TestResult {
     assert!(page.contains("name=\"login_hint\""));
     assert!(!page.contains("<script>alert(1)"), "request values are escaped");
     // login_hint routes by domain; idp_hint by id; an unknown domain goes back to the page.
-    let to_idp = |resp: reqwest::Response| resp.status() == 302 && resp.headers()["location"].to_str().is_ok_and(|l| l.starts_with("https://idp.test/sso"));
+    let to_idp = |resp: reqwest::Response| {
+        resp.status() == 302
+            && resp.headers()["location"].to_str().is_ok_and(|l| l.starts_with("https://idp.test/sso"))
+    };
     assert!(to_idp(app.browser.get(app.auth_url(&[("login_hint", "Bob@Contoso.com")])).send().await?));
     assert!(to_idp(app.browser.get(app.auth_url(&[("idp_hint", "entra")])).send().await?));
     let unknown = app.browser.get(app.auth_url(&[("login_hint", "bob@elsewhere.org")])).send().await?;
@@ -279,10 +327,20 @@ async fn claims_follow_the_granted_scopes() -> TestResult {
     let app = app(Backend::Sqlite).start().await?;
     let url = app.auth_url(&[]).replace("scope=openid+email+profile", "scope=openid");
     let at = app.authorize(&url).await?;
-    let q = redirect_query(app.post_signed(&app.response(Some(&at.request_id), "ada@example.com", &["Engineering"]), Some(&at.relay_state)).await?).await?;
+    let q = redirect_query(
+        app.post_signed(
+            &app.response(Some(&at.request_id), "ada@example.com", &["Engineering"]),
+            Some(&at.relay_state),
+        )
+        .await?,
+    )
+    .await?;
     let tokens: serde_json::Value = app.token(&q["code"]).await?.json().await?;
     let payload = tokens["id_token"].as_str().ok_or("no id_token")?.split('.').nth(1).ok_or("jwt")?;
-    let claims: serde_json::Value = serde_json::from_slice(&base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload)?)?;
+    let claims: serde_json::Value = serde_json::from_slice(&base64::Engine::decode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        payload,
+    )?)?;
     assert!(claims.get("email").is_none() && claims.get("given_name").is_none(), "{claims}");
     assert_eq!(claims["roles"], serde_json::json!(["engineer", "user"]), "roles always travel");
     let info: serde_json::Value = reqwest::Client::new()
@@ -292,7 +350,10 @@ async fn claims_follow_the_granted_scopes() -> TestResult {
         .await?
         .json()
         .await?;
-    assert!(info.get("email").is_none() && info.get("family_name").is_none(), "no nulls, no unscoped claims: {info}");
+    assert!(
+        info.get("email").is_none() && info.get("family_name").is_none(),
+        "no nulls, no unscoped claims: {info}"
+    );
     assert!(info["sub"].is_string());
     Ok(())
 }
@@ -331,7 +392,11 @@ async fn prompt_and_max_age() -> TestResult {
 #[actix_web::test]
 async fn malformed_token_requests_get_oauth_json() -> TestResult {
     let app = app(Backend::Sqlite).start().await?;
-    let r = reqwest::Client::new().post(format!("{}/token", app.base)).json(&serde_json::json!({"grant_type": "authorization_code"})).send().await?;
+    let r = reqwest::Client::new()
+        .post(format!("{}/token", app.base))
+        .json(&serde_json::json!({"grant_type": "authorization_code"}))
+        .send()
+        .await?;
     assert_eq!(r.status(), 400);
     assert_eq!(r.json::<serde_json::Value>().await?["error"], "invalid_request");
     Ok(())

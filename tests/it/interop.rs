@@ -46,7 +46,10 @@ fn preflight() -> Result<(), String> {
     }
     match Command::new("node").arg("--version").output() {
         Ok(o) if o.status.success() => Ok(()),
-        _ => Err("`node` is not on PATH: run .ci/test (it installs Node.js), or set SSOBROKER_SKIP_INTEROP=1".into()),
+        _ => {
+            Err("`node` is not on PATH: run .ci/test (it installs Node.js), or set SSOBROKER_SKIP_INTEROP=1"
+                .into())
+        }
     }
 }
 
@@ -103,7 +106,12 @@ struct Node {
 fn spawn(mut cmd: Command, stdin: Stdio) -> Result<Node, String> {
     let stderr = tempfile::NamedTempFile::new().map_err(|e| e.to_string())?;
     let err_file = stderr.reopen().map_err(|e| e.to_string())?;
-    let child = cmd.stdin(stdin).stdout(Stdio::piped()).stderr(err_file).spawn().map_err(|e| format!("cannot start node: {e}"))?;
+    let child = cmd
+        .stdin(stdin)
+        .stdout(Stdio::piped())
+        .stderr(err_file)
+        .spawn()
+        .map_err(|e| format!("cannot start node: {e}"))?;
     Ok(Node { child, stderr })
 }
 
@@ -124,7 +132,8 @@ fn finish(mut node: Node, already: String) -> Result<String, String> {
 /// Runs node on the blocking pool: the broker serves on this test's runtime, so waiting for
 /// the child here must not block it.
 async fn run(cmd: Command) -> Result<String, Box<dyn std::error::Error>> {
-    let out = actix_web::rt::task::spawn_blocking(move || finish(spawn(cmd, Stdio::null())?, String::new())).await??;
+    let out = actix_web::rt::task::spawn_blocking(move || finish(spawn(cmd, Stdio::null())?, String::new()))
+        .await??;
     Ok(out)
 }
 
@@ -182,7 +191,14 @@ async fn broker(backend: Backend, metadata: PathBuf) -> Result<TestApp, Box<dyn 
 
 /// One whole login through the third-party parties; returns what the RP verified. With
 /// `lifecycle` the RP goes on to refresh, replay and log out (`v["lifecycle"]`).
-async fn rp_login(app: &TestApp, idp: &Idp, email: &str, groups: &[&str], sign: &str, lifecycle: bool) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
+async fn rp_login(
+    app: &TestApp,
+    idp: &Idp,
+    email: &str,
+    groups: &[&str],
+    sign: &str,
+    lifecycle: bool,
+) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
     // samlify and openid-client read the wall clock; the broker's pinned clock follows it.
     app.clock.set(chrono::Utc::now());
     let mut cmd = idp.login(app, email, groups, sign);
@@ -242,7 +258,8 @@ async fn third_party_login(backend: Backend) -> TestResult {
 
     // First login: JIT provisioning, default role plus the role mapped from Engineering; then
     // refresh, replay and logout.
-    let first = rp_login(&app, &idp, "ada@example.com", &["Engineering", "Everyone"], "assertion", true).await?;
+    let first =
+        rp_login(&app, &idp, "ada@example.com", &["Engineering", "Everyone"], "assertion", true).await?;
     assert_eq!(first["roles"], serde_json::json!(["engineer", "user"]), "{first}");
     assert_eq!(first["userinfo"]["roles"], first["roles"], "{first}");
     assert_lifecycle(&first, &first["sub"], "ada@example.com");

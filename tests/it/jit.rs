@@ -10,7 +10,10 @@ const TRANSIENT: &str = "urn:oasis:names:tc:SAML:2.0:nameid-format:transient";
 const MS_OID: &str = "http://schemas.microsoft.com/identity/claims/objectidentifier";
 
 /// One login with a custom response; returns the redirect's query (code or error).
-async fn login_with(app: &TestApp, edit: impl FnOnce(&mut ssobroker::devidp::ResponseSpec)) -> Result<(reqwest::Response, std::collections::BTreeMap<&'static str, i64>), Box<dyn std::error::Error>> {
+async fn login_with(
+    app: &TestApp,
+    edit: impl FnOnce(&mut ssobroker::devidp::ResponseSpec),
+) -> Result<(reqwest::Response, std::collections::BTreeMap<&'static str, i64>), Box<dyn std::error::Error>> {
     let at = app.authorize(&app.auth_url(&[("prompt", "login")])).await?;
     let mut spec = app.response(Some(&at.request_id), "ada@example.com", &["Engineering"]);
     edit(&mut spec);
@@ -30,8 +33,26 @@ async fn pre_create(app: &TestApp, email: &str, role: &str) -> Result<String, Bo
     let mut c = app.pool.get()?;
     let id = uuid::Uuid::new_v4().to_string();
     let now = app.now().timestamp();
-    users::insert(&mut c, &users::NewUser { id: &id, email: Some(email), email_verified: false, given_name: None, family_name: None, display_name: None, groups_json: "[]", disabled: false, created_at: now, updated_at: now, last_login_at: None })?;
-    users::insert_role(&mut c, &users::NewRole { user_id: &id, role, source: "manual", source_detail: None, granted_at: now })?;
+    users::insert(
+        &mut c,
+        &users::NewUser {
+            id: &id,
+            email: Some(email),
+            email_verified: false,
+            given_name: None,
+            family_name: None,
+            display_name: None,
+            groups_json: "[]",
+            disabled: false,
+            created_at: now,
+            updated_at: now,
+            last_login_at: None,
+        },
+    )?;
+    users::insert_role(
+        &mut c,
+        &users::NewRole { user_id: &id, role, source: "manual", source_detail: None, granted_at: now },
+    )?;
     Ok(id)
 }
 
@@ -75,7 +96,8 @@ async fn transient(b: Backend) -> TestResult {
 both_backends!(transient_name_id_refused, transient);
 
 async fn anchor_attribute(b: Backend) -> TestResult {
-    let app = app(b).with_config(|c| c.connections[0].attributes.subject = Some(MS_OID.into())).start().await?;
+    let app =
+        app(b).with_config(|c| c.connections[0].attributes.subject = Some(MS_OID.into())).start().await?;
     let (r, _) = login_with(&app, |s| {
         s.name_id = "_t1".into();
         s.name_id_format = TRANSIENT.into();
@@ -98,7 +120,8 @@ async fn anchor_attribute(b: Backend) -> TestResult {
 both_backends!(anchor_attribute_keys_identity, anchor_attribute);
 
 async fn manual_mode(b: Backend) -> TestResult {
-    let app = app(b).with_config(|c| c.connections[0].provisioning = ProvisioningMode::Manual).start().await?;
+    let app =
+        app(b).with_config(|c| c.connections[0].provisioning = ProvisioningMode::Manual).start().await?;
     let (r, before) = login_with(&app, |s| {
         s.name_id = "stranger@example.com".into();
         set_email(s, "stranger@example.com");
@@ -111,7 +134,8 @@ async fn manual_mode(b: Backend) -> TestResult {
     let tokens: serde_json::Value = app.token(&q["code"]).await?.json().await?;
     let claims = decode_claims(tokens["id_token"].as_str().ok_or("no id_token")?)?;
     assert_eq!(claims["sub"], id.as_str(), "the pre-created user was linked");
-    let roles: Vec<&str> = claims["roles"].as_array().ok_or("roles")?.iter().filter_map(|v| v.as_str()).collect();
+    let roles: Vec<&str> =
+        claims["roles"].as_array().ok_or("roles")?.iter().filter_map(|v| v.as_str()).collect();
     assert_eq!(roles, vec!["auditor", "engineer"], "manual role kept, IdP role added");
     assert!(app.audit()?.iter().any(|e| e.kind == "user.linked"));
     Ok(())
@@ -139,7 +163,9 @@ async fn disabled(b: Backend) -> TestResult {
     {
         use diesel::prelude::*;
         let mut c = app.pool.get()?;
-        diesel::update(store::schema::users::table).set(store::schema::users::disabled.eq(true)).execute(&mut c)?;
+        diesel::update(store::schema::users::table)
+            .set(store::schema::users::disabled.eq(true))
+            .execute(&mut c)?;
     }
     let (r, before) = login_with(&app, |_| {}).await?;
     assert_refused(&app, r, &before, "user_disabled").await
@@ -153,14 +179,28 @@ async fn manual_role_survives(b: Backend) -> TestResult {
     let user_id = {
         let mut c = app.pool.get()?;
         let u = users::by_identity(&mut c, CONNECTION, "ada@example.com")?.ok_or("no user")?;
-        users::insert_role(&mut c, &users::NewRole { user_id: &u.id, role: "auditor", source: "manual", source_detail: None, granted_at: 0 })?;
+        users::insert_role(
+            &mut c,
+            &users::NewRole {
+                user_id: &u.id,
+                role: "auditor",
+                source: "manual",
+                source_detail: None,
+                granted_at: 0,
+            },
+        )?;
         u.id
     };
     let (r, _) = login_with(&app, |s| s.attributes.retain(|(n, _)| n != "groups")).await?;
     assert_eq!(r.status(), 302);
     let mut c = app.pool.get()?;
-    let roles: Vec<(String, String)> = users::roles(&mut c, &user_id)?.into_iter().map(|r| (r.role, r.source)).collect();
-    assert_eq!(roles, vec![("auditor".into(), "manual".into()), ("user".into(), "default".into())], "group gone → engineer gone; manual and default stay");
+    let roles: Vec<(String, String)> =
+        users::roles(&mut c, &user_id)?.into_iter().map(|r| (r.role, r.source)).collect();
+    assert_eq!(
+        roles,
+        vec![("auditor".into(), "manual".into()), ("user".into(), "default".into())],
+        "group gone → engineer gone; manual and default stay"
+    );
     Ok(())
 }
 both_backends!(manual_role_survives_relogin, manual_role_survives);
@@ -169,7 +209,8 @@ async fn mfa(b: Backend) -> TestResult {
     let app = app(b).with_config(|c| c.connections[0].require_mfa = true).start().await?;
     let (r, before) = login_with(&app, |_| {}).await?; // password only
     assert_refused(&app, r, &before, "mfa_required").await?;
-    let (r, _) = login_with(&app, |s| s.authn_context_class = Some("https://refeds.org/profile/mfa".into())).await?;
+    let (r, _) =
+        login_with(&app, |s| s.authn_context_class = Some("https://refeds.org/profile/mfa".into())).await?;
     let q = redirect_query(r).await?;
     let tokens: serde_json::Value = app.token(&q["code"]).await?.json().await?;
     let claims = decode_claims(tokens["id_token"].as_str().ok_or("no id_token")?)?;
@@ -224,7 +265,8 @@ async fn racing_same_email(b: Backend) -> TestResult {
         spec.name_id = format!("subject-{i}");
         posts.push((app.idp.sign_response_b64(&spec)?, at.relay_state));
     }
-    let results = futures_util::future::join_all(posts.iter().map(|(b64, relay)| app.post_acs(b64, Some(relay)))).await;
+    let results =
+        futures_util::future::join_all(posts.iter().map(|(b64, relay)| app.post_acs(b64, Some(relay)))).await;
     let ok = results.into_iter().filter(|r| r.as_ref().is_ok_and(|r| r.status() == 302)).count();
     assert_eq!(ok, 1, "exactly one subject gets the address");
     assert_eq!(app.counts()?["users"], 1);
@@ -250,9 +292,16 @@ async fn no_takeover_through_a_second_connection(b: Backend) -> TestResult {
     let partner_sp = app.cfg.connection("partner").ok_or("partner")?.sp.clone();
     // The attacker signs in at `partner` as victim@example.com.
     let at = app.authorize(&app.auth_url(&[("idp_hint", "partner")])).await?;
-    let spec = ssobroker::devidp::ResponseSpec::new(&app.idp, &partner_sp.entity_id, &partner_acs, Some(&at.request_id), "attacker-1", app.now())
-        .with_attribute("email", &["victim@example.com"])
-        .with_attribute("groups", &["IT-Admins"]);
+    let spec = ssobroker::devidp::ResponseSpec::new(
+        &app.idp,
+        &partner_sp.entity_id,
+        &partner_acs,
+        Some(&at.request_id),
+        "attacker-1",
+        app.now(),
+    )
+    .with_attribute("email", &["victim@example.com"])
+    .with_attribute("groups", &["IT-Admins"]);
     let resp = app
         .browser
         .post(&partner_acs)

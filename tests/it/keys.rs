@@ -6,11 +6,12 @@ use crate::both_backends;
 use crate::support::*;
 use chrono::Duration;
 use openidconnect::core::{
-    CoreAuthenticationFlow, CoreClient, CoreIdTokenVerifier, CoreJsonWebKeySet, CoreJwsSigningAlgorithm, CoreProviderMetadata,
+    CoreAuthenticationFlow, CoreClient, CoreIdTokenVerifier, CoreJsonWebKeySet, CoreJwsSigningAlgorithm,
+    CoreProviderMetadata,
 };
 use openidconnect::{
-    AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, OAuth2TokenResponse, PkceCodeChallenge,
-    RedirectUrl, Scope, TokenResponse,
+    AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, OAuth2TokenResponse,
+    PkceCodeChallenge, RedirectUrl, Scope, TokenResponse,
 };
 use serde_json::Value;
 use ssobroker::config::{self, DatabaseUrl, FileConfig};
@@ -33,7 +34,12 @@ async fn get_json(url: &str) -> Result<Value, Error> {
 }
 
 fn kids(jwks: &Value) -> Vec<String> {
-    jwks["keys"].as_array().into_iter().flatten().filter_map(|k| k["kid"].as_str().map(str::to_string)).collect()
+    jwks["keys"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|k| k["kid"].as_str().map(str::to_string))
+        .collect()
 }
 
 /// A whole login through the real RP, which accepts only `alg`; returns the raw ID token.
@@ -41,8 +47,12 @@ async fn rp_login(app: &TestApp, alg: SigningAlg, email: &str) -> Result<String,
     let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
     let meta = CoreProviderMetadata::discover_async(IssuerUrl::new(app.base.clone())?, &http).await?;
     assert_eq!(meta.id_token_signing_alg_values_supported(), &vec![alg.jws()], "discovery names the alg");
-    let client = CoreClient::from_provider_metadata(meta, ClientId::new(CLIENT_ID.into()), Some(ClientSecret::new(CLIENT_SECRET.into())))
-        .set_redirect_uri(RedirectUrl::new(REDIRECT_URI.into())?);
+    let client = CoreClient::from_provider_metadata(
+        meta,
+        ClientId::new(CLIENT_ID.into()),
+        Some(ClientSecret::new(CLIENT_SECRET.into())),
+    )
+    .set_redirect_uri(RedirectUrl::new(REDIRECT_URI.into())?);
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
     let (auth_url, _, nonce) = client
         .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
@@ -50,13 +60,22 @@ async fn rp_login(app: &TestApp, alg: SigningAlg, email: &str) -> Result<String,
         .set_pkce_challenge(challenge)
         .url();
     let at = app.authorize(auth_url.as_str()).await?;
-    let q = redirect_query(app.post_signed(&app.response(Some(&at.request_id), email, &["Engineering"]), Some(&at.relay_state)).await?).await?;
+    let q = redirect_query(
+        app.post_signed(&app.response(Some(&at.request_id), email, &["Engineering"]), Some(&at.relay_state))
+            .await?,
+    )
+    .await?;
     let code = q.get("code").ok_or("no code")?;
-    let tokens = client.exchange_code(AuthorizationCode::new(code.clone()))?.set_pkce_verifier(verifier).request_async(&http).await?;
+    let tokens = client
+        .exchange_code(AuthorizationCode::new(code.clone()))?
+        .set_pkce_verifier(verifier)
+        .request_async(&http)
+        .await?;
     let id_token = tokens.id_token().ok_or("no id_token")?;
     // The RP takes the algorithms it accepts from discovery; left at the library's default
     // (RS256 only) it would refuse the token, so discovery must name the algorithm.
-    let rs256_only = client.id_token_verifier().set_allowed_algs([CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256]);
+    let rs256_only =
+        client.id_token_verifier().set_allowed_algs([CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256]);
     assert!(id_token.claims(&rs256_only, &nonce).is_err(), "{alg} refused by an RS256-only RP");
     let rp = client.id_token_verifier();
     let claims = id_token.claims(&rp, &nonce)?;
@@ -130,13 +149,20 @@ async fn verify_against_jwks(app: &TestApp, id_token: &str) -> Result<(), Error>
 }
 
 async fn userinfo_status(app: &TestApp, access_token: &str) -> Result<u16, Error> {
-    let resp = reqwest::Client::new().get(format!("{}/userinfo", app.base)).bearer_auth(access_token).send().await?;
+    let resp =
+        reqwest::Client::new().get(format!("{}/userinfo", app.base)).bearer_auth(access_token).send().await?;
     Ok(resp.status().as_u16())
 }
 
 fn list_json(app: &TestApp) -> Result<Vec<Value>, Error> {
     let mut out = Vec::new();
-    keys_cli::run_keys(&mut *app.pool.get()?, &app.cfg, KeysCommand::List { json: true }, app.now(), &mut out)?;
+    keys_cli::run_keys(
+        &mut *app.pool.get()?,
+        &app.cfg,
+        KeysCommand::List { json: true },
+        app.now(),
+        &mut out,
+    )?;
     String::from_utf8(out)?.lines().map(|l| Ok(serde_json::from_str(l)?)).collect()
 }
 
@@ -159,11 +185,20 @@ async fn rotation(backend: Backend) -> TestResult {
     let printed = String::from_utf8(out)?;
     assert!(printed.contains(&format!("previous key {kid_a} (RS256): published until")), "{printed}");
     let list = list_json(&app)?;
-    let kid_b = list.iter().find(|k| k["state"] == "current").and_then(|k| k["kid"].as_str()).ok_or("no current")?.to_string();
+    let kid_b = list
+        .iter()
+        .find(|k| k["state"] == "current")
+        .and_then(|k| k["kid"].as_str())
+        .ok_or("no current")?
+        .to_string();
     assert_ne!(kid_a, kid_b);
     assert!(printed.starts_with(&format!("new current key: {kid_b} (ES256)")), "{printed}");
     // Published until every token of A has expired: longest TTL + one refresh period + skew.
-    let retire = list.iter().find(|k| k["kid"] == kid_a.as_str()).and_then(|k| k["published_until"].as_i64()).ok_or("no date")?;
+    let retire = list
+        .iter()
+        .find(|k| k["kid"] == kid_a.as_str())
+        .and_then(|k| k["published_until"].as_i64())
+        .ok_or("no date")?;
     assert_eq!(state_of(&list, &kid_a), Some("published"));
     assert_eq!(retire, app.now().timestamp() + 3600 + 60 + 120);
     let audit = app.audit()?.pop().ok_or("no audit row")?;
@@ -210,7 +245,13 @@ async fn rotation(backend: Backend) -> TestResult {
     assert_eq!(state_of(&list, &kid_a), Some("retired"));
     assert_eq!(state_of(&list, &kid_b), Some("current"));
     let mut table = Vec::new();
-    keys_cli::run_keys(&mut *app.pool.get()?, &app.cfg, KeysCommand::List { json: false }, app.now(), &mut table)?;
+    keys_cli::run_keys(
+        &mut *app.pool.get()?,
+        &app.cfg,
+        KeysCommand::List { json: false },
+        app.now(),
+        &mut table,
+    )?;
     let table = String::from_utf8(table)?;
     assert!(table.lines().any(|l| l.starts_with(&kid_a) && l.ends_with("retired")), "{table}");
 

@@ -8,7 +8,10 @@ use ssobroker::store::{self, DbConnection};
 fn migration_trees_have_identical_names() -> TestResult {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
     let names = |dir: &str| -> Result<Vec<String>, std::io::Error> {
-        let mut v: Vec<String> = std::fs::read_dir(root.join(dir))?.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().to_string()).collect();
+        let mut v: Vec<String> = std::fs::read_dir(root.join(dir))?
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().to_string())
+            .collect();
         v.sort();
         Ok(v)
     };

@@ -4,7 +4,11 @@
 use crate::both_backends;
 use crate::support::*;
 
-fn changed_only_audit(before: &std::collections::BTreeMap<&'static str, i64>, after: &std::collections::BTreeMap<&'static str, i64>, audit_rows: i64) {
+fn changed_only_audit(
+    before: &std::collections::BTreeMap<&'static str, i64>,
+    after: &std::collections::BTreeMap<&'static str, i64>,
+    audit_rows: i64,
+) {
     for (t, n) in after {
         let expected = before[t] + if *t == "audit_events" { audit_rows } else { 0 };
         assert_eq!(*n, expected, "table {t}");
@@ -18,7 +22,8 @@ async fn authorize_redirect_mismatch(b: Backend) -> TestResult {
     let resp = app.browser.get(&url).send().await?;
     assert_eq!(resp.status(), 400, "an unregistered redirect_uri gets an error page");
     assert!(resp.headers().get("location").is_none(), "never a redirect to an unregistered URI");
-    let unknown = app.browser.get(app.auth_url(&[]).replace("client_id=dashboard", "client_id=nobody")).send().await?;
+    let unknown =
+        app.browser.get(app.auth_url(&[]).replace("client_id=dashboard", "client_id=nobody")).send().await?;
     assert_eq!(unknown.status(), 400);
     changed_only_audit(&before, &app.counts()?, 0);
     Ok(())
@@ -32,7 +37,12 @@ async fn wrong_verifier(b: Backend) -> TestResult {
     let resp = reqwest::Client::new()
         .post(format!("{}/token", app.base))
         .basic_auth(CLIENT_ID, Some(CLIENT_SECRET))
-        .form(&[("grant_type", "authorization_code"), ("code", &q["code"]), ("redirect_uri", REDIRECT_URI), ("code_verifier", "x".repeat(43).as_str())])
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &q["code"]),
+            ("redirect_uri", REDIRECT_URI),
+            ("code_verifier", "x".repeat(43).as_str()),
+        ])
         .send()
         .await?;
     assert_eq!(resp.status(), 400);
@@ -75,14 +85,44 @@ async fn token_checks(b: Backend) -> TestResult {
     let http = reqwest::Client::new();
     let token_url = format!("{}/token", app.base);
     // Wrong secret.
-    let r = http.post(&token_url).basic_auth(CLIENT_ID, Some("wrong-secret-wrong-secret")).form(&[("grant_type", "authorization_code"), ("code", code), ("redirect_uri", REDIRECT_URI), ("code_verifier", VERIFIER)]).send().await?;
+    let r = http
+        .post(&token_url)
+        .basic_auth(CLIENT_ID, Some("wrong-secret-wrong-secret"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", REDIRECT_URI),
+            ("code_verifier", VERIFIER),
+        ])
+        .send()
+        .await?;
     assert_eq!(r.status(), 401);
     assert_eq!(r.json::<serde_json::Value>().await?["error"], "invalid_client");
     // Another redirect_uri than the one the code was issued for.
-    let r = http.post(&token_url).basic_auth(CLIENT_ID, Some(CLIENT_SECRET)).form(&[("grant_type", "authorization_code"), ("code", code), ("redirect_uri", "http://127.0.0.1:9/other"), ("code_verifier", VERIFIER)]).send().await?;
+    let r = http
+        .post(&token_url)
+        .basic_auth(CLIENT_ID, Some(CLIENT_SECRET))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", "http://127.0.0.1:9/other"),
+            ("code_verifier", VERIFIER),
+        ])
+        .send()
+        .await?;
     assert_eq!(r.json::<serde_json::Value>().await?["error"], "invalid_grant");
     // Another client (the public one) presenting this client's code.
-    let r = http.post(&token_url).form(&[("grant_type", "authorization_code"), ("code", code), ("redirect_uri", REDIRECT_URI), ("code_verifier", VERIFIER), ("client_id", PUBLIC_CLIENT_ID)]).send().await?;
+    let r = http
+        .post(&token_url)
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", REDIRECT_URI),
+            ("code_verifier", VERIFIER),
+            ("client_id", PUBLIC_CLIENT_ID),
+        ])
+        .send()
+        .await?;
     assert_eq!(r.json::<serde_json::Value>().await?["error"], "invalid_grant");
     // After all that the code still works for its owner (failed attempts do not burn it)...
     let before = app.counts()?;
@@ -96,16 +136,16 @@ async fn token_checks(b: Backend) -> TestResult {
 both_backends!(token_endpoint_checks, token_checks);
 
 async fn access_denied_by_role(b: Backend) -> TestResult {
-    let app = app(b)
-        .with_config(|c| c.clients[0].allowed_roles = vec!["admin".into()])
-        .start()
-        .await?;
+    let app = app(b).with_config(|c| c.clients[0].allowed_roles = vec!["admin".into()]).start().await?;
     let q = app.login_code("ada@example.com", &["Engineering"]).await?;
     assert_eq!(q.get("error").map(String::as_str), Some("access_denied"));
     assert_eq!(q.get("state").map(String::as_str), Some("st-1"));
     assert!(!q.contains_key("code"));
     assert_eq!(app.counts()?["auth_grants"], 0);
-    assert!(app.audit()?.iter().any(|e| e.kind == "client_access_denied" && e.client_id.as_deref() == Some(CLIENT_ID)));
+    assert!(app
+        .audit()?
+        .iter()
+        .any(|e| e.kind == "client_access_denied" && e.client_id.as_deref() == Some(CLIENT_ID)));
     // An admin gets in.
     let mut app = app;
     app.new_browser()?;
@@ -119,7 +159,11 @@ both_backends!(client_allowed_roles_enforced, access_denied_by_role);
 async fn authorize_request_errors_redirect_to_client() -> TestResult {
     let app = app(Backend::Sqlite).start().await?;
     // Public client without PKCE.
-    let url = format!("{}/authorize?response_type=code&client_id={PUBLIC_CLIENT_ID}&redirect_uri={}&scope=openid&state=s", app.base, urlencode(REDIRECT_URI));
+    let url = format!(
+        "{}/authorize?response_type=code&client_id={PUBLIC_CLIENT_ID}&redirect_uri={}&scope=openid&state=s",
+        app.base,
+        urlencode(REDIRECT_URI)
+    );
     let q = redirect_query(app.browser.get(&url).send().await?).await?;
     assert_eq!(q["error"], "invalid_request");
     assert_eq!(q["state"], "s");

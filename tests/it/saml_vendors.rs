@@ -982,7 +982,6 @@ enum Field {
 const FIELDS: [Field; 5] =
     [Field::Email, Field::GivenName, Field::FamilyName, Field::DisplayName, Field::Groups];
 
-
 fn genuine(file: &str) -> Result<&'static Genuine, Box<dyn Error>> {
     GENUINE.iter().find(|c| c.file == file).ok_or_else(|| format!("{file} is not in GENUINE").into())
 }
@@ -1134,7 +1133,10 @@ fn explain_prints_the_expected_user_for_each_vendor() -> TestResult {
             #[diesel(sql_type = diesel::sql_types::BigInt)]
             n: i64,
         }
-        let n: N = diesel::sql_query("SELECT (SELECT COUNT(*) FROM users) + (SELECT COUNT(*) FROM audit_events) AS n").get_result(&mut conn)?;
+        let n: N = diesel::sql_query(
+            "SELECT (SELECT COUNT(*) FROM users) + (SELECT COUNT(*) FROM audit_events) AS n",
+        )
+        .get_result(&mut conn)?;
         assert_eq!(n.n, 0, "{}: explain wrote to the database", m.file);
     }
     Ok(())
@@ -1152,7 +1154,15 @@ fn explain_reports_the_refusal_reason() -> TestResult {
     std::fs::write(dir.path().join("ssobroker.toml"), config)?;
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_ssobroker"))
         .current_dir(dir.path())
-        .args(["explain", "--connection", "okta", "--at", "2024-04-25T20:31:55.494Z", "--config", "ssobroker.toml"])
+        .args([
+            "explain",
+            "--connection",
+            "okta",
+            "--at",
+            "2024-04-25T20:31:55.494Z",
+            "--config",
+            "ssobroker.toml",
+        ])
         .arg(vendors()?.join("okta/ssoready-okta-response.xml"))
         .output()?;
     assert_eq!(out.status.code(), Some(1));

@@ -208,7 +208,11 @@ impl TestApp {
     }
 
     /// Posts a SAMLResponse to the ACS like the IdP's auto-submitting form would.
-    pub async fn post_acs(&self, saml_response_b64: &str, relay_state: Option<&str>) -> Result<reqwest::Response, reqwest::Error> {
+    pub async fn post_acs(
+        &self,
+        saml_response_b64: &str,
+        relay_state: Option<&str>,
+    ) -> Result<reqwest::Response, reqwest::Error> {
         let mut form = vec![("SAMLResponse", saml_response_b64)];
         if let Some(r) = relay_state {
             form.push(("RelayState", r));
@@ -216,7 +220,11 @@ impl TestApp {
         self.browser.post(format!("{}/saml/{CONNECTION}/acs", self.base)).form(&form).send().await
     }
 
-    pub async fn post_signed(&self, spec: &ResponseSpec, relay_state: Option<&str>) -> Result<reqwest::Response, Box<dyn std::error::Error>> {
+    pub async fn post_signed(
+        &self,
+        spec: &ResponseSpec,
+        relay_state: Option<&str>,
+    ) -> Result<reqwest::Response, Box<dyn std::error::Error>> {
         let b64 = self.idp.sign_response_b64(spec)?;
         Ok(self.post_acs(&b64, relay_state).await?)
     }
@@ -250,9 +258,15 @@ impl TestApp {
     }
 
     /// A whole login up to the code: authorize → IdP → ACS; returns the redirect's query.
-    pub async fn login_code(&self, email: &str, groups: &[&str]) -> Result<BTreeMap<String, String>, Box<dyn std::error::Error>> {
+    pub async fn login_code(
+        &self,
+        email: &str,
+        groups: &[&str],
+    ) -> Result<BTreeMap<String, String>, Box<dyn std::error::Error>> {
         let at = self.authorize(&self.auth_url(&[])).await?;
-        let resp = self.post_signed(&self.response(Some(&at.request_id), email, groups), Some(&at.relay_state)).await?;
+        let resp = self
+            .post_signed(&self.response(Some(&at.request_id), email, groups), Some(&at.relay_state))
+            .await?;
         redirect_query(resp).await
     }
 
@@ -261,14 +275,22 @@ impl TestApp {
         reqwest::Client::new()
             .post(format!("{}/token", self.base))
             .basic_auth(CLIENT_ID, Some(CLIENT_SECRET))
-            .form(&[("grant_type", "authorization_code"), ("code", code), ("redirect_uri", REDIRECT_URI), ("code_verifier", VERIFIER)])
+            .form(&[
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("redirect_uri", REDIRECT_URI),
+                ("code_verifier", VERIFIER),
+            ])
             .send()
             .await
     }
 
     /// A new browser without the broker session cookie (another person, or a private window).
     pub fn new_browser(&mut self) -> Result<(), reqwest::Error> {
-        self.browser = reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build()?;
+        self.browser = reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
         Ok(())
     }
 }
@@ -288,7 +310,9 @@ pub fn pkce_challenge(verifier: &str) -> String {
 }
 
 /// Reads a 302 to the app and returns its query parameters.
-pub async fn redirect_query(resp: reqwest::Response) -> Result<BTreeMap<String, String>, Box<dyn std::error::Error>> {
+pub async fn redirect_query(
+    resp: reqwest::Response,
+) -> Result<BTreeMap<String, String>, Box<dyn std::error::Error>> {
     if resp.status() != 302 {
         return Err(format!("expected a redirect, got {}: {}", resp.status(), resp.text().await?).into());
     }

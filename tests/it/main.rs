@@ -3,6 +3,7 @@
 mod support;
 
 mod acs_refusals;
+mod architecture;
 mod admin_cli;
 mod clients_cli;
 mod config_cli;

@@ -17,3 +17,4 @@ mod migrations;
 mod oidc_lifecycle;
 mod oidc_refusals;
 mod saml_vendors;
+mod saml_attacks;

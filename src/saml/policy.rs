@@ -58,9 +58,11 @@ pub(crate) fn check_raw<'a, 'i>(
         match node.node_type() {
             NodeType::Comment | NodeType::PI => comment_or_pi = true,
             NodeType::Element => {
-                if is(node, NS_ASSERTION, "Assertion") {
+                // Counted by local name in any namespace: a look-alike `saml:Assertion` bound to
+                // another namespace is a second assertion to anything that reads by prefix.
+                if node.tag_name().name() == "Assertion" {
                     assertions.push(node);
-                } else if is(node, NS_ASSERTION, "EncryptedAssertion") {
+                } else if node.tag_name().name() == "EncryptedAssertion" {
                     encrypted += 1;
                 } else if is(node, NS_DSIG, "Signature") {
                     signatures.push(node);

@@ -65,12 +65,23 @@ pub(crate) enum XmlError {
 /// recursive parser sees the document.
 fn prescan(xml: &str) -> Result<(), XmlError> {
     use quick_xml::events::{BytesStart, Event};
+    // One BOM was stripped by the caller; another is content before the document.
+    if xml.starts_with('\u{feff}') {
+        return Err(XmlError::Scan("a byte order mark inside the document".into()));
+    }
     let mut reader = quick_xml::Reader::from_str(xml);
     let (mut depth, mut namespaces) = (0usize, 0usize);
     let mut count_ns = |e: &BytesStart<'_>| -> Result<(), XmlError> {
         for attr in e.attributes().with_checks(false) {
             let attr = attr.map_err(|e| XmlError::Scan(e.to_string()))?;
             if attr.key.as_ref().starts_with(b"xmlns") {
+                // XInclude is never part of SAML: refuse it outright rather than trust that
+                // no layer ever processes it.
+                if attr.value.as_ref().starts_with(b"http://www.w3.org/2001/XInclude")
+                    || attr.value.as_ref().starts_with(b"http://www.w3.org/2003/XInclude")
+                {
+                    return Err(XmlError::Scan("XInclude namespace".into()));
+                }
                 namespaces += 1;
                 if namespaces > MAX_NAMESPACE_DECLARATIONS {
                     return Err(XmlError::TooManyNamespaces);
@@ -95,6 +106,18 @@ fn prescan(xml: &str) -> Result<(), XmlError> {
                 count_ns(&e)?;
             }
             Event::End(_) => depth = depth.saturating_sub(1),
+            // The bytes are decoded as UTF-8; a declaration claiming anything else means two
+            // parsers could read two different documents.
+            Event::Decl(d) => {
+                if let Some(enc) = d.encoding() {
+                    let enc = enc.map_err(|e| XmlError::Scan(e.to_string()))?;
+                    if !enc.as_ref().eq_ignore_ascii_case(b"utf-8") {
+                        return Err(XmlError::Scan(
+                            "the XML declaration names an encoding other than UTF-8".into(),
+                        ));
+                    }
+                }
+            }
             Event::Eof => return Ok(()),
             _ => {}
         }

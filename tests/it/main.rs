@@ -3,8 +3,8 @@
 mod support;
 
 mod acs_refusals;
-mod architecture;
 mod admin_cli;
+mod architecture;
 mod clients_cli;
 mod config_cli;
 mod demo;
@@ -16,5 +16,5 @@ mod keys;
 mod migrations;
 mod oidc_lifecycle;
 mod oidc_refusals;
-mod saml_vendors;
 mod saml_attacks;
+mod saml_vendors;

@@ -9,7 +9,7 @@ use std::collections::HashSet;
 
 use roxmltree::{Document, Node, NodeType};
 
-use super::xml::{child_elements, is, NS_ASSERTION, NS_DSIG, NS_XML};
+use super::xml::{child_elements, is, NS_DSIG, NS_XML};
 use super::{reject, Reason, SamlError};
 
 const EXC_C14N: &str = "http://www.w3.org/2001/10/xml-exc-c14n#";

@@ -26,7 +26,10 @@ fn sources(room: &str) -> Result<Vec<(String, String)>, std::io::Error> {
 fn inner_rooms_do_not_reach_outward() -> TestResult {
     let rules: [(&str, &[&str]); 5] = [
         ("saml", &["actix_web", "diesel", "crate::store", "crate::web", "crate::flow", "crate::oidc"]),
-        ("provisioning", &["actix_web", "diesel", "crate::store", "crate::web", "crate::flow", "crate::saml"]),
+        (
+            "provisioning",
+            &["actix_web", "diesel", "crate::store", "crate::web", "crate::flow", "crate::saml"],
+        ),
         ("oidc", &["actix_web", "diesel", "crate::store", "crate::web", "crate::flow", "crate::saml"]),
         ("store", &["actix_web", "crate::web", "crate::flow", "crate::saml", "crate::provisioning"]),
         ("flow", &["actix_web", "crate::web"]),

@@ -30,8 +30,16 @@ pub fn explain(
             .into(),
         None => Utc::now(),
     };
+    // A captured response is kilobytes; refuse anything far beyond the ACS cap before reading.
+    let size = std::fs::metadata(input).with_context(|| format!("read {}", input.display()))?.len();
+    let cap = (connection.sp.max_response_bytes as u64) * 2;
+    if size > cap {
+        anyhow::bail!("{}: {size} bytes is more than the ACS would accept ({cap})", input.display());
+    }
     let raw = std::fs::read(input).with_context(|| format!("read {}", input.display()))?;
-    let pool = store::connect(&cfg.database, 1).context("database")?;
+    // Read-only: no database is created and no migration applied.
+    let pool = store::open_existing(&cfg.database)
+        .context("database (explain reads an existing broker database)")?;
     let mut conn = pool.get().context("database")?;
     let (report, ok) = report(&mut conn, connection, &raw, now, at.is_some())?;
     print!("{report}");

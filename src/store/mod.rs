@@ -59,6 +59,27 @@ impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for SqlitePragmas {
     }
 }
 
+/// Opens an existing database without creating or migrating anything (dry runs such as
+/// `ssobroker explain`).
+pub fn open_existing(url: &DatabaseUrl) -> Result<DbPool, StoreError> {
+    let conn_str = match url {
+        DatabaseUrl::Sqlite(path) => {
+            if !path.is_file() {
+                return Err(StoreError::Connect(format!("{}: no such database", path.display())));
+            }
+            format!("sqlite://{}", path.display())
+        }
+        DatabaseUrl::Postgres(u) => {
+            diesel::PgConnection::establish(u).map_err(|e| StoreError::Connect(e.to_string()))?;
+            u.clone()
+        }
+    };
+    Ok(Pool::builder()
+        .max_size(1)
+        .connection_customizer(Box::new(SqlitePragmas))
+        .build(ConnectionManager::<DbConnection>::new(conn_str))?)
+}
+
 /// Opens the pool for `url` (creating the SQLite file and its folder) and applies migrations.
 pub fn connect(url: &DatabaseUrl, max_size: u32) -> Result<DbPool, StoreError> {
     let conn_str = match url {

@@ -1110,6 +1110,13 @@ fn explain_prints_the_expected_user_for_each_vendor() -> TestResult {
         );
         let config_path = dir.path().join("ssobroker.toml");
         std::fs::write(&config_path, config)?;
+        // The broker's database exists (explain reads it and never creates one).
+        let migrated = std::process::Command::new(env!("CARGO_BIN_EXE_ssobroker"))
+            .arg("migrate")
+            .arg("--config")
+            .arg(&config_path)
+            .output()?;
+        assert!(migrated.status.success(), "{}", String::from_utf8_lossy(&migrated.stderr));
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_ssobroker"))
             .args(["explain", "--connection", "v", "--at", case.clock, "--config"])
             .arg(&config_path)
@@ -1152,6 +1159,18 @@ fn explain_reports_the_refusal_reason() -> TestResult {
     std::fs::copy(vendors()?.join("okta/ssoready-okta-metadata.xml"), dir.path().join("idp.xml"))?;
     let config = "issuer = \"http://localhost:8080\"\ndatabase_url = \"sqlite://explain.db\"\n[[connections]]\nid = \"okta\"\nvendor = \"okta\"\nmetadata_file = \"idp.xml\"\nsp_entity_id = \"http://localhost:8080\"\nacs_url = \"http://localhost:8080\"\n";
     std::fs::write(dir.path().join("ssobroker.toml"), config)?;
+    // Without a broker database explain refuses to run (it never creates one)...
+    let none = std::process::Command::new(env!("CARGO_BIN_EXE_ssobroker"))
+        .current_dir(dir.path())
+        .args(["explain", "--connection", "okta", "--config", "ssobroker.toml"])
+        .arg(vendors()?.join("okta/ssoready-okta-response.xml"))
+        .output()?;
+    assert!(!none.status.success() && !dir.path().join("explain.db").exists());
+    let migrated = std::process::Command::new(env!("CARGO_BIN_EXE_ssobroker"))
+        .current_dir(dir.path())
+        .args(["migrate", "--config", "ssobroker.toml"])
+        .output()?;
+    assert!(migrated.status.success());
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_ssobroker"))
         .current_dir(dir.path())
         .args([

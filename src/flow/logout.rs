@@ -26,6 +26,20 @@ pub fn confirm_token_ok(cookie: &str, presented: &str) -> bool {
     bool::from(confirm_token(cookie).as_bytes().ct_eq(presented.as_bytes()))
 }
 
+/// Whether a logout request may end this session now. Only an id_token_hint from this very
+/// session (its `sid`) or our own confirmation form does it (OIDC RP-initiated logout §2): an
+/// old or leaked ID token, or a cross-site form, must not end a session by itself.
+pub fn may_end_without_asking(
+    cookie: &str,
+    session_user: &str,
+    hint: Option<&crate::oidc::logout::Hint>,
+    confirmation: Option<&str>,
+) -> bool {
+    let this_sid = super::tokens::session_sid(&token_hash(cookie));
+    let hinted = hint.is_some_and(|h| h.sub == session_user && h.sid.as_deref() == Some(this_sid.as_str()));
+    hinted || confirmation.is_some_and(|t| confirm_token_ok(cookie, t))
+}
+
 /// Revokes the session and audits it; returns whether there was one to end.
 pub fn end_session(
     conn: &mut DbConnection,

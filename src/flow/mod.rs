@@ -9,8 +9,7 @@ mod tokens;
 
 pub use finish::{finish_login, plan_provisioning, upstream_of, FinishInput, LoginOutcome, ProvisioningPlan};
 pub use tokens::{
-    exchange_code, introspect, issue_code_for_session, refresh, revoke, session_sid as tokens_session_sid,
-    userinfo, TokenResponse,
+    exchange_code, introspect, issue_code_for_session, refresh, revoke, userinfo, TokenResponse,
 };
 
 use crate::config::{Config, Connection};

@@ -29,7 +29,3 @@ pub fn all(conn: &mut DbConnection) -> QueryResult<Vec<AuditEvent>> {
         .select(AuditEvent::as_select())
         .load(conn)
 }
-
-pub fn count(conn: &mut DbConnection) -> QueryResult<i64> {
-    audit_events::table.count().get_result(conn)
-}

@@ -111,14 +111,6 @@ pub fn revoke_grant(conn: &mut DbConnection, grant_id: &str) -> QueryResult<()> 
         .map(|_| ())
 }
 
-pub fn count_grants(conn: &mut DbConnection) -> QueryResult<i64> {
-    auth_grants::table.count().get_result(conn)
-}
-
-pub fn count_sessions(conn: &mut DbConnection) -> QueryResult<i64> {
-    sessions::table.count().get_result(conn)
-}
-
 pub fn active_keys(conn: &mut DbConnection) -> QueryResult<Vec<SigningKeyRow>> {
     signing_keys::table
         .filter(signing_keys::active.eq(true))

@@ -65,7 +65,3 @@ pub fn record_assertion(
         .execute(conn)
         .map(|_| ())
 }
-
-pub fn count_open(conn: &mut DbConnection) -> QueryResult<i64> {
-    login_transactions::table.count().get_result(conn)
-}

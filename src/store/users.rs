@@ -94,11 +94,6 @@ pub fn by_id(conn: &mut DbConnection, id: &str) -> QueryResult<Option<User>> {
     users::table.find(id).select(User::as_select()).first(conn).optional()
 }
 
-/// The id of a user already holding `email` (stored lowercased).
-pub fn id_by_email(conn: &mut DbConnection, email: &str) -> QueryResult<Option<String>> {
-    users::table.filter(users::email.eq(email)).select(users::id).first(conn).optional()
-}
-
 /// The account that holds `email` as its own: the one with it verified, or else one an admin
 /// pre-created (no identity yet). Unverified addresses from other logins claim nothing.
 pub fn email_holder(conn: &mut DbConnection, email: &str) -> QueryResult<Option<(String, bool)>> {
@@ -124,10 +119,6 @@ pub fn email_holder(conn: &mut DbConnection, email: &str) -> QueryResult<Option<
 
 pub fn count(conn: &mut DbConnection) -> QueryResult<i64> {
     users::table.count().get_result(conn)
-}
-
-pub fn count_identities(conn: &mut DbConnection) -> QueryResult<i64> {
-    federated_identities::table.count().get_result(conn)
 }
 
 pub fn insert(conn: &mut DbConnection, user: &NewUser<'_>) -> QueryResult<()> {

@@ -500,14 +500,8 @@ async fn logout(
         let c2 = cookie.clone();
         let user = state.db(move |c| flow::logout::session_user(c, &c2, now)).await?;
         if let Some(user) = user {
-            // Only a hint from this very session logs out without asking (OIDC RP-initiated
-            // logout §2): an old or leaked ID token must not end a newer session by itself.
-            let this_sid = flow::tokens_session_sid(&oidc::token_hash(&cookie));
-            let hinted =
-                hint.as_ref().is_some_and(|h| h.sub == user && h.sid.as_deref() == Some(this_sid.as_str()));
-            let confirmed =
-                posted && p.confirm.as_deref().is_some_and(|t| flow::logout::confirm_token_ok(&cookie, t));
-            if !hinted && !confirmed {
+            let confirm = if posted { p.confirm.as_deref() } else { None };
+            if !flow::logout::may_end_without_asking(&cookie, &user, hint.as_ref(), confirm) {
                 let mut hidden =
                     vec![Hidden { name: "confirm", value: flow::logout::confirm_token(&cookie) }];
                 for (name, v) in [

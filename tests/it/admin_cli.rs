@@ -281,9 +281,13 @@ both_backends!(user_commands_on_a_live_broker, lifecycle);
 
 async fn fresh(backend: Backend) -> TestResult {
     let dir = tempfile::tempdir()?;
-    let url = match backend {
-        Backend::Sqlite => format!("sqlite://{}", dir.path().join("admin.db").display()),
-        Backend::Postgres => fresh_postgres_database()?,
+    let pg = match backend {
+        Backend::Sqlite => None,
+        Backend::Postgres => Some(fresh_postgres_database()?),
+    };
+    let url = match &pg {
+        None => format!("sqlite://{}", dir.path().join("admin.db").display()),
+        Some(db) => db.url.clone(),
     };
     let cli = Cli::new(&url)?;
     // The first command on an empty database applies the migrations.

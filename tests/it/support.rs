@@ -62,6 +62,8 @@ pub struct TestApp {
     pub browser: reqwest::Client,
     server: actix_web::dev::ServerHandle,
     _dir: tempfile::TempDir,
+    // Declared after `pool` and `state`, so their connections close before the drop.
+    _pg: Option<PgTestDatabase>,
 }
 
 type ConfigTweak = Box<dyn FnOnce(&mut FileConfig)>;
@@ -101,9 +103,15 @@ impl Builder {
         let metadata = dir.path().join("idp.xml");
         let xml = idp.metadata_xml();
         std::fs::write(&metadata, self.metadata_edit.map(|f| f(xml.clone())).unwrap_or(xml))?;
+        let mut pg = None;
         let database_url = match self.backend {
             Backend::Sqlite => format!("sqlite://{}", dir.path().join("broker.db").display()),
-            Backend::Postgres => fresh_postgres_database()?,
+            Backend::Postgres => {
+                let db = fresh_postgres_database()?;
+                let url = db.url.clone();
+                pg = Some(db);
+                url
+            }
         };
         let mut file = FileConfig {
             issuer: base.clone(),
@@ -147,20 +155,47 @@ impl Builder {
             .cookie_store(true)
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
-        Ok(TestApp { base, idp, clock, pool, cfg, state, browser, server: handle, _dir: dir })
+        Ok(TestApp { base, idp, clock, pool, cfg, state, browser, server: handle, _dir: dir, _pg: pg })
     }
 }
 
-/// A new, empty database on the test server for each test.
-pub fn fresh_postgres_database() -> Result<String, Box<dyn std::error::Error>> {
+/// A new, empty database on the test server for one test, dropped when the guard goes.
+/// Dropping matters: left behind, a few hundred databases per run make the server's crash
+/// recovery (an fsync of every file) slow enough to fail the next run's start-up.
+pub struct PgTestDatabase {
+    pub url: String,
+    admin_url: String,
+    name: String,
+}
+
+pub fn fresh_postgres_database() -> Result<PgTestDatabase, Box<dyn std::error::Error>> {
     use diesel::{Connection, RunQueryDsl};
-    let admin_url = std::env::var("TEST_DATABASE_URL")?;
-    let mut admin = diesel::PgConnection::establish(&admin_url)?;
+    let admin_url = std::env::var("TEST_DATABASE_URL")
+        .map_err(|_| "TEST_DATABASE_URL is not set (the PostgreSQL admin URL)")?;
+    let mut admin = diesel::PgConnection::establish(&admin_url)
+        .map_err(|e| format!("cannot connect to TEST_DATABASE_URL: {e}"))?;
     let name = format!("ssobroker_test_{}", uuid::Uuid::new_v4().simple());
-    diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut admin)?;
+    diesel::sql_query(format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .map_err(|e| format!("CREATE DATABASE {name}: {e}"))?;
     let mut url = url::Url::parse(&admin_url)?;
     url.set_path(&format!("/{name}"));
-    Ok(url.to_string())
+    Ok(PgTestDatabase { url: url.to_string(), admin_url, name })
+}
+
+impl Drop for PgTestDatabase {
+    fn drop(&mut self) {
+        use diesel::{Connection, RunQueryDsl};
+        // FORCE ends the pool's idle connections (PostgreSQL 13+).
+        let dropped = diesel::PgConnection::establish(&self.admin_url).and_then(|mut admin| {
+            diesel::sql_query(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
+                .execute(&mut admin)
+                .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))
+        });
+        if let Err(e) = dropped {
+            eprintln!("test database {} not dropped: {e}", self.name);
+        }
+    }
 }
 
 pub fn app(backend: Backend) -> Builder {

@@ -14,6 +14,7 @@ mod interop_authlib;
 mod jit;
 mod keys;
 mod migrations;
+mod multi_instance;
 mod oidc_lifecycle;
 mod oidc_refusals;
 mod saml_attacks;

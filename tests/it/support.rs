@@ -159,6 +159,37 @@ impl Builder {
     }
 }
 
+/// A second broker on the same database and configuration as a `TestApp` — two instances behind a
+/// load balancer without sticky routing. Only `base` differs: the issuer (and so the ACS URL the
+/// IdP addresses) stays the first instance's, as it would be the balancer's.
+pub struct Instance {
+    pub base: String,
+    #[allow(dead_code)]
+    pub state: AppState,
+    server: actix_web::dev::ServerHandle,
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        drop(self.server.stop(false));
+    }
+}
+
+impl TestApp {
+    /// Starts another instance: its own pool, key loading and HTTP server, sharing only the
+    /// database (and the test's clock, since both stand for one wall clock).
+    pub fn another_instance(&self) -> Result<Instance, Box<dyn std::error::Error>> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let base = format!("http://{}", listener.local_addr()?);
+        let pool = store::connect(&self.cfg.database, 4)?;
+        let state = AppState::new((*self.cfg).clone(), pool, Arc::new(self.clock.clone()), None)?;
+        let server = ssobroker::web::serve(state.clone(), listener, 2)?;
+        let handle = server.handle();
+        actix_web::rt::spawn(server);
+        Ok(Instance { base, state, server: handle })
+    }
+}
+
 /// A new, empty database on the test server for one test, dropped when the guard goes.
 /// Dropping matters: left behind, a few hundred databases per run make the server's crash
 /// recovery (an fsync of every file) slow enough to fail the next run's start-up.
@@ -248,11 +279,21 @@ impl TestApp {
         saml_response_b64: &str,
         relay_state: Option<&str>,
     ) -> Result<reqwest::Response, reqwest::Error> {
+        self.post_acs_at(&self.base, saml_response_b64, relay_state).await
+    }
+
+    /// `post_acs` to the instance at `base` (the browser and its cookies stay the same).
+    pub async fn post_acs_at(
+        &self,
+        base: &str,
+        saml_response_b64: &str,
+        relay_state: Option<&str>,
+    ) -> Result<reqwest::Response, reqwest::Error> {
         let mut form = vec![("SAMLResponse", saml_response_b64)];
         if let Some(r) = relay_state {
             form.push(("RelayState", r));
         }
-        self.browser.post(format!("{}/saml/{CONNECTION}/acs", self.base)).form(&form).send().await
+        self.browser.post(format!("{base}/saml/{CONNECTION}/acs")).form(&form).send().await
     }
 
     pub async fn post_signed(
@@ -307,8 +348,13 @@ impl TestApp {
 
     /// Exchanges a code at /token with client_secret_basic and the fixed verifier.
     pub async fn token(&self, code: &str) -> Result<reqwest::Response, reqwest::Error> {
+        self.token_at(&self.base, code).await
+    }
+
+    /// `token` at the instance at `base`.
+    pub async fn token_at(&self, base: &str, code: &str) -> Result<reqwest::Response, reqwest::Error> {
         reqwest::Client::new()
-            .post(format!("{}/token", self.base))
+            .post(format!("{base}/token"))
             .basic_auth(CLIENT_ID, Some(CLIENT_SECRET))
             .form(&[
                 ("grant_type", "authorization_code"),

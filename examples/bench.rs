@@ -88,6 +88,18 @@ struct Args {
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
+    /// Resilience check instead of a benchmark: logins under load while PostgreSQL is restarted
+    /// (`pg-restart`, with --pg-restart-cmd) or the broker is SIGKILLed and started again
+    /// (`broker-kill`); then checks that the broker recovered and that no half-created user or
+    /// lost login exists. Exits non-zero when a check fails. Default duration 20 s.
+    #[arg(long, value_parser = ["pg-restart", "broker-kill"])]
+    chaos: Option<String>,
+    /// Seconds into the measured load at which --chaos strikes.
+    #[arg(long, default_value_t = 6.0)]
+    chaos_at: f64,
+    /// The command that restarts PostgreSQL for --chaos pg-restart (run with `sh -c`).
+    #[arg(long, default_value = "pg_ctlcluster 15 main restart")]
+    pg_restart_cmd: String,
 }
 
 fn main() -> Result<()> {
@@ -164,6 +176,8 @@ fn run(
         .redirect(reqwest::redirect::Policy::none())
         .pool_max_idle_per_host(args.concurrency)
         .tcp_nodelay(true)
+        // Bounded, so a hung request shows as a failure (the resilience checks need to see it).
+        .timeout(Duration::from_secs(60))
         .build()?;
     let ctx = Arc::new(Ctx {
         http,
@@ -175,11 +189,16 @@ fn run(
         signer,
         seq: AtomicU64::new(0),
         pg: pg_name.map(|name| (args.database.clone(), name)),
+        issued: args.chaos.as_ref().map(|_| Mutex::new(Vec::new())),
     });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.client_threads)
         .enable_all()
         .build()?;
+    if let Some(mode) = &args.chaos {
+        let restart = Restart { bin: broker_bin, config: &config, log: &log_path, port };
+        return chaos_run(args, mode, &ctx, &rt, broker, &restart, database_url);
+    }
     let clk_tck = clock_ticks_per_second();
     let outcome = rt.block_on(load(args, &ctx, broker.pid()));
     let rss = broker_memory(broker.pid());
@@ -259,6 +278,8 @@ fn register_client(broker_bin: &Path, config: &Path) -> Result<String> {
 struct Broker {
     child: Option<Child>,
     started: Instant,
+    /// The pid of the process `stop` ended (for the resilience report).
+    pid_before_stop: u32,
 }
 
 impl Broker {
@@ -275,7 +296,7 @@ impl Broker {
             .stderr(Stdio::from(log))
             .spawn()
             .with_context(|| format!("start {}", bin.display()))?;
-        Ok(Broker { child: Some(child), started })
+        Ok(Broker { child: Some(child), started, pid_before_stop: 0 })
     }
 
     fn pid(&self) -> u32 {
@@ -304,6 +325,7 @@ impl Broker {
 
     fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
+            self.pid_before_stop = child.id();
             // SIGKILL; the benchmark is over and the database is thrown away.
             let _ = child.kill();
             let _ = child.wait();
@@ -551,6 +573,17 @@ struct Ctx {
     seq: AtomicU64,
     /// PostgreSQL admin URL and the run's database, to find its server processes.
     pg: Option<(String, String)>,
+    /// Under --chaos: every code the broker issued, to check afterwards that it is intact.
+    issued: Option<Mutex<Vec<Issued>>>,
+}
+
+/// A login that got a code from the ACS (its commit happened), and what /token made of it.
+#[derive(Debug, Clone)]
+struct Issued {
+    email: String,
+    code: String,
+    verifier: String,
+    access_token: Option<String>,
 }
 
 const STEP_NAMES: [&str; 6] = ["total", "authorize", "sign", "acs", "token", "userinfo"];
@@ -677,6 +710,16 @@ async fn login(ctx: &Ctx, email: &str, scope: &str) -> Result<(Sample, serde_jso
     if q.get("state") != Some(&state) {
         bail!("acs: state mismatch");
     }
+    let issued_at = ctx.issued.as_ref().and_then(|log| {
+        let mut log = log.lock().ok()?;
+        log.push(Issued {
+            email: email.to_string(),
+            code: code.clone(),
+            verifier: verifier.clone(),
+            access_token: None,
+        });
+        Some(log.len() - 1)
+    });
 
     let resp = ctx
         .http
@@ -697,6 +740,11 @@ async fn login(ctx: &Ctx, email: &str, scope: &str) -> Result<(Sample, serde_jso
         .get("access_token")
         .and_then(|v| v.as_str())
         .ok_or_else(|| anyhow!("token: no access_token"))?;
+    if let (Some(log), Some(i)) = (&ctx.issued, issued_at) {
+        if let Some(entry) = log.lock().map_err(|_| anyhow!("poisoned"))?.get_mut(i) {
+            entry.access_token = Some(access.to_string());
+        }
+    }
 
     let resp = ctx.http.get(format!("{}/userinfo", ctx.base)).bearer_auth(access).send().await?;
     let info = expect_json(resp, "userinfo").await?;
@@ -1133,4 +1181,365 @@ fn report(
         "warmup_errors": o.setup_errors,
     });
     Report { table: t, json }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Resilience (--chaos): PostgreSQL restarted or the broker SIGKILLed under load
+
+/// How to start the broker again after --chaos broker-kill.
+struct Restart<'a> {
+    bin: &'a Path,
+    config: &'a Path,
+    log: &'a Path,
+    port: u16,
+}
+
+/// One login's end under --chaos: when it ended (since the load started), how long it took,
+/// and why it failed.
+struct Event {
+    at: Duration,
+    took: Duration,
+    failure: Option<String>,
+}
+
+/// What a failed login saw: an answer from the broker, or none at all.
+fn failure_class(msg: &str) -> &'static str {
+    if msg.contains(", got 5") {
+        "HTTP 5xx"
+    } else if msg.contains(", got 4") {
+        "HTTP 4xx"
+    } else {
+        "no HTTP answer (connection refused/reset/timeout)"
+    }
+}
+
+/// Database or driver text in an error page (the bench keeps the first 200 characters).
+fn leaks_internals(msg: &str) -> bool {
+    let m = msg.to_lowercase();
+    ["postgres", "diesel", "r2d2", "sqlite", "connection refused", "server closed", "terminating", "sql"]
+        .iter()
+        .any(|w| m.split_once(", got ").is_some_and(|(_, body)| body.contains(w)))
+}
+
+struct Strike {
+    hit: Duration,
+    back: Duration,
+    detail: String,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn chaos_run(
+    args: &Args,
+    mode: &str,
+    ctx: &Arc<Ctx>,
+    rt: &tokio::runtime::Runtime,
+    broker: Broker,
+    restart: &Restart<'_>,
+    database_url: &str,
+) -> Result<Report> {
+    let scope = "openid email profile";
+    let duration = Duration::from_secs_f64(args.seconds.unwrap_or(20.0));
+    let strike_at = Duration::from_secs_f64(args.chaos_at);
+    let first_pid = broker.pid();
+    let broker = Arc::new(Mutex::new(broker));
+    let warm = {
+        let ctx = Arc::clone(ctx);
+        move |_w: usize, i: u64| {
+            let ctx = Arc::clone(&ctx);
+            async move { login(&ctx, &format!("warmup{i}@example.com"), scope).await.map(|(s, _)| s) }
+        }
+    };
+    rt.block_on(run_phase(args.concurrency, Limit { count: Some(args.warmup), duration: None }, warm))?;
+    if let Some(log) = &ctx.issued {
+        log.lock().map_err(|_| anyhow!("poisoned"))?.clear();
+    }
+    eprintln!(
+        "broker pid {first_pid}: {mode} at {:.1} s into {:.1} s of logins …",
+        args.chaos_at,
+        duration.as_secs_f64()
+    );
+
+    let started = Instant::now();
+    let striker = {
+        let (mode, cmd, broker) = (mode.to_string(), args.pg_restart_cmd.clone(), Arc::clone(&broker));
+        let (bin, config, log, port, level) = (
+            restart.bin.to_path_buf(),
+            restart.config.to_path_buf(),
+            restart.log.to_path_buf(),
+            restart.port,
+            args.broker_log.clone(),
+        );
+        std::thread::spawn(move || -> Result<Strike> {
+            std::thread::sleep(strike_at.saturating_sub(started.elapsed()));
+            let hit = started.elapsed();
+            let detail = if mode == "pg-restart" {
+                let out = Command::new("sh").arg("-c").arg(&cmd).output()?;
+                if !out.status.success() {
+                    bail!("`{cmd}` failed: {}", String::from_utf8_lossy(&out.stderr));
+                }
+                format!("`{cmd}` took {:.2} s", (started.elapsed() - hit).as_secs_f64())
+            } else {
+                let mut b = broker.lock().map_err(|_| anyhow!("poisoned"))?;
+                b.stop(); // SIGKILL
+                let mut fresh = Broker::spawn(&bin, &config, &log, &level)?;
+                let ready = fresh.wait_ready(port, &log)?;
+                let detail = format!(
+                    "SIGKILL pid {}, new pid {} ready {:.0} ms after its spawn",
+                    b.pid_before_stop,
+                    fresh.pid(),
+                    ready.as_secs_f64() * 1000.0
+                );
+                *b = fresh;
+                detail
+            };
+            Ok(Strike { hit, back: started.elapsed(), detail })
+        })
+    };
+
+    let events: Arc<Mutex<Vec<Event>>> = Arc::new(Mutex::new(Vec::new()));
+    let next = Arc::new(AtomicU64::new(0));
+    rt.block_on(async {
+        let mut workers = Vec::new();
+        for _ in 0..args.concurrency {
+            let (ctx, events, next, users) =
+                (Arc::clone(ctx), Arc::clone(&events), Arc::clone(&next), args.users);
+            workers.push(tokio::spawn(async move {
+                while started.elapsed() < duration {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let t = Instant::now();
+                    let r = login(&ctx, &format!("user{}@example.com", i % users), scope).await;
+                    let failed = r.is_err();
+                    if let Ok(mut ev) = events.lock() {
+                        ev.push(Event {
+                            at: started.elapsed(),
+                            took: t.elapsed(),
+                            failure: r.err().map(|e| e.to_string()),
+                        });
+                    }
+                    if failed {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+            }));
+        }
+        for w in workers {
+            let _ = w.await;
+        }
+    });
+    let strike = striker.join().map_err(|_| anyhow!("chaos thread panicked"))??;
+    let events = std::mem::take(&mut *events.lock().map_err(|_| anyhow!("poisoned"))?);
+    let pid_now = broker.lock().map_err(|_| anyhow!("poisoned"))?.pid();
+
+    let mut checks: Vec<(String, bool)> = Vec::new();
+    let mut t = String::new();
+    t.push_str(&format!(
+        "ssobroker resilience · {mode} · {} · concurrency {} · {} users\n{} at {:.2} s, back at {:.2} s ({})\n\n",
+        if args.database == "sqlite" { "sqlite" } else { "postgres" },
+        args.concurrency,
+        args.users,
+        mode,
+        strike.hit.as_secs_f64(),
+        strike.back.as_secs_f64(),
+        strike.detail
+    ));
+    // The timeline, per second.
+    let secs = duration.as_secs() as usize + 2;
+    let mut per_sec = vec![(0u64, BTreeMap::<&str, u64>::new()); secs];
+    for e in &events {
+        let Some(slot) = per_sec.get_mut((e.at.as_secs() as usize).min(secs - 1)) else { continue };
+        match &e.failure {
+            None => slot.0 += 1,
+            Some(m) => *slot.1.entry(failure_class(m)).or_default() += 1,
+        }
+    }
+    t.push_str("second   logins ok   failed\n");
+    for (i, (ok, failed)) in per_sec.iter().enumerate() {
+        let f: Vec<String> = failed.iter().map(|(k, n)| format!("{n} × {k}")).collect();
+        t.push_str(&format!("{i:>6}   {ok:>9}   {}\n", f.join(", ")));
+    }
+    let failures: Vec<&Event> = events.iter().filter(|e| e.failure.is_some()).collect();
+    let ok_total = events.len() - failures.len();
+    t.push_str(&format!("\n{} logins ok, {} failed\n", ok_total, failures.len()));
+    let mut kinds: BTreeMap<String, u64> = BTreeMap::new();
+    for f in &failures {
+        let first_line = f.failure.as_deref().unwrap_or_default().lines().next().unwrap_or_default();
+        let msg: String = first_line.chars().take(140).collect();
+        *kinds.entry(msg).or_default() += 1;
+    }
+    for (m, n) in kinds.iter().take(8) {
+        t.push_str(&format!("  {n:>6} × {m}\n"));
+    }
+    let slowest_failure = failures.iter().map(|e| e.took).max().unwrap_or_default();
+    let last_failure = failures.iter().map(|e| e.at).max();
+    t.push_str(&format!(
+        "slowest failed login {:.0} ms; last failure at {}\n\n",
+        slowest_failure.as_secs_f64() * 1000.0,
+        last_failure.map(|a| format!("{:.2} s", a.as_secs_f64())).unwrap_or_else(|| "—".into())
+    ));
+
+    // Recovery: nothing fails before the strike, and the last third of the run after the strike
+    // is failure-free with logins going through.
+    let settle = strike.back + (duration.saturating_sub(strike.back)) / 3;
+    checks
+        .push(("no failure before the strike".into(), !failures.iter().any(|e| e.at + e.took < strike.hit)));
+    checks.push((
+        format!("no failure after {:.1} s (recovered)", settle.as_secs_f64()),
+        !failures.iter().any(|e| e.at > settle),
+    ));
+    checks.push((
+        "logins succeed after the strike".into(),
+        events.iter().any(|e| e.failure.is_none() && e.at > strike.back + Duration::from_millis(500)),
+    ));
+    checks.push((
+        "no failure shows database internals".into(),
+        !failures.iter().any(|e| e.failure.as_deref().is_some_and(leaks_internals)),
+    ));
+    if mode == "pg-restart" {
+        checks.push((
+            format!("the broker kept running (pid {first_pid}, no restart)"),
+            pid_now == first_pid && Path::new(&format!("/proc/{first_pid}")).exists(),
+        ));
+        checks.push((
+            "every failure during the outage was an HTTP answer".into(),
+            failures
+                .iter()
+                .all(|e| e.failure.as_deref().is_some_and(|m| failure_class(m) != failure_class(""))),
+        ));
+        // The pool waits at most 5 s for a connection, then the request gets its error page.
+        checks.push(("failed logins answered within 10 s".into(), slowest_failure < Duration::from_secs(10)));
+    }
+
+    // Integrity: every code the broker handed out belongs to a whole user, and is usable (or was
+    // consumed by a /token whose answer the kill swallowed).
+    let issued =
+        ctx.issued.as_ref().map(|l| l.lock().map(|v| v.clone()).unwrap_or_default()).unwrap_or_default();
+    let (mut tokens_ok, mut tokens_bad, mut redeemed, mut consumed, mut redeem_bad) = (0, 0, 0, 0, 0);
+    rt.block_on(async {
+        for i in &issued {
+            match &i.access_token {
+                Some(access) => {
+                    let r = ctx.http.get(format!("{}/userinfo", ctx.base)).bearer_auth(access).send().await;
+                    if r.is_ok_and(|r| r.status() == 200) {
+                        tokens_ok += 1;
+                    } else {
+                        tokens_bad += 1;
+                    }
+                }
+                None => {
+                    let r = ctx
+                        .http
+                        .post(format!("{}/token", ctx.base))
+                        .basic_auth(CLIENT_ID, Some(&ctx.secret))
+                        .form(&[
+                            ("grant_type", "authorization_code"),
+                            ("code", i.code.as_str()),
+                            ("redirect_uri", REDIRECT_URI),
+                            ("code_verifier", i.verifier.as_str()),
+                        ])
+                        .send()
+                        .await;
+                    match r {
+                        Ok(r) if r.status() == 200 => redeemed += 1,
+                        Ok(r) if r.status() == 400 => consumed += 1,
+                        _ => redeem_bad += 1,
+                    }
+                }
+            }
+        }
+    });
+    t.push_str(&format!(
+        "codes issued during the run: {}; tokens still valid {tokens_ok}, invalid {tokens_bad}; \
+         codes whose /token failed: redeemed now {redeemed}, already consumed {consumed}, other {redeem_bad}\n",
+        issued.len()
+    ));
+    checks.push(("every access token issued is still valid".into(), tokens_bad == 0));
+    checks.push((
+        "every code whose /token failed is redeemable now".into(),
+        redeem_bad == 0 && (consumed == 0 || mode == "broker-kill"),
+    ));
+    if mode == "broker-kill" {
+        // A /token that committed just before the kill: its code is spent and, reused, revokes.
+        checks.push((
+            format!("codes spent by an interrupted /token ≤ concurrency ({consumed})"),
+            consumed <= args.concurrency,
+        ));
+    }
+
+    let db = integrity(database_url, &issued)?;
+    t.push_str(&format!(
+        "database: {} users, {} without a federated identity, {} without a role, {} without a user.provisioned audit row; \
+         {} of {} emails that got a code have no complete user\n",
+        db.users, db.no_identity, db.no_role, db.no_audit, db.missing, db.emails
+    ));
+    checks.push((
+        "no half-created user (identity, roles, audit row)".into(),
+        db.no_identity + db.no_role + db.no_audit == 0,
+    ));
+    checks.push(("every login that got a code has its complete user".into(), db.missing == 0));
+
+    t.push('\n');
+    for (name, ok) in &checks {
+        t.push_str(&format!("{} {name}\n", if *ok { "PASS" } else { "FAIL" }));
+    }
+    let passed = checks.iter().all(|(_, ok)| *ok);
+    let json = serde_json::json!({
+        "mode": mode,
+        "database": if args.database == "sqlite" { "sqlite" } else { "postgres" },
+        "strike_s": strike.hit.as_secs_f64(),
+        "back_s": strike.back.as_secs_f64(),
+        "detail": strike.detail,
+        "ok": ok_total,
+        "failed": failures.len(),
+        "slowest_failure_ms": slowest_failure.as_secs_f64() * 1000.0,
+        "checks": checks.iter().map(|(n, ok)| serde_json::json!({"check": n, "pass": ok})).collect::<Vec<_>>(),
+        "pass": passed,
+    });
+    if let Ok(mut b) = broker.lock() {
+        b.stop();
+    }
+    if !passed {
+        print!("{t}");
+        bail!("resilience check failed");
+    }
+    Ok(Report { table: t, json })
+}
+
+struct Integrity {
+    users: i64,
+    no_identity: i64,
+    no_role: i64,
+    no_audit: i64,
+    emails: usize,
+    missing: usize,
+}
+
+/// Reads the run's database directly: users missing a part of their provisioning, and emails
+/// that got a code but have no complete user.
+fn integrity(database_url: &str, issued: &[Issued]) -> Result<Integrity> {
+    use diesel::dsl::{exists, not};
+    use diesel::prelude::*;
+    use ssobroker::store::schema::{audit_events, federated_identities, user_roles, users};
+    let url = ssobroker::config::DatabaseUrl::parse(database_url).map_err(|e| anyhow!(e))?;
+    let pool = ssobroker::store::open_existing(&url)?;
+    let mut c = pool.get()?;
+    let has_identity = federated_identities::table.filter(federated_identities::user_id.eq(users::id));
+    let has_role = user_roles::table.filter(user_roles::user_id.eq(users::id));
+    let has_audit = audit_events::table
+        .filter(audit_events::user_id.eq(users::id.nullable()))
+        .filter(audit_events::kind.eq("user.provisioned"));
+    let complete: Vec<String> = users::table
+        .filter(exists(has_identity))
+        .filter(exists(has_role))
+        .select(users::email.assume_not_null())
+        .load(&mut c)?;
+    let complete: std::collections::BTreeSet<String> = complete.into_iter().collect();
+    let emails: std::collections::BTreeSet<&str> = issued.iter().map(|i| i.email.as_str()).collect();
+    Ok(Integrity {
+        users: users::table.count().get_result(&mut c)?,
+        no_identity: users::table.filter(not(exists(has_identity))).count().get_result(&mut c)?,
+        no_role: users::table.filter(not(exists(has_role))).count().get_result(&mut c)?,
+        no_audit: users::table.filter(not(exists(has_audit))).count().get_result(&mut c)?,
+        emails: emails.len(),
+        missing: emails.iter().filter(|e| !complete.contains(**e)).count(),
+    })
 }

@@ -19,7 +19,7 @@ pub struct ClientRow {
 }
 
 pub fn by_id(conn: &mut DbConnection, id: &str) -> QueryResult<Option<ClientRow>> {
-    clients::table.find(id).select(ClientRow::as_select()).first(conn).optional()
+    clients::table.find(id).select(ClientRow::as_select()).get_result(conn).optional()
 }
 
 pub fn all(conn: &mut DbConnection) -> QueryResult<Vec<ClientRow>> {

@@ -75,7 +75,7 @@ pub fn live_session(
         .filter(sessions::last_seen_at.gt(idle_cutoff))
         .filter(users::disabled.eq(false))
         .select(Session::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()
 }
 
@@ -87,12 +87,12 @@ pub fn grant_by_code(conn: &mut DbConnection, code_hash: &str) -> QueryResult<Op
     auth_grants::table
         .filter(auth_grants::code_hash.eq(code_hash))
         .select(Grant::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()
 }
 
 pub fn grant_by_id(conn: &mut DbConnection, id: &str) -> QueryResult<Option<Grant>> {
-    auth_grants::table.find(id).select(Grant::as_select()).first(conn).optional()
+    auth_grants::table.find(id).select(Grant::as_select()).get_result(conn).optional()
 }
 
 /// Marks the code used; false when another request used it first.

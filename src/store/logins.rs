@@ -28,25 +28,24 @@ pub fn insert(conn: &mut DbConnection, t: &LoginTransaction) -> QueryResult<()> 
 }
 
 pub fn by_id(conn: &mut DbConnection, id: &str) -> QueryResult<Option<LoginTransaction>> {
-    login_transactions::table.find(id).select(LoginTransaction::as_select()).first(conn).optional()
+    login_transactions::table.find(id).select(LoginTransaction::as_select()).get_result(conn).optional()
 }
 
-/// Takes the open transaction for `request_id` out of the table. Deleting first makes the
-/// consumption atomic across instances: only one caller sees a row count of one.
+/// Takes the open transaction for `request_id` out of the table. One `DELETE … RETURNING` makes
+/// the consumption atomic across instances (only one caller gets the row) in one round trip.
 pub fn consume(
     conn: &mut DbConnection,
     connection: &str,
     request_id: &str,
 ) -> QueryResult<Option<LoginTransaction>> {
-    let row = login_transactions::table
-        .filter(login_transactions::request_id.eq(request_id))
-        .filter(login_transactions::connection_id.eq(connection))
-        .select(LoginTransaction::as_select())
-        .first(conn)
-        .optional()?;
-    let Some(row) = row else { return Ok(None) };
-    let deleted = diesel::delete(login_transactions::table.find(&row.id)).execute(conn)?;
-    Ok((deleted == 1).then_some(row))
+    diesel::delete(
+        login_transactions::table
+            .filter(login_transactions::request_id.eq(request_id))
+            .filter(login_transactions::connection_id.eq(connection)),
+    )
+    .returning(login_transactions::all_columns)
+    .get_result(conn)
+    .optional()
 }
 
 /// Records an assertion ID; a unique violation means it was seen before (a replay).

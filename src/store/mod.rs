@@ -1,5 +1,8 @@
 //! Persistence with diesel only: one schema over SQLite and PostgreSQL, an r2d2 pool, embedded
 //! migrations, and one file per table family. Queries here; decisions elsewhere.
+//!
+//! Lookups by a unique key use `.get_result`, not `.first`: `.first` adds `LIMIT ?` with a bound
+//! value, and diesel does not cache such statements, so SQLite re-prepared them on every call.
 
 pub mod admin;
 pub mod audit;
@@ -24,6 +27,9 @@ pub enum DbConnection {
     Postgres(diesel::PgConnection),
     Sqlite(diesel::SqliteConnection),
 }
+
+/// How long a request waits for a pooled connection before it fails.
+pub const POOL_TIMEOUT_SECONDS: u64 = 5;
 
 pub type DbPool = Pool<ConnectionManager<DbConnection>>;
 pub type PooledDb = PooledConnection<ConnectionManager<DbConnection>>;
@@ -105,8 +111,17 @@ pub fn connect(url: &DatabaseUrl, max_size: u32) -> Result<DbPool, StoreError> {
         DatabaseUrl::Sqlite(_) => format!("sqlite://{conn_str}"),
         DatabaseUrl::Postgres(_) => conn_str,
     });
-    let pool =
-        Pool::builder().max_size(max_size).connection_customizer(Box::new(SqlitePragmas)).build(manager)?;
+    let pool = Pool::builder()
+        .max_size(max_size)
+        // r2d2's default is 30 s: while the database is down every request would hang that long.
+        // 5 s is far above any wait for a free connection under load, and an outage turns into
+        // error pages promptly (the pool reconnects on its own when the database is back).
+        .connection_timeout(std::time::Duration::from_secs(POOL_TIMEOUT_SECONDS))
+        // The checkout test (`SELECT 1`) is what notices PostgreSQL connections broken by a
+        // server restart; a SQLite file connection does not break, so there it is pure cost.
+        .test_on_check_out(matches!(url, DatabaseUrl::Postgres(_)))
+        .connection_customizer(Box::new(SqlitePragmas))
+        .build(manager)?;
     let mut conn = pool.get()?;
     migrate(&mut conn)?;
     Ok(pool)

@@ -26,7 +26,7 @@ pub fn insert(conn: &mut DbConnection, t: &RefreshToken) -> QueryResult<()> {
 }
 
 pub fn by_id(conn: &mut DbConnection, id: &str) -> QueryResult<Option<RefreshToken>> {
-    refresh_tokens::table.find(id).select(RefreshToken::as_select()).first(conn).optional()
+    refresh_tokens::table.find(id).select(RefreshToken::as_select()).get_result(conn).optional()
 }
 
 /// Marks a token rotated; false when another request rotated it first (a replay).

@@ -86,12 +86,12 @@ pub fn by_identity(conn: &mut DbConnection, connection: &str, subject: &str) -> 
         .filter(federated_identities::connection_id.eq(connection))
         .filter(federated_identities::subject.eq(subject))
         .select(User::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()
 }
 
 pub fn by_id(conn: &mut DbConnection, id: &str) -> QueryResult<Option<User>> {
-    users::table.find(id).select(User::as_select()).first(conn).optional()
+    users::table.find(id).select(User::as_select()).get_result(conn).optional()
 }
 
 /// The account that holds `email` as its own: the one with it verified, or else one an admin

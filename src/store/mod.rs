@@ -141,6 +141,26 @@ pub fn ping(conn: &mut DbConnection) -> QueryResult<()> {
     conn.batch_execute("SELECT 1")
 }
 
+/// The readiness probe: can this connection still do a login's work? PostgreSQL: a round trip.
+/// SQLite: take the write lock and let it go (an open file still answers reads; a writer stuck
+/// holding the lock stops every login), waiting at most `wait_ms` instead of the usual busy
+/// timeout.
+pub fn ready_probe(conn: &mut DbConnection, wait_ms: u64) -> QueryResult<()> {
+    match conn {
+        DbConnection::Postgres(c) => c.batch_execute("SELECT 1"),
+        DbConnection::Sqlite(c) => {
+            c.batch_execute(&format!("PRAGMA busy_timeout = {wait_ms}"))?;
+            let probed = c.batch_execute("BEGIN IMMEDIATE; ROLLBACK;");
+            if probed.is_err() {
+                // A failed BEGIN leaves no transaction; this only guards a failed ROLLBACK.
+                let _ = c.batch_execute("ROLLBACK");
+            }
+            let restored = c.batch_execute("PRAGMA busy_timeout = 10000");
+            probed.and(restored)
+        }
+    }
+}
+
 /// Row counts of every table, for tests and operators checking that a refused request wrote
 /// nothing but its audit row.
 pub fn table_counts(conn: &mut DbConnection) -> QueryResult<std::collections::BTreeMap<&'static str, i64>> {

@@ -16,5 +16,6 @@ mod keys;
 mod migrations;
 mod oidc_lifecycle;
 mod oidc_refusals;
+mod ops;
 mod saml_attacks;
 mod saml_vendors;

@@ -1,7 +1,7 @@
 //! What each CLI command does, kept out of main.rs so it stays a thin argument parser.
 
 use crate::clock::SystemClock;
-use crate::config::{self, Config, FileClient, FileConfig, FileConnection};
+use crate::config::{self, Config, FileClient, FileConfig, FileConnection, LogFormat};
 use crate::devidp::DevIdp;
 use crate::oidc::{random_token, Secret};
 use crate::provisioning::Vendor;
@@ -11,13 +11,21 @@ use std::net::TcpListener;
 use std::path::Path;
 use std::sync::Arc;
 
-pub fn init_logging() {
+/// Logs to stderr, as text or as one JSON object per line. Inside a request every line carries
+/// its `request_id` (the request span's field: `span.request_id` in JSON).
+pub fn init_logging(format: LogFormat) {
     // handlebars logs whole template contexts (SAML responses, claims) at debug: keep it quiet
     // unless asked for by name.
     let filter = tracing_subscriber::EnvFilter::try_from_env("SSOBROKER_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
         .add_directive("handlebars=warn".parse().unwrap_or_default());
-    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_writer(std::io::stderr).init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_target(false).init(),
+        LogFormat::Json => {
+            builder.json().flatten_event(true).with_current_span(true).with_span_list(false).init()
+        }
+    }
 }
 
 fn load(path: &Path) -> anyhow::Result<Config> {
@@ -47,8 +55,9 @@ pub fn migrate(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn serve(path: &Path) -> anyhow::Result<()> {
+pub fn serve(path: &Path, log_format: Option<LogFormat>) -> anyhow::Result<()> {
     let cfg = load(path)?;
+    init_logging(log_format.unwrap_or(cfg.log_format));
     run(cfg, None)
 }
 
@@ -58,12 +67,18 @@ fn run(cfg: Config, demo: Option<DemoState>) -> anyhow::Result<()> {
     let listener = TcpListener::bind(cfg.listen).with_context(|| format!("listen on {}", cfg.listen))?;
     let issuer = cfg.issuer.clone();
     let database = cfg.database.describe();
+    let address = listener.local_addr()?;
     let state = AppState::new(cfg, pool, Arc::new(SystemClock), demo)?;
-    tracing::info!(issuer = %issuer, database = %database, "ssobroker listening");
+    tracing::info!(issuer = %issuer, address = %address, database = %database, "ssobroker listening");
     actix_web::rt::System::new().block_on(async move {
-        web::spawn_housekeeping(state.clone());
-        web::spawn_key_refresh(state.clone());
-        web::serve(state, listener, workers)?.await
+        let tasks = [web::spawn_housekeeping(state.clone()), web::spawn_key_refresh(state.clone())];
+        // Returns after SIGTERM/SIGINT once requests in flight finished (or shutdown_timeout).
+        let served = web::serve(state, listener, workers)?.await;
+        for t in tasks {
+            t.abort();
+        }
+        tracing::info!("ssobroker stopped");
+        served
     })?;
     Ok(())
 }

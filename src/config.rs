@@ -49,6 +49,15 @@ pub struct FileConfig {
     /// POST, which browsers only keep on https).
     #[serde(default)]
     pub bind_login_to_browser: Option<bool>,
+    /// Log lines as "text" (readable) or "json" (one object per line, for log shippers).
+    pub log_format: String,
+    /// On SIGTERM/SIGINT, how long in-flight requests may take before the workers stop.
+    pub shutdown_timeout_seconds: u64,
+    /// Reverse proxies (addresses or CIDR ranges) whose `X-Forwarded-For` names the client.
+    /// Empty: the TCP peer is the client and the header is ignored.
+    pub trusted_proxies: Vec<String>,
+    pub metrics: FileMetrics,
+    pub rate_limits: FileRateLimits,
     #[serde(default)]
     pub connections: Vec<FileConnection>,
     #[serde(default)]
@@ -72,8 +81,97 @@ impl Default for FileConfig {
             max_saml_response_bytes: 256 * 1024,
             signing_alg: crate::oidc::keys::RS256.into(),
             bind_login_to_browser: None,
+            log_format: "text".into(),
+            shutdown_timeout_seconds: 30,
+            trusted_proxies: Vec::new(),
+            metrics: FileMetrics::default(),
+            rate_limits: FileRateLimits::default(),
             connections: Vec::new(),
             clients: Vec::new(),
+        }
+    }
+}
+
+/// `[metrics]`: the Prometheus endpoint.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileMetrics {
+    /// Serve `/metrics` at all.
+    pub enabled: bool,
+    /// When set, `/metrics` answers only `Authorization: Bearer <token>` (the broker usually
+    /// faces the internet; the counters name connections and refusal reasons).
+    pub bearer_token: Option<String>,
+}
+
+impl Default for FileMetrics {
+    fn default() -> Self {
+        FileMetrics { enabled: true, bearer_token: None }
+    }
+}
+
+impl std::fmt::Debug for FileMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileMetrics")
+            .field("enabled", &self.enabled)
+            .field("bearer_token", &self.bearer_token.as_ref().map(|_| "[redacted]"))
+            .finish()
+    }
+}
+
+/// `[rate_limits]`: per client address, each `{ per_minute, burst }`; `per_minute = 0` turns
+/// a limit off.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileRateLimits {
+    /// `POST /token` (app servers: many users behind one address, so generous).
+    pub token: RateLimit,
+    /// `POST /saml/<id>/acs` (browsers; a company's users may share one NAT address).
+    pub acs: RateLimit,
+    /// Admin sign-in attempts (password guessing).
+    pub admin_login: RateLimit,
+}
+
+impl Default for FileRateLimits {
+    fn default() -> Self {
+        FileRateLimits {
+            token: RateLimit { per_minute: 600, burst: 100 },
+            acs: RateLimit { per_minute: 120, burst: 60 },
+            admin_login: RateLimit { per_minute: 10, burst: 5 },
+        }
+    }
+}
+
+impl FileRateLimits {
+    /// Every limit off (tests that send hundreds of requests from 127.0.0.1).
+    pub fn off() -> Self {
+        let off = RateLimit { per_minute: 0, burst: 0 };
+        FileRateLimits { token: off, acs: off, admin_login: off }
+    }
+}
+
+/// A sustained rate with a burst allowance (GCRA: the burst refills at `per_minute`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    pub per_minute: u32,
+    pub burst: u32,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!("{other:?}: must be \"text\" or \"json\"")),
         }
     }
 }
@@ -263,8 +361,19 @@ pub struct Config {
     pub session_idle: chrono::Duration,
     pub refresh_token_ttl: chrono::Duration,
     pub bind_login_to_browser: bool,
+    pub log_format: LogFormat,
+    pub shutdown_timeout: std::time::Duration,
+    pub trusted_proxies: crate::ops::TrustedProxies,
+    /// `None`: `/metrics` is not served.
+    pub metrics: Option<MetricsSettings>,
+    pub rate_limits: FileRateLimits,
     pub connections: Vec<Connection>,
     pub clients: Vec<Client>,
+}
+
+#[derive(Debug, Clone)]
+pub struct MetricsSettings {
+    pub bearer_token: Option<crate::oidc::Secret>,
 }
 
 impl Config {
@@ -278,7 +387,7 @@ impl Config {
 
 /// Scalar settings that may come from the environment (`SSOBROKER_ISSUER`, …). Other
 /// `SSOBROKER_*` variables (the CLI's own, the tests') are not configuration.
-const ENV_KEYS: [&str; 14] = [
+const ENV_KEYS: [&str; 17] = [
     "issuer",
     "listen",
     "database_url",
@@ -293,6 +402,9 @@ const ENV_KEYS: [&str; 14] = [
     "max_saml_response_bytes",
     "signing_alg",
     "bind_login_to_browser",
+    "log_format",
+    "shutdown_timeout_seconds",
+    "trusted_proxies",
 ];
 
 /// Loads defaults → `path` → `SSOBROKER_*` env and validates.
@@ -307,7 +419,13 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     }
     let figment = Figment::from(Serialized::defaults(FileConfig::default()))
         .merge(Toml::file(path))
-        .merge(Env::prefixed("SSOBROKER_").only(&ENV_KEYS));
+        .merge(Env::prefixed("SSOBROKER_").only(&ENV_KEYS))
+        // The metrics token is a secret: deployments pass it in the environment.
+        .merge(
+            Env::prefixed("SSOBROKER_")
+                .only(&["metrics_bearer_token"])
+                .map(|_| "metrics.bearer_token".into()),
+        );
     let raw: FileConfig = figment.extract().map_err(|e| figment_error(&file_name, e))?;
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
     validate(raw, &file_name, &base).map_err(|mut e| {
@@ -395,6 +513,40 @@ pub fn validate(raw: FileConfig, file: &str, base_dir: &Path) -> Result<Config, 
     let refresh_token_ttl = secs("refresh_token_ttl_seconds", raw.refresh_token_ttl_seconds, 366 * 86400)?;
     if raw.max_saml_response_bytes < 1024 || raw.max_saml_response_bytes > 4 * 1024 * 1024 {
         return Err(err("max_saml_response_bytes", "must be between 1024 and 4194304".into()));
+    }
+    let log_format = raw.log_format.parse().map_err(|r| err("log_format", r))?;
+    if raw.shutdown_timeout_seconds > 3600 {
+        return Err(err("shutdown_timeout_seconds", "must be at most 3600".into()));
+    }
+    let mut proxies = Vec::new();
+    for (i, p) in raw.trusted_proxies.iter().enumerate() {
+        proxies.push(
+            crate::ops::TrustedProxies::parse_entry(p)
+                .map_err(|r| err(&format!("trusted_proxies[{i}]"), r))?,
+        );
+    }
+    let metrics = if raw.metrics.enabled {
+        let bearer_token = match raw.metrics.bearer_token {
+            Some(t) if t.len() < 16 => {
+                return Err(err("metrics.bearer_token", "must be at least 16 characters".into()))
+            }
+            t => t.map(crate::oidc::Secret::new),
+        };
+        Some(MetricsSettings { bearer_token })
+    } else {
+        None
+    };
+    for (name, l) in [
+        ("token", raw.rate_limits.token),
+        ("acs", raw.rate_limits.acs),
+        ("admin_login", raw.rate_limits.admin_login),
+    ] {
+        if l.per_minute > 0 && l.burst == 0 {
+            return Err(err(
+                &format!("rate_limits.{name}.burst"),
+                "must be at least 1 when per_minute is set".into(),
+            ));
+        }
     }
     let signing_alg = raw
         .signing_alg
@@ -556,6 +708,11 @@ pub fn validate(raw: FileConfig, file: &str, base_dir: &Path) -> Result<Config, 
         signing_alg,
         session_idle,
         refresh_token_ttl,
+        log_format,
+        shutdown_timeout: std::time::Duration::from_secs(raw.shutdown_timeout_seconds),
+        trusted_proxies: crate::ops::TrustedProxies::new(proxies),
+        metrics,
+        rate_limits: raw.rate_limits,
         connections,
         clients,
     })
@@ -580,6 +737,40 @@ mod tests {
         std::fs::write(&p, "issuer = \"http://x\"\nlisten_typo = 1\n").unwrap();
         let e = load(&p).unwrap_err();
         assert!(e.reason.contains("listen_typo"), "{e}");
+    }
+
+    #[test]
+    fn operations_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(
+            &p,
+            "log_format = \"json\"\nshutdown_timeout_seconds = 5\ntrusted_proxies = [\"10.0.0.0/8\", \"::1\"]\n\
+             [metrics]\nbearer_token = \"0123456789abcdef0123\"\n\
+             [rate_limits]\nacs = { per_minute = 6, burst = 2 }\n",
+        )
+        .unwrap();
+        let cfg = load(&p).unwrap();
+        assert_eq!(cfg.log_format, LogFormat::Json);
+        assert_eq!(cfg.shutdown_timeout, std::time::Duration::from_secs(5));
+        assert!(cfg.trusted_proxies.contains("10.1.2.3".parse().unwrap()));
+        assert!(!cfg.trusted_proxies.contains("11.1.2.3".parse().unwrap()));
+        let token = cfg.metrics.as_ref().and_then(|m| m.bearer_token.as_ref()).unwrap();
+        assert_eq!(token.expose(), "0123456789abcdef0123");
+        assert!(!format!("{cfg:?}").contains("0123456789abcdef0123"), "the token is redacted");
+        assert_eq!(cfg.rate_limits.acs, RateLimit { per_minute: 6, burst: 2 });
+        assert_eq!(cfg.rate_limits.token, FileRateLimits::default().token);
+
+        std::fs::write(&p, "trusted_proxies = [\"proxy.local\"]\n").unwrap();
+        assert_eq!(load(&p).unwrap_err().key, "trusted_proxies[0]");
+        std::fs::write(&p, "log_format = \"xml\"\n").unwrap();
+        assert_eq!(load(&p).unwrap_err().key, "log_format");
+        std::fs::write(&p, "[metrics]\nbearer_token = \"short\"\n").unwrap();
+        assert_eq!(load(&p).unwrap_err().key, "metrics.bearer_token");
+        std::fs::write(&p, "[rate_limits]\ntoken = { per_minute = 5, burst = 0 }\n").unwrap();
+        assert_eq!(load(&p).unwrap_err().key, "rate_limits.token.burst");
+        std::fs::write(&p, "[metrics]\nenabled = false\n").unwrap();
+        assert!(load(&p).unwrap().metrics.is_none());
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod explain;
 pub mod flow;
 pub mod keys_cli;
 pub mod oidc;
+pub mod ops;
 pub mod provisioning;
 pub mod saml;
 pub mod store;

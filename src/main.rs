@@ -6,6 +6,9 @@ use std::path::PathBuf;
 #[derive(Parser)]
 #[command(name = "ssobroker", version, about = "SAML 2.0 → OpenID Connect SSO broker with JIT provisioning")]
 struct Cli {
+    /// Log lines as `text` or `json` (overrides `log_format` in the config).
+    #[arg(long, global = true, value_parser = ["text", "json"])]
+    log_format: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -84,10 +87,14 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
-    ssobroker::cli::init_logging();
     let cli = Cli::parse();
+    let log_format = cli.log_format.as_deref().map(str::parse).transpose().map_err(anyhow::Error::msg)?;
+    if !matches!(cli.command, Command::Serve { .. }) {
+        // `serve` starts logging once it has read `log_format` from its config.
+        ssobroker::cli::init_logging(log_format.unwrap_or_default());
+    }
     match cli.command {
-        Command::Serve { config } => ssobroker::cli::serve(&config),
+        Command::Serve { config } => ssobroker::cli::serve(&config, log_format),
         Command::CheckConfig { config } => ssobroker::cli::check_config(&config),
         Command::Migrate { config } => ssobroker::cli::migrate(&config),
         Command::Healthcheck { url } => ssobroker::cli::healthcheck(&url),

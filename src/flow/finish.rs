@@ -25,13 +25,14 @@ pub struct FinishInput<'a> {
 }
 
 #[derive(Debug)]
+/// `created`: this login provisioned the user (JIT), for the metrics.
 pub enum LoginOutcome {
     /// Back to the app with a code; `session` is the new broker session cookie value.
-    Code { redirect: String, session: String, user_id: String },
+    Code { redirect: String, session: String, user_id: String, created: bool },
     /// The user exists but the client's `allowed_roles` excludes them.
-    AccessDenied { redirect: String, session: String, user_id: String },
+    AccessDenied { redirect: String, session: String, user_id: String, created: bool },
     /// An IdP-initiated login (allowed on this connection): signed in to the broker only.
-    Portal { session: String, user_id: String, display: String },
+    Portal { session: String, user_id: String, display: String, created: bool },
 }
 
 /// Runs the whole login; a lost race on first login (unique violation) is retried so
@@ -158,7 +159,7 @@ fn finish_once(conn: &mut DbConnection, input: &FinishInput<'_>) -> Result<Login
         )?;
         let user = users::by_id(conn, &user_id)?;
         let display = user.and_then(|u| u.display_name.or(u.email)).unwrap_or_default();
-        return Ok(LoginOutcome::Portal { session, user_id, display });
+        return Ok(LoginOutcome::Portal { session, user_id, display, created: prov.created });
     };
 
     let allowed = super::clients::lookup(conn, cfg, &txn.client_id)?.is_some_and(|c| c.admits(&roles));
@@ -183,7 +184,7 @@ fn finish_once(conn: &mut DbConnection, input: &FinishInput<'_>) -> Result<Login
             txn.state.as_deref(),
             &cfg.issuer,
         );
-        return Ok(LoginOutcome::AccessDenied { redirect, session, user_id });
+        return Ok(LoginOutcome::AccessDenied { redirect, session, user_id, created: prov.created });
     }
 
     let code = random_token(32);
@@ -222,12 +223,14 @@ fn finish_once(conn: &mut DbConnection, input: &FinishInput<'_>) -> Result<Login
         ),
     )?;
     let redirect = code_redirect(&txn.redirect_uri, &code, txn.state.as_deref(), &cfg.issuer);
-    Ok(LoginOutcome::Code { redirect, session, user_id })
+    Ok(LoginOutcome::Code { redirect, session, user_id, created: prov.created })
 }
 
 /// The outcome of provisioning for the rest of the login.
 pub(crate) struct Provisioned {
     pub user_id: String,
+    /// A new user was created (not a login or a link).
+    pub created: bool,
     pub acr: Option<String>,
     pub amr: Vec<String>,
 }
@@ -345,6 +348,7 @@ fn provision(
             &audit_row(now, kind, meta, user, Some(&connection.id), client_id, reason, detail),
         )
     };
+    let created = matches!(decision, Decision::Create { .. });
     let user_id = match decision {
         Decision::Deny(reason) => return Err(refused(reason, existing.map(|e| e.user_id))),
         Decision::Create { profile, grants } => {
@@ -459,7 +463,7 @@ fn provision(
             serde_json::json!({"note": "IdP sent a groups link instead of the groups; IdP-sourced roles left unchanged"}),
         )?;
     }
-    Ok(Provisioned { user_id, acr: assessment.acr, amr: assessment.amr })
+    Ok(Provisioned { user_id, created, acr: assessment.acr, amr: assessment.amr })
 }
 
 fn idp_grants(conn: &mut DbConnection, user_id: &str) -> Result<Vec<Grant>, diesel::result::Error> {

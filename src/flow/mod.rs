@@ -107,6 +107,16 @@ pub fn start_login(
     Ok(start)
 }
 
+/// The stable reason code of a failed login: the audit row's `reason` and the metrics label.
+pub fn failure_reason(err: &FlowError) -> &'static str {
+    match err {
+        FlowError::Refused { reason, .. } => reason,
+        FlowError::Saml(e) => e.reason().map(|r| r.code()).unwrap_or("saml_error"),
+        FlowError::Oidc(_) => "oidc_error",
+        FlowError::Store(_) | FlowError::Race => "internal_error",
+    }
+}
+
 /// Records a refused login (its own small transaction: the refused work was rolled back). When
 /// the refusal came before the login transaction was read, the RelayState still tells which
 /// client the login was for.
@@ -119,13 +129,10 @@ pub fn audit_failure(
     err: &FlowError,
     reference: &str,
 ) -> Result<(), diesel::result::Error> {
-    let (reason, client, user) = match err {
-        FlowError::Refused { reason, client_id, user_id, .. } => {
-            (*reason, client_id.as_deref(), user_id.as_deref())
-        }
-        FlowError::Saml(e) => (e.reason().map(|r| r.code()).unwrap_or("saml_error"), None, None),
-        FlowError::Oidc(_) => ("oidc_error", None, None),
-        FlowError::Store(_) | FlowError::Race => ("internal_error", None, None),
+    let reason = failure_reason(err);
+    let (client, user) = match err {
+        FlowError::Refused { client_id, user_id, .. } => (client_id.as_deref(), user_id.as_deref()),
+        _ => (None, None),
     };
     let from_relay = match (client, relay_state) {
         (None, Some(r)) => store::logins::by_id(conn, &token_hash(r))?

@@ -46,6 +46,9 @@ pub enum StoreError {
     Query(#[from] diesel::result::Error),
 }
 
+/// How long a SQLite statement waits for another writer's lock before failing.
+const SQLITE_BUSY_TIMEOUT_MS: u64 = 10_000;
+
 /// SQLite settings every pooled connection needs: foreign keys are per connection, and the busy
 /// timeout lets concurrent writers queue instead of failing.
 #[derive(Debug)]
@@ -56,9 +59,10 @@ impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for SqlitePragmas {
         if let DbConnection::Sqlite(c) = conn {
             // WAL is a property of the file, set once in `connect`; switching it here from
             // several fresh connections at once made them fight over the lock.
-            c.batch_execute(
-                "PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL;",
-            )
+            c.batch_execute(&format!(
+                "PRAGMA foreign_keys = ON; PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; \
+                     PRAGMA synchronous = NORMAL;"
+            ))
             .map_err(diesel::r2d2::Error::QueryError)?;
         }
         Ok(())
@@ -151,9 +155,24 @@ pub fn is_unique_violation(e: &diesel::result::Error) -> bool {
     matches!(e, diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _))
 }
 
-/// A liveness probe for health checks.
-pub fn ping(conn: &mut DbConnection) -> QueryResult<()> {
-    conn.batch_execute("SELECT 1")
+/// The readiness probe: can this connection still do a login's work? PostgreSQL: a round trip.
+/// SQLite: take the write lock and let it go (an open file still answers reads; a writer stuck
+/// holding the lock stops every login), waiting at most `wait_ms` instead of the usual busy
+/// timeout.
+pub fn ready_probe(conn: &mut DbConnection, wait_ms: u64) -> QueryResult<()> {
+    match conn {
+        DbConnection::Postgres(c) => c.batch_execute("SELECT 1"),
+        DbConnection::Sqlite(c) => {
+            c.batch_execute(&format!("PRAGMA busy_timeout = {wait_ms}"))?;
+            let probed = c.batch_execute("BEGIN IMMEDIATE; ROLLBACK;");
+            if probed.is_err() {
+                // A failed BEGIN leaves no transaction; this only guards a failed ROLLBACK.
+                let _ = c.batch_execute("ROLLBACK");
+            }
+            let restored = c.batch_execute(&format!("PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}"));
+            probed.and(restored)
+        }
+    }
 }
 
 /// Row counts of every table, for tests and operators checking that a refused request wrote

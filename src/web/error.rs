@@ -17,6 +17,10 @@ pub enum WebError {
     NotFound,
     #[error("internal error {reference}")]
     Internal { reference: String },
+    /// A per-address rate limit refused the request: 429 with `Retry-After`, as OAuth JSON on
+    /// the token endpoint and as the generic page elsewhere.
+    #[error("rate limited")]
+    TooManyRequests { retry_after: u64, json: bool },
 }
 
 /// A short id the user can quote to support; the same id is in the log line.
@@ -87,6 +91,7 @@ impl ResponseError for WebError {
             WebError::Page { status, .. } | WebError::OAuth { status, .. } => *status,
             WebError::NotFound => StatusCode::NOT_FOUND,
             WebError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            WebError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -113,6 +118,27 @@ impl ResponseError for WebError {
                 "The broker could not complete the request.",
                 Some(reference),
             ),
+            WebError::TooManyRequests { retry_after, json } => {
+                let mut resp = if *json {
+                    HttpResponse::build(status).insert_header(("Cache-Control", "no-store")).json(
+                        serde_json::json!({
+                            "error": "temporarily_unavailable",
+                            "error_description": "too many requests; retry later",
+                        }),
+                    )
+                } else {
+                    page(
+                        status,
+                        "Too many attempts",
+                        "Too many sign-in attempts came from your network. Wait a minute, then start again from your application.",
+                        None,
+                    )
+                };
+                if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&retry_after.to_string()) {
+                    resp.headers_mut().insert(actix_web::http::header::RETRY_AFTER, v);
+                }
+                resp
+            }
         }
     }
 }

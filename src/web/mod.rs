@@ -4,11 +4,16 @@
 mod demo;
 mod error;
 mod oidc_routes;
+mod ops;
 mod saml_routes;
 mod views;
 
 pub use demo::DemoState;
 pub use error::WebError;
+pub use ops::{
+    client_ip, rate_limit_acs, rate_limit_admin_login, rate_limit_token, request_context, throttle, Limit,
+    RequestContext,
+};
 pub use views::Views;
 
 use crate::clock::Clock;
@@ -19,6 +24,7 @@ use crate::store::{self, DbConnection, DbPool};
 use actix_web::{middleware, web, App, HttpRequest, HttpResponse, HttpServer};
 use chrono::{DateTime, Utc};
 use std::net::TcpListener;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, RwLock};
 
 /// Everything a handler needs, passed in through app data (never a global).
@@ -30,6 +36,12 @@ pub struct AppState {
     pub views: Arc<Views>,
     /// Present only under `ssobroker demo` (and in tests that ask for it).
     pub demo: Option<Arc<DemoState>>,
+    /// This instance's Prometheus registry.
+    pub metrics: Arc<crate::ops::Metrics>,
+    /// Per-address rate limits (in memory, per instance).
+    pub limits: Arc<crate::ops::RateLimits>,
+    /// What the last `/readyz` answered, so only changes are logged.
+    ready: Arc<AtomicBool>,
     /// The signing keys with the documents that describe them. Shared by every clone and
     /// replaced as a whole by `refresh_keys`; readers take the lock only to clone the `Arc`.
     published: Arc<RwLock<Arc<Published>>>,
@@ -78,7 +90,12 @@ impl AppState {
             );
         }
         let published = Published::new(&cfg, keys).map_err(|e| WebError::internal(&e))?;
+        let metrics = crate::ops::Metrics::new(crate::ops::Metrics::certificates(&cfg));
+        let limits = crate::ops::RateLimits::new(&cfg.rate_limits);
         Ok(AppState {
+            metrics: Arc::new(metrics),
+            limits: Arc::new(limits),
+            ready: Arc::new(AtomicBool::new(true)),
             published: Arc::new(RwLock::new(Arc::new(published))),
             cfg: Arc::new(cfg),
             pool,
@@ -149,7 +166,10 @@ impl AppState {
         E: Into<WebError> + Send + 'static,
     {
         let pool = self.pool.clone();
+        // The blocking thread logs under the request's span (its request id).
+        let span = tracing::Span::current();
         web::block(move || -> Result<T, WebError> {
+            let _in_request = span.enter();
             let mut conn = pool.get().map_err(|e| WebError::internal(&e))?;
             f(&mut conn).map_err(Into::into)
         })
@@ -254,8 +274,8 @@ pub fn configure(state: AppState) -> impl Fn(&mut web::ServiceConfig) + Clone {
                     .error_handler(|e, _| WebError::bad_request_from(&e).into()),
             )
             .app_data(web::QueryConfig::default().error_handler(|e, _| WebError::bad_request_from(&e).into()))
-            .route("/healthz", web::get().to(healthz_handler))
             .route("/static/{file}", web::get().to(views::static_handler));
+        ops::routes(cfg);
         oidc_routes::routes(cfg);
         saml_routes::routes(cfg);
         if state.demo.is_some() {
@@ -265,13 +285,14 @@ pub fn configure(state: AppState) -> impl Fn(&mut web::ServiceConfig) + Clone {
 }
 
 /// Housekeeping: every few minutes, delete expired login transactions, replay entries,
-/// sessions and grants so the tables stay bounded under constant load. Any instance may run it;
-/// the deletes are idempotent.
-pub fn spawn_housekeeping(state: AppState) {
+/// sessions and grants so the tables stay bounded under constant load, and forget rate-limit
+/// entries of addresses gone quiet. Any instance may run it; the deletes are idempotent.
+pub fn spawn_housekeeping(state: AppState) -> actix_web::rt::task::JoinHandle<()> {
     actix_web::rt::spawn(async move {
         let mut tick = actix_web::rt::time::interval(std::time::Duration::from_secs(300));
         loop {
             tick.tick().await;
+            state.limits.purge();
             let now = state.clock.now();
             let longest = state.cfg.access_token_ttl.max(state.cfg.id_token_ttl);
             let (now_s, horizon) = (now.timestamp(), (now - longest).timestamp());
@@ -281,13 +302,13 @@ pub fn spawn_housekeeping(state: AppState) {
                 Err(e) => tracing::warn!(error = %e, "housekeeping failed"),
             }
         }
-    });
+    })
 }
 
 /// Key refresh: every `KEY_REFRESH_SECONDS`, re-read the signing keys so a rotation done with
 /// `ssobroker keys rotate` (on any host) takes effect here without a restart, and retired keys
 /// leave the JWKS.
-pub fn spawn_key_refresh(state: AppState) {
+pub fn spawn_key_refresh(state: AppState) -> actix_web::rt::task::JoinHandle<()> {
     actix_web::rt::spawn(async move {
         let period = std::time::Duration::from_secs(keys::KEY_REFRESH_SECONDS.unsigned_abs());
         let mut tick = actix_web::rt::time::interval(period);
@@ -299,48 +320,44 @@ pub fn spawn_key_refresh(state: AppState) {
                 tracing::warn!(error = %e, "signing key refresh failed; still serving the previous keys");
             }
         }
-    });
+    })
 }
 
-/// Starts the HTTP server on an already bound listener (tests bind 127.0.0.1:0).
+/// Starts the HTTP server on an already bound listener (tests bind 127.0.0.1:0). SIGTERM and
+/// SIGINT start a graceful shutdown: the listener closes, requests in flight get
+/// `shutdown_timeout` to finish.
 pub fn serve(
     state: AppState,
     listener: TcpListener,
     workers: usize,
 ) -> std::io::Result<actix_web::dev::Server> {
-    let routes = configure(state);
+    let shutdown_timeout = state.cfg.shutdown_timeout.as_secs();
+    let routes = configure(state.clone());
     let server = HttpServer::new(move || {
+        let st = state.clone();
         App::new()
             .wrap(security_headers())
-            .wrap(
-                // The path only: query strings carry codes, SAMLRequests and login hints.
-                middleware::Logger::new("%a \"%m %U\" %s %Dms")
-                    .exclude("/healthz")
-                    .log_target("ssobroker::http"),
-            )
+            // Last wrapped runs first: the request id and span cover everything else.
+            .wrap(middleware::from_fn(move |req, next| ops::request_context(st.clone(), req, next)))
             .configure(routes.clone())
             .default_service(web::to(not_found_handler))
     })
     .workers(workers)
+    .shutdown_timeout(shutdown_timeout)
     .listen(listener)?
     .run();
     Ok(server)
-}
-
-async fn healthz_handler(state: web::Data<AppState>) -> Result<HttpResponse, WebError> {
-    state.db(store::ping).await?;
-    Ok(HttpResponse::Ok().content_type("text/plain").body("ok"))
 }
 
 async fn not_found_handler() -> Result<HttpResponse, WebError> {
     Err(WebError::NotFound)
 }
 
-/// The client's address for audit rows: the TCP peer. Forwarded headers are not trusted
-/// because nothing here knows which proxies are in front.
+/// Who made the request, for audit rows: the TCP peer, or the client a trusted proxy names
+/// (`trusted_proxies`); a forwarded header from anyone else is ignored.
 pub(crate) fn request_meta(req: &HttpRequest) -> crate::flow::RequestMeta {
     crate::flow::RequestMeta {
-        ip: req.peer_addr().map(|a| a.ip().to_string()),
+        ip: client_ip(req).map(|ip| ip.to_string()),
         user_agent: req.headers().get("user-agent").and_then(|v| v.to_str().ok()).map(str::to_string),
     }
 }

@@ -39,6 +39,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/authorize", web::post().to(authorize_post_handler))
         .service(
             web::resource("/token")
+                .wrap(actix_web::middleware::from_fn(super::ops::rate_limit_token))
                 // Malformed token requests get OAuth's JSON error, not the HTML page.
                 .app_data(web::FormConfig::default().limit(64 * 1024).error_handler(|e, _| {
                     tracing::info!(error = %e, "malformed token request");
@@ -314,6 +315,26 @@ async fn token_handler(
     form: web::Form<TokenParams>,
 ) -> Result<HttpResponse, WebError> {
     let params = form.into_inner();
+    let grant_label = match oidc::token::grant_type(&params) {
+        Ok(oidc::token::GrantType::AuthorizationCode) => "authorization_code",
+        Ok(oidc::token::GrantType::RefreshToken) => "refresh_token",
+        Err(_) => "unsupported",
+    };
+    let result = token(&state, &req, params).await;
+    let outcome = match &result {
+        Ok(_) => "issued",
+        Err(WebError::OAuth { code, .. }) => code,
+        Err(_) => "error",
+    };
+    state.metrics.token_grant(grant_label, outcome);
+    result
+}
+
+async fn token(
+    state: &web::Data<AppState>,
+    req: &HttpRequest,
+    params: TokenParams,
+) -> Result<HttpResponse, WebError> {
     let grant_type = oidc::token::grant_type(&params)?;
     if grant_type == oidc::token::GrantType::AuthorizationCode {
         oidc::token::code_from_params(&params)?;
@@ -321,8 +342,8 @@ async fn token_handler(
         return Err(WebError::oauth(StatusCode::BAD_REQUEST, "invalid_request", "missing refresh_token"));
     }
     let now = state.clock.now();
-    let meta = request_meta(&req);
-    let (client, params) = authenticated_client(&state, &req, params).await?;
+    let meta = request_meta(req);
+    let (client, params) = authenticated_client(state, req, params).await?;
     let st = state.clone();
     let response = state
         .db(move |c| match grant_type {

@@ -3,14 +3,20 @@
 use super::oidc_routes::{browser_cookie_name, found, session_cookie};
 use super::{error::reference_id, request_meta, AppState, WebError};
 use crate::flow::{self, FinishInput, FlowError, LoginOutcome};
+use crate::ops::metrics::LoginResult;
 use crate::saml::ValidatedAssertion;
 use actix_web::http::StatusCode;
+use actix_web::middleware::from_fn;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/saml/{connection}/metadata", web::get().to(metadata_handler))
-        .route("/saml/{connection}/acs", web::post().to(acs_handler));
+    cfg.route("/saml/{connection}/metadata", web::get().to(metadata_handler)).service(
+        web::resource("/saml/{connection}/acs")
+            // Refused before the body is read: a flood costs no XML work and writes nothing.
+            .wrap(from_fn(super::ops::rate_limit_acs))
+            .route(web::post().to(acs_handler)),
+    );
 }
 
 async fn metadata_handler(
@@ -64,8 +70,9 @@ async fn acs_handler(
     .map_err(|e| WebError::internal(&e))?
     .ok_or(WebError::NotFound)?;
     let st = state.clone();
+    let counted = connection_id.clone();
     let outcome = state
-        .db(move |c| -> Result<Result<LoginOutcome, String>, WebError> {
+        .db(move |c| -> Result<Result<LoginOutcome, (String, &'static str)>, WebError> {
             let Some(connection) = st.cfg.connection(&connection_id) else { return Err(WebError::NotFound) };
             let result = validated.and_then(|assertion| {
                 let input = FinishInput {
@@ -89,13 +96,32 @@ async fn acs_handler(
                         other => tracing::warn!(reference = %reference, connection = %connection.id, error = %other, "login refused"),
                     }
                     flow::audit_failure(c, now, &meta, &connection.id, relay_state.as_deref(), &err, &reference)?;
-                    Ok(Err(reference))
+                    Ok(Err((reference, flow::failure_reason(&err))))
                 }
             }
         })
-        .await?;
-    match outcome {
-        Err(reference) => Err(WebError::Page {
+        .await;
+    // Counted after the transaction: a login retried after a lost race counts once.
+    match &outcome {
+        Ok(Ok(LoginOutcome::Code { created, .. })) | Ok(Ok(LoginOutcome::Portal { created, .. })) => {
+            state.metrics.login(&counted, LoginResult::Succeeded, "");
+            if *created {
+                state.metrics.jit_created(&counted);
+            }
+        }
+        Ok(Ok(LoginOutcome::AccessDenied { created, .. })) => {
+            state.metrics.login(&counted, LoginResult::AccessDenied, "client_access_denied");
+            if *created {
+                state.metrics.jit_created(&counted);
+            }
+        }
+        Ok(Err((_, "internal_error"))) | Err(_) => {
+            state.metrics.login(&counted, LoginResult::Error, "internal_error")
+        }
+        Ok(Err((_, reason))) => state.metrics.login(&counted, LoginResult::Refused, reason),
+    }
+    match outcome? {
+        Err((reference, _)) => Err(WebError::Page {
             status: StatusCode::FORBIDDEN,
             title: "Sign-in failed",
             message: "Your identity provider's response could not be accepted. Try again from your application; if it keeps failing, give your administrator the reference below.".into(),

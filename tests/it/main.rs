@@ -17,5 +17,6 @@ mod migrations;
 mod multi_instance;
 mod oidc_lifecycle;
 mod oidc_refusals;
+mod ops;
 mod saml_attacks;
 mod saml_vendors;

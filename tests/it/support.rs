@@ -138,6 +138,9 @@ impl Builder {
                 },
                 FileClient::new(PUBLIC_CLIENT_ID, REDIRECT_URI),
             ],
+            // Every test request comes from 127.0.0.1, and some tests send hundreds; the ops
+            // tests turn limits on where they test them.
+            rate_limits: ssobroker::config::FileRateLimits::off(),
             ..FileConfig::default()
         };
         for t in self.tweak {

@@ -221,6 +221,15 @@ pub struct FileConnection {
     /// AuthnContextClassRef values to ask for in the AuthnRequest (for IdPs that honour it).
     #[serde(default)]
     pub requested_authn_context: Vec<String>,
+    /// The SP's RSA private key (PEM) for EncryptedAssertion, with its certificate in
+    /// `sp_cert_file` (published in SP metadata for the IdP to encrypt to).
+    #[serde(default)]
+    pub sp_key_file: Option<PathBuf>,
+    #[serde(default)]
+    pub sp_cert_file: Option<PathBuf>,
+    /// Earlier SP keys still accepted for decryption during a key rollover.
+    #[serde(default)]
+    pub previous_sp_key_files: Vec<PathBuf>,
     #[serde(default)]
     pub attributes: AttributeOverrides,
 }
@@ -251,6 +260,9 @@ impl FileConnection {
             require_mfa: false,
             mfa_authn_contexts: None,
             requested_authn_context: Vec::new(),
+            sp_key_file: None,
+            sp_cert_file: None,
+            previous_sp_key_files: Vec::new(),
             attributes: AttributeOverrides::default(),
         }
     }
@@ -475,6 +487,46 @@ pub fn check_redirect_uri(u: &str) -> Result<(), String> {
 }
 
 /// Turns the file form into the typed config; every problem names its key.
+/// Reads a connection's SP key pair: the current key (whose public half must match the
+/// certificate) first, then the keys of a rollover.
+fn sp_keys(
+    c: &FileConnection,
+    base_dir: &Path,
+    key: &dyn Fn(&str) -> String,
+    err: &dyn Fn(&str, String) -> ConfigError,
+) -> Result<(Vec<crate::saml::DecryptionKey>, Option<Vec<u8>>), ConfigError> {
+    let resolve = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { base_dir.join(p) };
+    let read_key = |name: &str, p: &Path| {
+        let path = resolve(p);
+        let pem = std::fs::read(&path).map_err(|e| err(&key(name), format!("{}: {e}", path.display())))?;
+        crate::saml::DecryptionKey::from_pem(&pem).map_err(|e| err(&key(name), format!("{}: {e}", path.display())))
+    };
+    let (current, cert) = match (&c.sp_key_file, &c.sp_cert_file) {
+        (None, None) => (None, None),
+        (Some(k), Some(cert_file)) => {
+            let decryption_key = read_key("sp_key_file", k)?;
+            let path = resolve(cert_file);
+            let pem =
+                std::fs::read(&path).map_err(|e| err(&key("sp_cert_file"), format!("{}: {e}", path.display())))?;
+            let cert = openssl::x509::X509::from_pem(&pem)
+                .map_err(|_| err(&key("sp_cert_file"), format!("{}: not a PEM certificate", path.display())))?;
+            let cert_public = cert.public_key().and_then(|p| p.public_key_to_der()).unwrap_or_default();
+            if cert_public != decryption_key.public_key_der() {
+                return Err(err(&key("sp_cert_file"), "the certificate does not match sp_key_file".into()));
+            }
+            let der = cert.to_der().map_err(|e| err(&key("sp_cert_file"), e.to_string()))?;
+            (Some(decryption_key), Some(der))
+        }
+        (Some(_), None) => return Err(err(&key("sp_cert_file"), "sp_key_file needs sp_cert_file".into())),
+        (None, Some(_)) => return Err(err(&key("sp_key_file"), "sp_cert_file needs sp_key_file".into())),
+    };
+    let mut keys: Vec<_> = current.into_iter().collect();
+    for p in &c.previous_sp_key_files {
+        keys.push(read_key("previous_sp_key_files", p)?);
+    }
+    Ok((keys, cert))
+}
+
 pub fn validate(raw: FileConfig, file: &str, base_dir: &Path) -> Result<Config, ConfigError> {
     let err = |key: &str, reason: String| ConfigError { file: file.into(), key: key.into(), reason };
     let issuer_url = url::Url::parse(&raw.issuer).map_err(|e| {
@@ -586,6 +638,7 @@ pub fn validate(raw: FileConfig, file: &str, base_dir: &Path) -> Result<Config, 
         }
         let sp_entity_id =
             c.sp_entity_id.clone().unwrap_or_else(|| format!("{issuer}/saml/{}/metadata", c.id));
+        let (decryption_keys, encryption_cert) = sp_keys(&c, base_dir, &key, &err)?;
         let sp = SpSettings {
             entity_id: sp_entity_id,
             acs_url: c.acs_url.clone().unwrap_or_else(|| format!("{issuer}/saml/{}/acs", c.id)),
@@ -594,6 +647,8 @@ pub fn validate(raw: FileConfig, file: &str, base_dir: &Path) -> Result<Config, 
             requested_authn_context: c.requested_authn_context.clone(),
             clock_skew,
             max_response_bytes: raw.max_saml_response_bytes,
+            decryption_keys,
+            encryption_cert,
         };
         if (c.link_by_email || c.provisioning == ProvisioningMode::Manual) && domains.is_empty() {
             // Linking by email is only safe for addresses in domains this IdP owns.

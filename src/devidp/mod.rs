@@ -103,6 +103,16 @@ pub struct ResponseSpec {
     pub sign: SignMode,
     pub alg: SigAlg,
     pub authn_context_class: Option<String>,
+    /// Encrypt the Assertion (after its own signature, before the Response's) to this SP key.
+    pub encryption: Option<Encryption>,
+}
+
+/// How the dev IdP encrypts an Assertion: to an RSA public key (SubjectPublicKeyInfo DER) with
+/// rsa-oaep-mgf1p and aes256-gcm (or aes256-cbc).
+#[derive(Debug, Clone)]
+pub struct Encryption {
+    pub public_key_der: Vec<u8>,
+    pub gcm: bool,
 }
 
 impl ResponseSpec {
@@ -136,6 +146,7 @@ impl ResponseSpec {
             sign: SignMode::Assertion,
             alg: SigAlg::RsaSha256,
             authn_context_class: Some(AC_PASSWORD_PROTECTED.to_string()),
+            encryption: None,
         }
     }
 
@@ -243,6 +254,9 @@ impl DevIdp {
 
     /// The signed (or, for `SignMode::Unsigned`, plain) Response XML text.
     pub fn sign_response(&self, spec: &ResponseSpec) -> Result<String, DevIdpError> {
+        if let Some(encryption) = &spec.encryption {
+            return self.sign_encrypted(spec, encryption);
+        }
         match spec.sign {
             SignMode::Unsigned => Ok(response_xml(spec, None, None)),
             SignMode::Assertion => {
@@ -267,6 +281,36 @@ impl DevIdp {
                 self.sign(&format!("{}{}{}", &signed[..at], outer, &signed[at..]))
             }
         }
+    }
+
+    /// Sign the Assertion (if asked), encrypt it, then sign the Response (if asked): the order
+    /// real IdPs use, so the Response signature covers the ciphertext.
+    fn sign_encrypted(&self, spec: &ResponseSpec, encryption: &Encryption) -> Result<String, DevIdpError> {
+        let inner = matches!(spec.sign, SignMode::Assertion | SignMode::Both);
+        let outer = matches!(spec.sign, SignMode::Response | SignMode::Both);
+        let xml = if inner {
+            let template = self.signature_template(&spec.assertion_id, spec.alg);
+            self.sign(&response_xml(spec, None, Some(&template)))?
+        } else {
+            response_xml(spec, None, None)
+        };
+        let start = xml.find("<saml:Assertion ").ok_or_else(|| DevIdpError::Sign("no Assertion".into()))?;
+        let end_tag = "</saml:Assertion>";
+        let end = xml.find(end_tag).ok_or_else(|| DevIdpError::Sign("no Assertion end".into()))? + end_tag.len();
+        let data = crate::saml::encrypt_for_tests(&xml[start..end], &encryption.public_key_der, encryption.gcm)
+            .map_err(DevIdpError::Sign)?;
+        let xml = format!(
+            "{}<saml:EncryptedAssertion>{data}</saml:EncryptedAssertion>{}",
+            &xml[..start],
+            &xml[end..]
+        );
+        if !outer {
+            return Ok(xml);
+        }
+        let marker = "</saml:Issuer>";
+        let at = xml.find(marker).map(|i| i + marker.len()).ok_or_else(|| DevIdpError::Sign("no Issuer".into()))?;
+        let template = self.signature_template(&spec.response_id, spec.alg);
+        self.sign(&format!("{}{}{}", &xml[..at], template, &xml[at..]))
     }
 
     /// `sign_response`, base64-encoded as the HTTP-POST binding's `SAMLResponse` value.

@@ -110,6 +110,25 @@ fn signing_certificates(idp: Node<'_, '_>) -> Result<Vec<Vec<u8>>, SamlError> {
 
 /// SP metadata XML for one connection (entity ID, ACS with HTTP-POST, NameID formats).
 pub fn sp_metadata_xml(sp: &SpSettings) -> String {
+    // The IdP encrypts to this certificate with one of the listed algorithms (GCM first).
+    let encryption = sp.encryption_cert.as_ref().map_or_else(String::new, |der| {
+        let methods: String = super::decrypt::DATA_ALGORITHMS
+            .iter()
+            .chain(super::decrypt::KEY_ALGORITHMS)
+            .map(|a| format!("\n      <md:EncryptionMethod Algorithm=\"{a}\"/>"))
+            .collect();
+        format!(
+            concat!(
+                "\n    <md:KeyDescriptor use=\"encryption\">",
+                "\n      <ds:KeyInfo xmlns:ds=\"{ds}\"><ds:X509Data><ds:X509Certificate>{cert}</ds:X509Certificate></ds:X509Data></ds:KeyInfo>",
+                "{methods}",
+                "\n    </md:KeyDescriptor>"
+            ),
+            ds = NS_DSIG,
+            cert = base64::engine::general_purpose::STANDARD.encode(der),
+            methods = methods,
+        )
+    });
     format!(
         concat!(
             r#"<?xml version="1.0" encoding="UTF-8"?>"#,
@@ -117,6 +136,7 @@ pub fn sp_metadata_xml(sp: &SpSettings) -> String {
             r#"<md:EntityDescriptor xmlns:md="{md}" entityID="{entity}">"#,
             "\n  ",
             r#"<md:SPSSODescriptor AuthnRequestsSigned="false" WantAssertionsSigned="true" protocolSupportEnumeration="{proto}">"#,
+            "{encryption}",
             "\n    <md:NameIDFormat>{email}</md:NameIDFormat>",
             "\n    <md:NameIDFormat>{persistent}</md:NameIDFormat>",
             "\n    <md:NameIDFormat>{unspecified}</md:NameIDFormat>",
@@ -127,6 +147,7 @@ pub fn sp_metadata_xml(sp: &SpSettings) -> String {
         md = NS_METADATA,
         entity = escape(&sp.entity_id),
         proto = NS_PROTOCOL,
+        encryption = encryption,
         email = NAMEID_EMAIL,
         persistent = NAMEID_PERSISTENT,
         unspecified = NAMEID_UNSPECIFIED,

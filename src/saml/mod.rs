@@ -3,6 +3,7 @@
 //! Knows XML and samael; nothing of actix or diesel. Every check the broker adds on top of samael
 //! (see SAML-NOTES in the design folder) lives here and returns a stable reason code.
 
+mod decrypt;
 mod metadata;
 mod policy;
 mod request;
@@ -12,6 +13,7 @@ pub(crate) mod xml;
 #[cfg(test)]
 mod tests;
 
+pub use decrypt::{encrypt_for_tests, DecryptionKey};
 pub use metadata::{parse_idp_metadata, sp_metadata_xml};
 pub use request::{authn_request, authn_request_redirect};
 pub(crate) use validate::xmlsec_lock;
@@ -48,6 +50,10 @@ pub struct SpSettings {
     pub max_response_bytes: usize,
     /// AuthnContextClassRef values the AuthnRequest asks for (empty: none requested).
     pub requested_authn_context: Vec<String>,
+    /// The SP's keys for EncryptedAssertion, current first (more than one during a rollover).
+    pub decryption_keys: Vec<DecryptionKey>,
+    /// DER of the certificate SP metadata advertises for encryption.
+    pub encryption_cert: Option<Vec<u8>>,
 }
 
 /// The AuthnRequest, ready to send over HTTP-Redirect.
@@ -128,6 +134,7 @@ pub enum Reason {
     NoAssertion,
     MultipleAssertions,
     EncryptedUnsupported,
+    DecryptionFailed,
     NoTrustedKey,
     SignatureMissing,
     SignaturePolicy,
@@ -156,6 +163,7 @@ impl Reason {
             Reason::NoAssertion => "no_assertion",
             Reason::MultipleAssertions => "multiple_assertions",
             Reason::EncryptedUnsupported => "encrypted_assertion_unsupported",
+            Reason::DecryptionFailed => "decryption_failed",
             Reason::NoTrustedKey => "no_trusted_key",
             Reason::SignatureMissing => "signature_missing",
             Reason::SignaturePolicy => "signature_policy",

@@ -9,7 +9,7 @@ use std::collections::HashSet;
 
 use roxmltree::{Document, Node, NodeType};
 
-use super::xml::{child_elements, is, NS_DSIG, NS_XML};
+use super::xml::{child_elements, is, NS_ASSERTION, NS_DSIG, NS_XML};
 use super::{reject, Reason, SamlError};
 
 const EXC_C14N: &str = "http://www.w3.org/2001/10/xml-exc-c14n#";
@@ -31,24 +31,44 @@ const STRONG_DIGESTS: &[&str] = &[
 const SHA1_SIGNATURE_METHOD: &str = "http://www.w3.org/2000/09/xmldsig#rsa-sha1";
 const SHA1_DIGEST: &str = "http://www.w3.org/2000/09/xmldsig#sha1";
 
+/// The one assertion of a response, as it sits in the raw document.
+#[derive(Clone, Copy)]
+pub(crate) enum RawAssertion<'a, 'i> {
+    Plain(Node<'a, 'i>),
+    /// An `EncryptedAssertion`; its content is checked again once decrypted.
+    Encrypted(Node<'a, 'i>),
+}
+
+impl<'a, 'i> RawAssertion<'a, 'i> {
+    pub fn node(self) -> Node<'a, 'i> {
+        match self {
+            RawAssertion::Plain(n) | RawAssertion::Encrypted(n) => n,
+        }
+    }
+}
+
 /// What the raw checks learned that later stages need.
 pub(crate) struct RawChecked<'a, 'i> {
-    /// The one Assertion, a direct child of the Response.
-    pub assertion: Node<'a, 'i>,
+    /// The one Assertion or EncryptedAssertion, a direct child of the Response.
+    pub assertion: RawAssertion<'a, 'i>,
     /// Some signature uses SHA-1 (only possible with `allow_sha1`). samael's allow-list has no
     /// SHA-1 entry, so the caller then has to rely on this module's allow-list alone.
     pub uses_sha1: bool,
+    /// The Response itself carries a Signature (not yet verified).
+    pub response_signed: bool,
+    /// Some element carries a Signature.
+    pub any_signature: bool,
 }
 
 /// Structure and signature policy of the raw document whose root is already known to be a
-/// samlp:Response.
+/// samlp:Response. Whether a missing signature is acceptable is the caller's call: it may sit
+/// inside an EncryptedAssertion, or have been verified on the Response before decryption.
 pub(crate) fn check_raw<'a, 'i>(
     doc: &'a Document<'i>,
     allow_sha1: bool,
 ) -> Result<RawChecked<'a, 'i>, SamlError> {
     let root = doc.root_element();
     let mut assertions = Vec::new();
-    let mut encrypted = 0usize;
     let mut signatures = Vec::new();
     let mut comment_or_pi = false;
     let mut ids = HashSet::new();
@@ -60,10 +80,11 @@ pub(crate) fn check_raw<'a, 'i>(
             NodeType::Element => {
                 // Counted by local name in any namespace: a look-alike `saml:Assertion` bound to
                 // another namespace is a second assertion to anything that reads by prefix.
-                if node.tag_name().name() == "Assertion" {
-                    assertions.push(node);
-                } else if node.tag_name().name() == "EncryptedAssertion" {
-                    encrypted += 1;
+                let name = node.tag_name().name();
+                if name == "Assertion" {
+                    assertions.push(RawAssertion::Plain(node));
+                } else if name == "EncryptedAssertion" {
+                    assertions.push(RawAssertion::Encrypted(node));
                 } else if is(node, NS_DSIG, "Signature") {
                     signatures.push(node);
                 }
@@ -83,19 +104,22 @@ pub(crate) fn check_raw<'a, 'i>(
         }
     }
 
-    if encrypted > 0 {
-        return Err(reject(Reason::EncryptedUnsupported, "the response carries an EncryptedAssertion"));
-    }
-    let assertion = match assertions.as_slice() {
+    let raw_assertion = match assertions.as_slice() {
         [] => return Err(reject(Reason::NoAssertion, "the response has no Assertion")),
         [one] => *one,
         many => {
             return Err(reject(
                 Reason::MultipleAssertions,
-                format!("the document holds {} Assertion elements", many.len()),
+                format!("the document holds {} Assertion or EncryptedAssertion elements", many.len()),
             ))
         }
     };
+    let assertion = raw_assertion.node();
+    if let RawAssertion::Encrypted(node) = raw_assertion {
+        if !is(node, NS_ASSERTION, "EncryptedAssertion") {
+            return Err(reject(Reason::NoAssertion, "EncryptedAssertion in a foreign namespace"));
+        }
+    }
     if assertion.parent_element() != Some(root) {
         return Err(reject(Reason::NoAssertion, "the Assertion is not a direct child of the Response"));
     }
@@ -107,16 +131,19 @@ pub(crate) fn check_raw<'a, 'i>(
     if let Some(id) = duplicate_id {
         return Err(reject(Reason::SignaturePolicy, format!("duplicate ID value {id:?}")));
     }
-    if signatures.is_empty() {
-        return Err(reject(Reason::SignatureMissing, "no ds:Signature in the response"));
-    }
 
+    let any_signature = !signatures.is_empty();
     let mut uses_sha1 = false;
     let mut signed_parents = Vec::new();
+    // A Signature on an EncryptedAssertion signs ciphertext nobody reads as an assertion.
+    let signable = match raw_assertion {
+        RawAssertion::Plain(a) => Some(a),
+        RawAssertion::Encrypted(_) => None,
+    };
     for signature in signatures {
         let parent = signature
             .parent_element()
-            .filter(|p| *p == root || *p == assertion)
+            .filter(|p| *p == root || Some(*p) == signable)
             .ok_or_else(|| policy("a Signature is not a direct child of the Response or the Assertion"))?;
         if signed_parents.contains(&parent.id()) {
             return Err(policy("more than one Signature on one element"));
@@ -125,7 +152,8 @@ pub(crate) fn check_raw<'a, 'i>(
         uses_sha1 |= check_signature(signature, parent, allow_sha1)?;
     }
 
-    Ok(RawChecked { assertion, uses_sha1 })
+    let response_signed = signed_parents.contains(&root.id());
+    Ok(RawChecked { assertion: raw_assertion, uses_sha1, response_signed, any_signature })
 }
 
 fn policy(detail: &str) -> SamlError {

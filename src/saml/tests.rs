@@ -39,6 +39,8 @@ fn sp(idp: &DevIdp) -> SpSettings {
         clock_skew: Duration::seconds(60),
         max_response_bytes: 256 * 1024,
         requested_authn_context: vec![],
+        decryption_keys: vec![],
+        encryption_cert: None,
     }
 }
 
@@ -622,17 +624,154 @@ fn refuses_non_response_and_garbage() -> TestResult {
     Ok(())
 }
 
+/// The SP's encryption key pair, generated once for the module.
+fn sp_key() -> Result<&'static (DecryptionKey, Vec<u8>), Box<dyn Error>> {
+    static KEY: OnceLock<(DecryptionKey, Vec<u8>)> = OnceLock::new();
+    if KEY.get().is_none() {
+        let rsa = openssl::rsa::Rsa::generate(2048)?;
+        let pem = rsa.private_key_to_pem()?;
+        let key = DecryptionKey::from_pem(&pem)?;
+        let public = key.public_key_der();
+        let _ = KEY.set((key, public));
+    }
+    Ok(KEY.get().ok_or("SP key not initialised")?)
+}
+
+/// An encrypted response (signed per `mode`) and settings holding the SP key.
+fn encrypted(mode: SignMode, gcm: bool) -> Result<(SpSettings, String), Box<dyn Error>> {
+    let idp = idp()?;
+    let (key, public) = sp_key()?;
+    let mut spec = spec(idp);
+    spec.sign = mode;
+    spec.encryption = Some(crate::devidp::Encryption { public_key_der: public.clone(), gcm });
+    let xml = idp.sign_response(&spec)?;
+    let sp = SpSettings { decryption_keys: vec![key.clone()], ..sp(idp) };
+    Ok((sp, xml))
+}
+
 #[test]
-fn refuses_encrypted_assertion() -> TestResult {
-    let (sp, _, xml) = signed(SignMode::Response)?;
-    let (s, e) = span(&xml, "<saml:Assertion", "</saml:Assertion>")?;
-    let encrypted = format!(
-        "{}<saml:EncryptedAssertion><xenc:EncryptedData xmlns:xenc=\"http://www.w3.org/2001/04/xmlenc#\"/></saml:EncryptedAssertion>{}",
-        &xml[..s],
-        &xml[e..]
-    );
-    let err = refused(validate_response_xml(&sp, &encrypted, now()))?;
+fn accepts_encrypted_assertions_in_every_signing_mode() -> TestResult {
+    for mode in [SignMode::Assertion, SignMode::Response, SignMode::Both] {
+        for gcm in [true, false] {
+            let (sp, xml) = encrypted(mode, gcm)?;
+            assert!(xml.contains("EncryptedAssertion") && !xml.contains("<saml:Assertion"), "{mode:?}");
+            let v = validate_response_xml(&sp, &xml, now()).map_err(|e| format!("{mode:?} gcm={gcm}: {e}"))?;
+            assert_eq!(v.name_id, "alice@example.com");
+            assert_eq!(v.in_response_to.as_deref(), Some(REQUEST_ID));
+            let groups = v.attributes.iter().find(|a| a.name == "groups").ok_or("groups")?;
+            assert_eq!(groups.values, ["Engineering", "IT Admins"]);
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn refuses_encrypted_assertion_without_a_key() -> TestResult {
+    let (sp, xml) = encrypted(SignMode::Response, true)?;
+    let sp = SpSettings { decryption_keys: vec![], ..sp };
+    let err = refused(validate_response_xml(&sp, &xml, now()))?;
     assert!(matches!(err.reason(), Some(Reason::EncryptedUnsupported)), "{err}");
+    Ok(())
+}
+
+#[test]
+fn refuses_encrypted_assertion_signed_by_nobody() -> TestResult {
+    let (sp, xml) = encrypted(SignMode::Unsigned, true)?;
+    let err = refused(validate_response_xml(&sp, &xml, now()))?;
+    assert!(matches!(err.reason(), Some(Reason::SignatureMissing)), "{err}");
+    Ok(())
+}
+
+#[test]
+fn refuses_encrypted_assertion_for_another_key() -> TestResult {
+    let (sp, xml) = encrypted(SignMode::Assertion, false)?;
+    let other = DecryptionKey::from_pem(&openssl::rsa::Rsa::generate(2048)?.private_key_to_pem()?)?;
+    let sp = SpSettings { decryption_keys: vec![other], ..sp };
+    let err = refused(validate_response_xml(&sp, &xml, now()))?;
+    assert!(matches!(err.reason(), Some(Reason::DecryptionFailed)), "{err}");
+    Ok(())
+}
+
+#[test]
+fn refuses_rsa_1_5_and_unknown_algorithms() -> TestResult {
+    let (sp, xml) = encrypted(SignMode::Assertion, true)?;
+    for (from, to) in [
+        ("xmlenc#rsa-oaep-mgf1p", "xmlenc#rsa-1_5"),
+        ("xmlenc11#aes256-gcm", "xmlenc#tripledes-cbc"),
+        ("xmlenc#rsa-oaep-mgf1p", "xmlenc#kw-aes256"),
+    ] {
+        let bent = replace_once(&xml, from, to)?;
+        let err = refused(validate_response_xml(&sp, &bent, now()))?;
+        assert!(matches!(err.reason(), Some(Reason::AlgorithmNotAllowed)), "{to}: {err}");
+    }
+    Ok(())
+}
+
+#[test]
+fn refuses_garbage_ciphertext_without_panicking() -> TestResult {
+    let (sp, xml) = encrypted(SignMode::Assertion, false)?;
+    // The second CipherValue is the data (the first is the wrapped key).
+    let values: Vec<usize> = xml.match_indices("<xenc:CipherValue>").map(|(i, _)| i).collect();
+    let [key_at, data_at] = values[..] else { return Err("two CipherValues expected".into()) };
+    let cut = |xml: &str, at: usize, with: &str| -> Result<String, Box<dyn Error>> {
+        let open = at + "<xenc:CipherValue>".len();
+        let close = xml[open..].find("</xenc:CipherValue>").ok_or("close")? + open;
+        Ok(format!("{}{}{}", &xml[..open], with, &xml[close..]))
+    };
+    for (at, with) in [
+        (data_at, ""),
+        (data_at, "AAAA"),
+        (data_at, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="),
+        (data_at, "!!not base64!!"),
+        (key_at, ""),
+        (key_at, "AAAA"),
+    ] {
+        let bent = cut(&xml, at, with)?;
+        let err = refused(validate_response_xml(&sp, &bent, now()))?;
+        assert!(matches!(err.reason(), Some(Reason::DecryptionFailed)), "{with:?}: {err}");
+    }
+    // A flipped bit in the CBC ciphertext: a refusal (padding or signature), never a panic.
+    let open = data_at + "<xenc:CipherValue>".len();
+    let body = &xml[open..open + 40];
+    let flipped = if body.starts_with('A') { body.replacen('A', "B", 1) } else { format!("A{}", &body[1..]) };
+    let bent = format!("{}{}{}", &xml[..open], flipped, &xml[open + 40..]);
+    assert!(validate_response_xml(&sp, &bent, now()).is_err());
+    Ok(())
+}
+
+#[test]
+fn signed_response_is_verified_before_decryption() -> TestResult {
+    let (sp, xml) = encrypted(SignMode::Response, false)?;
+    let values: Vec<usize> = xml.match_indices("<xenc:CipherValue>").map(|(i, _)| i).collect();
+    let open = values[1] + "<xenc:CipherValue>".len();
+    let bent = format!("{}AAAA{}", &xml[..open], &xml[open + 4..]);
+    let err = refused(validate_response_xml(&sp, &bent, now()))?;
+    assert!(matches!(err.reason(), Some(Reason::SignatureInvalid)), "{err}");
+    Ok(())
+}
+
+#[test]
+fn refuses_assertion_next_to_encrypted_assertion() -> TestResult {
+    let (sp, _, plain) = signed(SignMode::Assertion)?;
+    let (s, e) = span(&plain, "<saml:Assertion", "</saml:Assertion>")?;
+    let (_, enc) = encrypted(SignMode::Assertion, true)?;
+    let (es, ee) = span(&enc, "<saml:EncryptedAssertion>", "</saml:EncryptedAssertion>")?;
+    let both = format!("{}{}{}", &plain[..e], &enc[es..ee], &plain[e..]);
+    let _ = s;
+    let err = refused(validate_response_xml(&sp, &both, now()))?;
+    assert!(matches!(err.reason(), Some(Reason::MultipleAssertions)), "{err}");
+    Ok(())
+}
+
+#[test]
+fn sp_metadata_advertises_the_encryption_certificate() -> TestResult {
+    let idp = idp()?;
+    let sp = SpSettings { encryption_cert: Some(vec![1, 2, 3]), ..sp(idp) };
+    let xml = sp_metadata_xml(&sp);
+    assert!(xml.contains(r#"<md:KeyDescriptor use="encryption">"#), "{xml}");
+    assert!(xml.contains("<ds:X509Certificate>AQID</ds:X509Certificate>"), "{xml}");
+    assert!(xml.contains("xmlenc11#aes256-gcm") && !xml.contains("rsa-1_5"), "{xml}");
+    assert!(!sp_metadata_xml(&self::sp(idp)).contains("KeyDescriptor"));
     Ok(())
 }
 

@@ -5,10 +5,11 @@ use chrono::{DateTime, Duration, Utc};
 use roxmltree::Node;
 use samael::crypto::{AllowedSignatureAlgorithm, CertificateDer, CryptoProvider, ReduceMode};
 
-use super::policy::check_raw;
+use super::decrypt::decrypt_assertion;
+use super::policy::{check_raw, RawAssertion};
 use super::xml::{
-    child, child_elements, children_named, is, parse_strict, parse_time, text_content, CM_BEARER,
-    NS_ASSERTION, NS_PROTOCOL, NS_XSI, STATUS_SUCCESS,
+    child, child_elements, children_named, escape, is, parse_strict, parse_time, text_content, CM_BEARER,
+    NS_ASSERTION, NS_DSIG, NS_PROTOCOL, NS_XSI, STATUS_SUCCESS,
 };
 use super::{reject, Reason, SamlAttribute, SamlError, SpSettings, ValidatedAssertion};
 
@@ -84,13 +85,34 @@ pub fn validate_response_xml(
     if sp.idp.signing_certs.is_empty() {
         return Err(reject(Reason::NoTrustedKey, "the connection has no IdP signing certificate"));
     }
+    match raw.assertion {
+        RawAssertion::Plain(assertion) => {
+            if !raw.any_signature {
+                return Err(reject(Reason::SignatureMissing, "no ds:Signature in the response"));
+            }
+            validate_signed(sp, xml, response, assertion, raw.uses_sha1, false, now)
+        }
+        RawAssertion::Encrypted(_) => validate_encrypted(sp, xml, raw.response_signed, raw.uses_sha1, now),
+    }
+}
 
-    let reduced = verify_and_reduce(sp, xml, raw.uses_sha1)?;
+/// The plain path: xmlsec verifies, then only the verified output is read. `response_verified`
+/// says the Response around the assertion was verified earlier (before decryption).
+fn validate_signed(
+    sp: &SpSettings,
+    xml: &str,
+    response: Node<'_, '_>,
+    raw_assertion: Node<'_, '_>,
+    uses_sha1: bool,
+    response_verified: bool,
+    now: DateTime<Utc>,
+) -> Result<ValidatedAssertion, SamlError> {
+    let reduced = verify_and_reduce(sp, xml, uses_sha1)?;
     let reduced_doc = parse_strict(&reduced)
         .map_err(|e| reject(Reason::SignatureInvalid, format!("verified output does not parse: {e}")))?;
     let signed_root = reduced_doc.root_element();
     let assertion = signed_assertion(signed_root)?;
-    if assertion.attribute("ID") != raw.assertion.attribute("ID") {
+    if assertion.attribute("ID") != raw_assertion.attribute("ID") {
         return Err(reject(
             Reason::SignatureInvalid,
             "the verified Assertion is not the Assertion of the response",
@@ -98,13 +120,145 @@ pub fn validate_response_xml(
     }
 
     let mut validated = read_assertion(sp, assertion, now)?;
-    if validated.in_response_to.is_none() && is(signed_root, NS_PROTOCOL, "Response") {
+    if validated.in_response_to.is_none() {
         // Only a signed Response's InResponseTo may stand in for the assertion's: an unsigned
         // one would let an unsolicited assertion pass as solicited.
-        validated.in_response_to = signed_root.attribute("InResponseTo").map(str::to_string);
+        if is(signed_root, NS_PROTOCOL, "Response") {
+            validated.in_response_to = signed_root.attribute("InResponseTo").map(str::to_string);
+        } else if response_verified {
+            validated.in_response_to = response.attribute("InResponseTo").map(str::to_string);
+        }
     }
     check_envelope(sp, response, &validated)?;
     Ok(validated)
+}
+
+/// EncryptedAssertion: with a signed Response, its signature is verified first and only the
+/// verified output is decrypted (no decryption oracle for forged responses); without one, the
+/// decrypted Assertion must carry its own signature. The plaintext replaces the
+/// EncryptedAssertion and the result goes through the same checks as a plain response.
+fn validate_encrypted(
+    sp: &SpSettings,
+    xml: &str,
+    response_signed: bool,
+    uses_sha1: bool,
+    now: DateTime<Utc>,
+) -> Result<ValidatedAssertion, SamlError> {
+    if sp.decryption_keys.is_empty() {
+        return Err(reject(Reason::EncryptedUnsupported, "the connection has no SP decryption key"));
+    }
+    let base = if response_signed { verify_and_reduce(sp, xml, uses_sha1)? } else { xml.to_string() };
+    let base_doc = parse_strict(&base)
+        .map_err(|e| reject(Reason::SignatureInvalid, format!("verified output does not parse: {e}")))?;
+    let root = base_doc.root_element();
+    let mut encrypted = children_named(root, NS_ASSERTION, "EncryptedAssertion");
+    let (Some(encrypted), None, true) = (encrypted.next(), encrypted.next(), is(root, NS_PROTOCOL, "Response"))
+    else {
+        return Err(reject(Reason::SignatureInvalid, "no single EncryptedAssertion in the verified Response"));
+    };
+    let plaintext = decrypt_assertion(encrypted, &sp.decryption_keys)?;
+    // The Response signature covered the ciphertext; it cannot cover the spliced plaintext, so
+    // it goes (it has done its job).
+    let verified_signature = child(root, NS_DSIG, "Signature").filter(|_| response_signed);
+    let spliced = splice_plaintext(&base, encrypted, &plaintext, verified_signature)?;
+
+    let doc = parse_strict(&spliced)
+        .map_err(|e| reject(Reason::DecryptionFailed, format!("decrypted assertion does not parse: {e}")))?;
+    let response = doc.root_element();
+    let raw = check_raw(&doc, sp.allow_sha1)?;
+    let RawAssertion::Plain(assertion) = raw.assertion else {
+        return Err(reject(Reason::MultipleAssertions, "an EncryptedAssertion inside an EncryptedAssertion"));
+    };
+    if raw.any_signature {
+        validate_signed(sp, &spliced, response, assertion, raw.uses_sha1, response_signed, now)
+    } else if response_signed {
+        let mut validated = read_assertion(sp, assertion, now)?;
+        if validated.in_response_to.is_none() {
+            validated.in_response_to = response.attribute("InResponseTo").map(str::to_string);
+        }
+        check_envelope(sp, response, &validated)?;
+        Ok(validated)
+    } else {
+        Err(reject(Reason::SignatureMissing, "neither the Response nor the decrypted Assertion is signed"))
+    }
+}
+
+/// Puts the decrypted Assertion where the EncryptedAssertion was (and drops `remove`). The
+/// plaintext was serialised in the context of the EncryptedData, so namespaces declared on the
+/// EncryptedAssertion or EncryptedData and not at the Response are declared on it.
+fn splice_plaintext(
+    base: &str,
+    encrypted: Node<'_, '_>,
+    plaintext: &str,
+    remove: Option<Node<'_, '_>>,
+) -> Result<String, SamlError> {
+    let mut element = plaintext.trim_start_matches('\u{feff}').trim();
+    if element.starts_with("<?xml") {
+        let end = element.find("?>").ok_or_else(|| reject(Reason::DecryptionFailed, "bad XML declaration"))?;
+        element = element[end + 2..].trim_start();
+    }
+    if !element.starts_with('<') || element.starts_with("<!") || element.starts_with("<?") {
+        return Err(reject(Reason::DecryptionFailed, "the decrypted data is not an element"));
+    }
+    let tag_end = start_tag_end(element)
+        .ok_or_else(|| reject(Reason::DecryptionFailed, "the decrypted element has no start tag"))?;
+    let tag = &element[..tag_end];
+    let name_end = tag[1..]
+        .find(|c: char| c.is_whitespace() || c == '/' || c == '>')
+        .map(|i| i + 1)
+        .unwrap_or(tag.len());
+    let context = encrypted.parent_element().map(|p| p.namespaces().collect::<Vec<_>>()).unwrap_or_default();
+    let scope = child_elements(encrypted).next().unwrap_or(encrypted);
+    let mut declarations = String::new();
+    for ns in scope.namespaces() {
+        if context.iter().any(|c| c.name() == ns.name() && c.uri() == ns.uri()) {
+            continue;
+        }
+        let attr = match ns.name() {
+            Some(prefix) => format!("xmlns:{prefix}"),
+            None => "xmlns".to_string(),
+        };
+        if declares(tag, &attr) {
+            continue;
+        }
+        declarations.push_str(&format!(" {attr}=\"{}\"", escape(ns.uri())));
+    }
+    let replacement = format!("{}{}{}", &element[..name_end], declarations, &element[name_end..]);
+
+    let mut edits = vec![(encrypted.range(), replacement)];
+    if let Some(node) = remove {
+        edits.push((node.range(), String::new()));
+    }
+    edits.sort_by_key(|(range, _)| std::cmp::Reverse(range.start));
+    let mut out = base.to_string();
+    for (range, text) in edits {
+        out.replace_range(range, &text);
+    }
+    Ok(out)
+}
+
+/// The byte index just past the `>` that ends the first start tag (quotes respected).
+fn start_tag_end(element: &str) -> Option<usize> {
+    let mut quote = None;
+    for (i, c) in element.char_indices().skip(1) {
+        match (quote, c) {
+            (None, '"' | '\'') => quote = Some(c),
+            (Some(q), c) if c == q => quote = None,
+            (None, '>') => return Some(i + 1),
+            (None, '<') => return None,
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Whether a start tag already declares `attr` (`xmlns` or `xmlns:p`).
+fn declares(tag: &str, attr: &str) -> bool {
+    tag.match_indices(attr).any(|(i, _)| {
+        let before_ok = tag[..i].ends_with(char::is_whitespace);
+        let rest = tag[i + attr.len()..].trim_start();
+        before_ok && rest.starts_with('=')
+    })
 }
 
 fn check_status(response: Node<'_, '_>) -> Result<(), SamlError> {

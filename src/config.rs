@@ -499,17 +499,19 @@ fn sp_keys(
     let read_key = |name: &str, p: &Path| {
         let path = resolve(p);
         let pem = std::fs::read(&path).map_err(|e| err(&key(name), format!("{}: {e}", path.display())))?;
-        crate::saml::DecryptionKey::from_pem(&pem).map_err(|e| err(&key(name), format!("{}: {e}", path.display())))
+        crate::saml::DecryptionKey::from_pem(&pem)
+            .map_err(|e| err(&key(name), format!("{}: {e}", path.display())))
     };
     let (current, cert) = match (&c.sp_key_file, &c.sp_cert_file) {
         (None, None) => (None, None),
         (Some(k), Some(cert_file)) => {
             let decryption_key = read_key("sp_key_file", k)?;
             let path = resolve(cert_file);
-            let pem =
-                std::fs::read(&path).map_err(|e| err(&key("sp_cert_file"), format!("{}: {e}", path.display())))?;
-            let cert = openssl::x509::X509::from_pem(&pem)
-                .map_err(|_| err(&key("sp_cert_file"), format!("{}: not a PEM certificate", path.display())))?;
+            let pem = std::fs::read(&path)
+                .map_err(|e| err(&key("sp_cert_file"), format!("{}: {e}", path.display())))?;
+            let cert = openssl::x509::X509::from_pem(&pem).map_err(|_| {
+                err(&key("sp_cert_file"), format!("{}: not a PEM certificate", path.display()))
+            })?;
             let cert_public = cert.public_key().and_then(|p| p.public_key_to_der()).unwrap_or_default();
             if cert_public != decryption_key.public_key_der() {
                 return Err(err(&key("sp_cert_file"), "the certificate does not match sp_key_file".into()));

@@ -296,9 +296,11 @@ impl DevIdp {
         };
         let start = xml.find("<saml:Assertion ").ok_or_else(|| DevIdpError::Sign("no Assertion".into()))?;
         let end_tag = "</saml:Assertion>";
-        let end = xml.find(end_tag).ok_or_else(|| DevIdpError::Sign("no Assertion end".into()))? + end_tag.len();
-        let data = crate::saml::encrypt_for_tests(&xml[start..end], &encryption.public_key_der, encryption.gcm)
-            .map_err(DevIdpError::Sign)?;
+        let end =
+            xml.find(end_tag).ok_or_else(|| DevIdpError::Sign("no Assertion end".into()))? + end_tag.len();
+        let data =
+            crate::saml::encrypt_for_tests(&xml[start..end], &encryption.public_key_der, encryption.gcm)
+                .map_err(DevIdpError::Sign)?;
         let xml = format!(
             "{}<saml:EncryptedAssertion>{data}</saml:EncryptedAssertion>{}",
             &xml[..start],
@@ -308,7 +310,10 @@ impl DevIdp {
             return Ok(xml);
         }
         let marker = "</saml:Issuer>";
-        let at = xml.find(marker).map(|i| i + marker.len()).ok_or_else(|| DevIdpError::Sign("no Issuer".into()))?;
+        let at = xml
+            .find(marker)
+            .map(|i| i + marker.len())
+            .ok_or_else(|| DevIdpError::Sign("no Issuer".into()))?;
         let template = self.signature_template(&spec.response_id, spec.alg);
         self.sign(&format!("{}{}{}", &xml[..at], template, &xml[at..]))
     }

@@ -244,7 +244,8 @@ fn key_transport(encrypted_key: Node<'_, '_>) -> Result<KeyTransport, SamlError>
                 digest_of(uri).ok_or_else(|| not_allowed(format!("OAEP digest {uri:?} is not allowed")))?;
         } else if oaep11 && is(param, NS_XENC11, "MGF") {
             let uri = param.attribute("Algorithm").unwrap_or_default();
-            transport.mgf1 = mgf_of(uri).ok_or_else(|| not_allowed(format!("OAEP MGF {uri:?} is not allowed")))?;
+            transport.mgf1 =
+                mgf_of(uri).ok_or_else(|| not_allowed(format!("OAEP MGF {uri:?} is not allowed")))?;
         } else if is(param, NS_XENC, "OAEPparams") {
             let label = base64::engine::general_purpose::STANDARD
                 .decode(compact(&text_content(param)))
@@ -310,7 +311,7 @@ fn aes_gcm(key_len: usize) -> Option<Cipher> {
 /// drop (1..=16), the others are arbitrary (so not PKCS#7 as OpenSSL checks it).
 fn decrypt_cbc(key_len: usize, key: &[u8], input: &[u8]) -> Option<Vec<u8>> {
     const BLOCK: usize = 16;
-    if input.len() < 2 * BLOCK || input.len() % BLOCK != 0 {
+    if input.len() < 2 * BLOCK || !input.len().is_multiple_of(BLOCK) {
         return None;
     }
     let (iv, ciphertext) = input.split_at(BLOCK);

@@ -655,7 +655,8 @@ fn accepts_encrypted_assertions_in_every_signing_mode() -> TestResult {
         for gcm in [true, false] {
             let (sp, xml) = encrypted(mode, gcm)?;
             assert!(xml.contains("EncryptedAssertion") && !xml.contains("<saml:Assertion"), "{mode:?}");
-            let v = validate_response_xml(&sp, &xml, now()).map_err(|e| format!("{mode:?} gcm={gcm}: {e}"))?;
+            let v =
+                validate_response_xml(&sp, &xml, now()).map_err(|e| format!("{mode:?} gcm={gcm}: {e}"))?;
             assert_eq!(v.name_id, "alice@example.com");
             assert_eq!(v.in_response_to.as_deref(), Some(REQUEST_ID));
             let groups = v.attributes.iter().find(|a| a.name == "groups").ok_or("groups")?;

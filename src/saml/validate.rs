@@ -152,9 +152,13 @@ fn validate_encrypted(
         .map_err(|e| reject(Reason::SignatureInvalid, format!("verified output does not parse: {e}")))?;
     let root = base_doc.root_element();
     let mut encrypted = children_named(root, NS_ASSERTION, "EncryptedAssertion");
-    let (Some(encrypted), None, true) = (encrypted.next(), encrypted.next(), is(root, NS_PROTOCOL, "Response"))
+    let (Some(encrypted), None, true) =
+        (encrypted.next(), encrypted.next(), is(root, NS_PROTOCOL, "Response"))
     else {
-        return Err(reject(Reason::SignatureInvalid, "no single EncryptedAssertion in the verified Response"));
+        return Err(reject(
+            Reason::SignatureInvalid,
+            "no single EncryptedAssertion in the verified Response",
+        ));
     };
     let plaintext = decrypt_assertion(encrypted, &sp.decryption_keys)?;
     // The Response signature covered the ciphertext; it cannot cover the spliced plaintext, so
@@ -194,7 +198,8 @@ fn splice_plaintext(
 ) -> Result<String, SamlError> {
     let mut element = plaintext.trim_start_matches('\u{feff}').trim();
     if element.starts_with("<?xml") {
-        let end = element.find("?>").ok_or_else(|| reject(Reason::DecryptionFailed, "bad XML declaration"))?;
+        let end =
+            element.find("?>").ok_or_else(|| reject(Reason::DecryptionFailed, "bad XML declaration"))?;
         element = element[end + 2..].trim_start();
     }
     if !element.starts_with('<') || element.starts_with("<!") || element.starts_with("<?") {

@@ -19,4 +19,5 @@ mod oidc_lifecycle;
 mod oidc_refusals;
 mod ops;
 mod saml_attacks;
+mod saml_encryption;
 mod saml_vendors;

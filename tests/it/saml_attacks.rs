@@ -575,7 +575,7 @@ const WRAPPING: &[Case] = &[
     Case {
         name: "assertion plus EncryptedAssertion",
         modes: ALL,
-        reason: "encrypted_assertion_unsupported",
+        reason: "multiple_assertions",
         attack: |c| {
             let enc = "<saml:EncryptedAssertion><xenc:EncryptedData xmlns:xenc=\"http://www.w3.org/2001/04/xmlenc#\"><xenc:CipherData><xenc:CipherValue>AAAA</xenc:CipherValue></xenc:CipherData></xenc:EncryptedData></saml:EncryptedAssertion>";
             xml(insert_after(c.xml, "</saml:Assertion>", enc)?)
@@ -584,7 +584,7 @@ const WRAPPING: &[Case] = &[
     Case {
         name: "EncryptedAssertion before the signed assertion",
         modes: ALL,
-        reason: "encrypted_assertion_unsupported",
+        reason: "multiple_assertions",
         attack: |c| {
             let enc = "<saml:EncryptedAssertion><xenc:EncryptedData xmlns:xenc=\"http://www.w3.org/2001/04/xmlenc#\"/></saml:EncryptedAssertion>";
             xml(insert_before(c.xml, "<saml:Assertion", enc)?)

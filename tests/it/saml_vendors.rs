@@ -1,19 +1,14 @@
 //! Real vendor SAML responses and metadata (shared/fixtures/vendors, see its PROVENANCE.md) run
 //! through the broker's validator with each file's own clock, ACS, audience and pinned cert.
-//!
-//! Not yet supported (encrypted assertions; refused with `EncryptedUnsupported`):
-//! okta/gosaml2-oktaenc_response, okta/crewjam-okta-signedresp-encassert,
-//! okta/crewjam-okta-enc-signedassert, okta/crewjam-okta-enc-bothsigned,
-//! adfs/gosaml2-adfs_response_enc, shibboleth/nodesaml-testshib-encrypted-response, and olgn09
-//! 05-09, 16-18, 23, 24, 27, 28, 36-38, 46-48, 97, 98.
+//! Encrypted ones are decrypted with the SP key each fixture ships with.
 
 use std::error::Error;
 use std::path::PathBuf;
 
 use chrono::{DateTime, Duration, Utc};
 use ssobroker::saml::{
-    parse_idp_metadata, validate_post_response, validate_response_xml, IdpMetadata, Reason, SamlError,
-    SpSettings, SsoBinding, ValidatedAssertion,
+    parse_idp_metadata, validate_post_response, validate_response_xml, DecryptionKey, IdpMetadata, Reason,
+    SamlError, SpSettings, SsoBinding, ValidatedAssertion,
 };
 
 type TestResult = Result<(), Box<dyn Error>>;
@@ -72,7 +67,13 @@ fn settings(certs: Vec<Vec<u8>>, issuer: &str, acs: &str, audience: &str, sha1: 
         clock_skew: Duration::seconds(60),
         max_response_bytes: 256 * 1024,
         requested_authn_context: vec![],
+        decryption_keys: vec![],
+        encryption_cert: None,
     }
+}
+
+fn sp_key(rel: &str) -> Result<DecryptionKey, Box<dyn Error>> {
+    Ok(DecryptionKey::from_pem(read(rel)?.as_bytes())?)
 }
 
 /// `.b64` files are the original POST bodies and go through the binding decoder too.
@@ -519,13 +520,16 @@ fn olgn09_validate(
     sha1: bool,
     clock: Option<&str>,
 ) -> Result<Result<ValidatedAssertion, SamlError>, Box<dyn Error>> {
-    let sp = settings(
-        vec![cert_der(&format!("{OLGN09}/idp.signing.cert"))?],
-        OLGN09_ISSUER,
-        OLGN09_ACS,
-        OLGN09_AUDIENCE,
-        sha1,
-    );
+    let sp = SpSettings {
+        decryption_keys: vec![sp_key(&format!("{OLGN09}/sp.encryption.key"))?],
+        ..settings(
+            vec![cert_der(&format!("{OLGN09}/idp.signing.cert"))?],
+            OLGN09_ISSUER,
+            OLGN09_ACS,
+            OLGN09_AUDIENCE,
+            sha1,
+        )
+    };
     let file = format!("{OLGN09}/olgn09_response_{n}.b64");
     let xml = read(&format!("{OLGN09}/olgn09_response_{n}.xml"))?;
     let now = match clock {
@@ -543,7 +547,11 @@ fn olgn09_matrix_accepts() -> TestResult {
     // Re-signed by the matrix's own test key with rsa-sha1: accepted only with the opt-in.
     // 21, 22, 83, 84, 93 and 94 are issued outside the signing (or encryption) cert's validity
     // period; certificate validity is deliberately not checked (trust is by pinning).
-    for n in ["01", "03", "04", "50", "55", "155", "21", "22", "83", "84", "93", "94"] {
+    // 05-09, 23 and 24 are encrypted (05/06 with only the inner Assertion signed).
+    for n in [
+        "01", "03", "04", "50", "55", "155", "21", "22", "83", "84", "93", "94", "05", "06", "07", "08",
+        "09", "23", "24",
+    ] {
         let v = olgn09_validate(n, true, None)?.map_err(|e| format!("{n}: {e}"))?;
         assert_eq!(v.name_id, "user@saml.sp.nope", "{n}");
         let group = v.attributes.iter().find(|a| a.name == "group").ok_or("group")?;
@@ -568,9 +576,19 @@ fn olgn09_matrix_refuses() -> TestResult {
         ("31", Reason::SignatureInvalid),
         ("33", Reason::SignatureInvalid),
         ("34", Reason::SignatureInvalid),
-        ("36", Reason::EncryptedUnsupported),
-        ("37", Reason::EncryptedUnsupported),
-        ("38", Reason::EncryptedUnsupported),
+        // Encrypted: altered EncryptedKey (16, 18), altered signed Response (17), wrong IdP key
+        // (36-38), encrypted for another SP key (46-48, 97), nothing signed (98).
+        ("16", Reason::DecryptionFailed),
+        ("17", Reason::SignatureInvalid),
+        ("18", Reason::DecryptionFailed),
+        ("36", Reason::SignatureInvalid),
+        ("37", Reason::SignatureInvalid),
+        ("38", Reason::SignatureInvalid),
+        ("46", Reason::DecryptionFailed),
+        ("47", Reason::DecryptionFailed),
+        ("48", Reason::DecryptionFailed),
+        ("97", Reason::DecryptionFailed),
+        ("98", Reason::SignatureMissing),
         ("51", Reason::DestinationMismatch),
         ("52", Reason::IssuerMismatch),
         ("53", Reason::AudienceMismatch),
@@ -605,36 +623,148 @@ fn olgn09_matrix_refuses() -> TestResult {
     assert_eq!(reason_of(&result), Some(Reason::NotYetValid), "25: {result:?}");
     let result = olgn09_validate("26", true, Some("2017-08-30T23:55:00Z"))?;
     assert_eq!(reason_of(&result), Some(Reason::Expired), "26: {result:?}");
+    // 27/28 are the encrypted 06 with those clocks.
+    let result = olgn09_validate("27", true, Some("2017-08-30T23:00:00Z"))?;
+    assert_eq!(reason_of(&result), Some(Reason::NotYetValid), "27: {result:?}");
+    let result = olgn09_validate("28", true, Some("2017-08-30T23:55:00Z"))?;
+    assert_eq!(reason_of(&result), Some(Reason::Expired), "28: {result:?}");
     Ok(())
 }
 
+struct Encrypted {
+    file: &'static str,
+    cert: &'static str,
+    key: &'static str,
+    issuer: &'static str,
+    acs: &'static str,
+    audience: &'static str,
+    clock: &'static str,
+    name_id: &'static str,
+    in_response_to: Option<&'static str>,
+    vendor: Vendor,
+    /// email, given name, family name, display name as the vendor preset maps them.
+    profile: [Option<&'static str>; 4],
+}
+
+const CREWJAM_OKTA_ISSUER: &str = "http://www.okta.com/exkppsa1qwuFV4D7z0h7";
+
+/// Every real encrypted response, each with the SP key it was encrypted for (PROVENANCE.md).
+const ENCRYPTED: &[Encrypted] = &[
+    Encrypted {
+        file: "okta/gosaml2-oktaenc_response.b64",
+        cert: "okta/gosaml2-oktaenc_idp_signing_cert.pem",
+        key: "okta/gosaml2-oktaenc_sp_encryption_key.pem",
+        issuer: "http://www.okta.com/exkbb59wb20X96NY20h7",
+        acs: "https://saml.test.nope/session/sso/saml/acs/skv8dv26wh",
+        audience: "https://saml.test.nope/session/sso/saml/spentityid/skv8dv26wh",
+        clock: "2017-09-06T22:13:11Z",
+        name_id: "fronkey@skyportsystems.com",
+        in_response_to: Some("_5260fc99-9c41-433b-8a31-b7a3e3a4e755"),
+        vendor: Vendor::Okta,
+        profile: [Some("fronkey@skyportsystems.com"), Some("Fronkey"), None, None],
+    },
+    Encrypted {
+        file: "okta/crewjam-okta-signedresp-encassert.b64",
+        cert: "okta/crewjam-okta-idp-signing-cert.pem",
+        key: "okta/crewjam-sp_key.pem",
+        issuer: CREWJAM_OKTA_ISSUER,
+        acs: "http://localhost:8000/saml/acs",
+        audience: "http://localhost:8000/saml/metadata",
+        clock: "2020-03-03T19:24:30Z",
+        name_id: "testuser@testrsc.com",
+        in_response_to: Some("id-a7364d1e4432aa9085a7a8bd824ea2fa8fa8f684"),
+        vendor: Vendor::Okta,
+        profile: [Some("testuser@testrsc.com"), None, None, None],
+    },
+    Encrypted {
+        file: "okta/crewjam-okta-enc-signedassert.b64",
+        cert: "okta/crewjam-okta-idp-signing-cert.pem",
+        key: "okta/crewjam-sp_key.pem",
+        issuer: CREWJAM_OKTA_ISSUER,
+        acs: "http://localhost:8000/saml/acs",
+        audience: "http://localhost:8000/saml/metadata",
+        clock: "2020-03-03T19:31:56Z",
+        name_id: "testuser@testrsc.com",
+        in_response_to: Some("id-6d976cdde8e76df5df0a8ff58148fc0b7ec6796d"),
+        vendor: Vendor::Okta,
+        profile: [Some("testuser@testrsc.com"), None, None, None],
+    },
+    Encrypted {
+        file: "okta/crewjam-okta-enc-bothsigned.b64",
+        cert: "okta/crewjam-okta-idp-signing-cert.pem",
+        key: "okta/crewjam-sp_key.pem",
+        issuer: CREWJAM_OKTA_ISSUER,
+        acs: "http://localhost:8000/saml/acs",
+        audience: "http://localhost:8000/saml/metadata",
+        clock: "2020-03-03T19:40:55Z",
+        name_id: "testuser@testrsc.com",
+        in_response_to: Some("id-953d4cab69ff475c5901d12e585b0bb15a7b85fe"),
+        vendor: Vendor::Okta,
+        profile: [Some("testuser@testrsc.com"), None, None, None],
+    },
+    Encrypted {
+        file: "adfs/gosaml2-adfs_response_enc.b64",
+        cert: "adfs/gosaml2-adfs_idp_signing_cert.pem",
+        key: "adfs/gosaml2-adfs_sp_encryption_key.pem",
+        issuer: "http://fs.spstest2.com/adfs/services/trust",
+        acs: "https://saml.test.nope/session/sso/saml/acs/dknhyszjl7",
+        audience: "https://saml.test.nope/session/sso/saml/spentityid/dknhyszjl7",
+        clock: "2017-09-21T23:20:00Z",
+        name_id: "paul@spstest2.com",
+        in_response_to: Some("_252d0129-1c83-496e-b039-ffc9cee11cca"),
+        vendor: Vendor::Generic,
+        profile: [Some("paul@spstest2.com"), Some("paul"), Some("fraley"), None],
+    },
+    Encrypted {
+        file: "shibboleth/nodesaml-testshib-encrypted-response.xml",
+        cert: "shibboleth/testshib-idp-signing-cert-2006.pem",
+        key: "shibboleth/nodesaml-testshib-sp-encryption-key.pem",
+        issuer: "https://idp.testshib.org/idp/shibboleth",
+        acs: "http://localhost/browserSamlLogin",
+        audience: "http://subspacesw.com",
+        clock: "2014-06-02T17:48:57Z",
+        name_id: "_32990a6fe34e615a7657a8fe2056d885",
+        in_response_to: Some("_3138d675d6ed416d43d6"),
+        vendor: Vendor::Generic,
+        profile: [None, Some("Me Myself"), Some("And I"), Some("Me Myself And I")],
+    },
+];
+
 #[test]
-fn encrypted_fixtures_are_not_yet_supported() -> TestResult {
+fn encrypted_fixtures_decrypt_and_map() -> TestResult {
     if skipped() {
         return Ok(());
     }
-    let sp = settings(vec![cert_der("okta/crewjam-okta-idp-signing-cert.pem")?], "x", "x", "x", true);
-    let now = time("2020-03-03T19:24:30Z")?;
-    let mut files: Vec<String> = [
-        "okta/gosaml2-oktaenc_response.b64",
-        "okta/crewjam-okta-signedresp-encassert.b64",
-        "okta/crewjam-okta-enc-signedassert.b64",
-        "okta/crewjam-okta-enc-bothsigned.b64",
-        "adfs/gosaml2-adfs_response_enc.b64",
-        "shibboleth/nodesaml-testshib-encrypted-response.xml",
-    ]
-    .iter()
-    .map(|f| f.to_string())
-    .collect();
-    for n in [
-        "05", "06", "07", "08", "09", "16", "17", "18", "23", "24", "27", "28", "36", "37", "38", "46", "47",
-        "48", "97", "98",
-    ] {
-        files.push(format!("{OLGN09}/olgn09_response_{n}.b64"));
-    }
-    for file in files {
-        let result = validate_file(&sp, &file, now)?;
-        assert_eq!(reason_of(&result), Some(Reason::EncryptedUnsupported), "{file}: {result:?}");
+    for case in ENCRYPTED {
+        let sp = SpSettings {
+            decryption_keys: vec![sp_key(case.key)?],
+            ..settings(vec![cert_der(case.cert)?], case.issuer, case.acs, case.audience, false)
+        };
+        let now = time(case.clock)?;
+        let v = validate_file(&sp, case.file, now)?.map_err(|e| format!("{}: {e}", case.file))?;
+        assert_eq!(v.name_id, case.name_id, "{}", case.file);
+        assert_eq!(v.in_response_to.as_deref(), case.in_response_to, "{}", case.file);
+        assert!(!v.attributes.is_empty(), "{}: no attributes", case.file);
+        let p = map_profile(&preset(case.vendor), &upstream(&v));
+        let got = [&p.email, &p.given_name, &p.family_name, &p.display_name].map(|f| f.as_deref());
+        assert_eq!(got, case.profile, "{}: {p:?}", case.file);
+
+        // Without the key, or with another fixture's key, the same file is refused.
+        let keyless = SpSettings { decryption_keys: vec![], ..sp.clone() };
+        let result = validate_file(&keyless, case.file, now)?;
+        assert_eq!(reason_of(&result), Some(Reason::EncryptedUnsupported), "{}: {result:?}", case.file);
+        let wrong_key = if case.key.contains("crewjam") {
+            "shibboleth/nodesaml-testshib-sp-encryption-key.pem"
+        } else {
+            "okta/crewjam-sp_key.pem"
+        };
+        let wrong = SpSettings { decryption_keys: vec![sp_key(wrong_key)?], ..sp.clone() };
+        let result = validate_file(&wrong, case.file, now)?;
+        assert!(matches!(reason_of(&result), Some(Reason::DecryptionFailed)), "{}: {result:?}", case.file);
+        // Rollover: the right key second in the list still decrypts.
+        let rollover =
+            SpSettings { decryption_keys: vec![sp_key(wrong_key)?, sp_key(case.key)?], ..sp.clone() };
+        validate_file(&rollover, case.file, now)?.map_err(|e| format!("{} (rollover): {e}", case.file))?;
     }
     Ok(())
 }

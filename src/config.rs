@@ -227,6 +227,10 @@ pub struct FileConnection {
     pub sp_key_file: Option<PathBuf>,
     #[serde(default)]
     pub sp_cert_file: Option<PathBuf>,
+    /// Sign AuthnRequests. Unset: sign when the IdP metadata says `WantAuthnRequestsSigned`.
+    /// Signed with the `sp_key_file` pair, else with a key the broker generates and stores.
+    #[serde(default)]
+    pub sign_authn_requests: Option<bool>,
     /// Earlier SP keys still accepted for decryption during a key rollover.
     #[serde(default)]
     pub previous_sp_key_files: Vec<PathBuf>,
@@ -262,6 +266,7 @@ impl FileConnection {
             requested_authn_context: Vec::new(),
             sp_key_file: None,
             sp_cert_file: None,
+            sign_authn_requests: None,
             previous_sp_key_files: Vec::new(),
             attributes: AttributeOverrides::default(),
         }
@@ -487,14 +492,16 @@ pub fn check_redirect_uri(u: &str) -> Result<(), String> {
 }
 
 /// Turns the file form into the typed config; every problem names its key.
-/// Reads a connection's SP key pair: the current key (whose public half must match the
+type SpKeys = (Vec<crate::saml::DecryptionKey>, Option<Vec<u8>>, Option<crate::saml::SpSigningKey>);
+
+/// Reads a connection's SP key pair (it decrypts and, when requests are signed, signs): the current key (whose public half must match the
 /// certificate) first, then the keys of a rollover.
 fn sp_keys(
     c: &FileConnection,
     base_dir: &Path,
     key: &dyn Fn(&str) -> String,
     err: &dyn Fn(&str, String) -> ConfigError,
-) -> Result<(Vec<crate::saml::DecryptionKey>, Option<Vec<u8>>), ConfigError> {
+) -> Result<SpKeys, ConfigError> {
     let resolve = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { base_dir.join(p) };
     let read_key = |name: &str, p: &Path| {
         let path = resolve(p);
@@ -502,8 +509,8 @@ fn sp_keys(
         crate::saml::DecryptionKey::from_pem(&pem)
             .map_err(|e| err(&key(name), format!("{}: {e}", path.display())))
     };
-    let (current, cert) = match (&c.sp_key_file, &c.sp_cert_file) {
-        (None, None) => (None, None),
+    let (current, cert, signing) = match (&c.sp_key_file, &c.sp_cert_file) {
+        (None, None) => (None, None, None),
         (Some(k), Some(cert_file)) => {
             let decryption_key = read_key("sp_key_file", k)?;
             let path = resolve(cert_file);
@@ -517,7 +524,10 @@ fn sp_keys(
                 return Err(err(&key("sp_cert_file"), "the certificate does not match sp_key_file".into()));
             }
             let der = cert.to_der().map_err(|e| err(&key("sp_cert_file"), e.to_string()))?;
-            (Some(decryption_key), Some(der))
+            let key_pem = std::fs::read(resolve(k)).map_err(|e| err(&key("sp_key_file"), e.to_string()))?;
+            let signing = crate::saml::SpSigningKey::from_pem(&key_pem, &pem)
+                .map_err(|e| err(&key("sp_key_file"), e))?;
+            (Some(decryption_key), Some(der), Some(signing))
         }
         (Some(_), None) => return Err(err(&key("sp_cert_file"), "sp_key_file needs sp_cert_file".into())),
         (None, Some(_)) => return Err(err(&key("sp_key_file"), "sp_cert_file needs sp_key_file".into())),
@@ -526,7 +536,7 @@ fn sp_keys(
     for p in &c.previous_sp_key_files {
         keys.push(read_key("previous_sp_key_files", p)?);
     }
-    Ok((keys, cert))
+    Ok((keys, cert, signing))
 }
 
 pub fn validate(raw: FileConfig, file: &str, base_dir: &Path) -> Result<Config, ConfigError> {
@@ -640,7 +650,8 @@ pub fn validate(raw: FileConfig, file: &str, base_dir: &Path) -> Result<Config, 
         }
         let sp_entity_id =
             c.sp_entity_id.clone().unwrap_or_else(|| format!("{issuer}/saml/{}/metadata", c.id));
-        let (decryption_keys, encryption_cert) = sp_keys(&c, base_dir, &key, &err)?;
+        let (decryption_keys, encryption_cert, signing_key) = sp_keys(&c, base_dir, &key, &err)?;
+        let sign_authn_requests = c.sign_authn_requests.unwrap_or(idp.want_authn_requests_signed);
         let sp = SpSettings {
             entity_id: sp_entity_id,
             acs_url: c.acs_url.clone().unwrap_or_else(|| format!("{issuer}/saml/{}/acs", c.id)),
@@ -651,6 +662,8 @@ pub fn validate(raw: FileConfig, file: &str, base_dir: &Path) -> Result<Config, 
             max_response_bytes: raw.max_saml_response_bytes,
             decryption_keys,
             encryption_cert,
+            sign_authn_requests,
+            signing_key,
         };
         if (c.link_by_email || c.provisioning == ProvisioningMode::Manual) && domains.is_empty() {
             // Linking by email is only safe for addresses in domains this IdP owns.

@@ -249,6 +249,7 @@ impl DevIdp {
             sso_url: self.sso_url.clone(),
             sso_binding: SsoBinding::Redirect,
             signing_certs: vec![self.cert_der.clone()],
+            want_authn_requests_signed: false,
         }
     }
 

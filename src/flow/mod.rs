@@ -5,6 +5,7 @@
 pub mod clients;
 mod finish;
 pub mod logout;
+pub mod sp_keys;
 mod tokens;
 
 pub use finish::{finish_login, plan_provisioning, upstream_of, FinishInput, LoginOutcome, ProvisioningPlan};

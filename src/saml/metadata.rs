@@ -54,7 +54,8 @@ pub fn parse_idp_metadata(xml: &str) -> Result<IdpMetadata, SamlError> {
         )));
     }
 
-    Ok(IdpMetadata { entity_id, sso_url, sso_binding, signing_certs })
+    let want_authn_requests_signed = matches!(idp.attribute("WantAuthnRequestsSigned"), Some("true" | "1"));
+    Ok(IdpMetadata { entity_id, sso_url, sso_binding, signing_certs, want_authn_requests_signed })
 }
 
 fn saml2_idp_descriptor<'a, 'i>(entity: Node<'a, 'i>) -> Option<Node<'a, 'i>> {
@@ -129,14 +130,26 @@ pub fn sp_metadata_xml(sp: &SpSettings) -> String {
             methods = methods,
         )
     });
+    let signing = sp.signing_key.as_ref().map_or_else(String::new, |key| {
+        format!(
+            concat!(
+                "\n    <md:KeyDescriptor use=\"signing\">",
+                "\n      <ds:KeyInfo xmlns:ds=\"{ds}\"><ds:X509Data><ds:X509Certificate>{cert}</ds:X509Certificate></ds:X509Data></ds:KeyInfo>",
+                "\n    </md:KeyDescriptor>"
+            ),
+            ds = NS_DSIG,
+            cert = base64::engine::general_purpose::STANDARD.encode(key.cert_der()),
+        )
+    });
+    let requests_signed = sp.sign_authn_requests && sp.signing_key.is_some();
     format!(
         concat!(
             r#"<?xml version="1.0" encoding="UTF-8"?>"#,
             "\n",
             r#"<md:EntityDescriptor xmlns:md="{md}" entityID="{entity}">"#,
             "\n  ",
-            r#"<md:SPSSODescriptor AuthnRequestsSigned="false" WantAssertionsSigned="true" protocolSupportEnumeration="{proto}">"#,
-            "{encryption}",
+            r#"<md:SPSSODescriptor AuthnRequestsSigned="{requests_signed}" WantAssertionsSigned="true" protocolSupportEnumeration="{proto}">"#,
+            "{signing}{encryption}",
             "\n    <md:NameIDFormat>{email}</md:NameIDFormat>",
             "\n    <md:NameIDFormat>{persistent}</md:NameIDFormat>",
             "\n    <md:NameIDFormat>{unspecified}</md:NameIDFormat>",
@@ -147,6 +160,8 @@ pub fn sp_metadata_xml(sp: &SpSettings) -> String {
         md = NS_METADATA,
         entity = escape(&sp.entity_id),
         proto = NS_PROTOCOL,
+        requests_signed = requests_signed,
+        signing = signing,
         encryption = encryption,
         email = NAMEID_EMAIL,
         persistent = NAMEID_PERSISTENT,

@@ -7,6 +7,7 @@ mod decrypt;
 mod metadata;
 mod policy;
 mod request;
+mod sign;
 mod validate;
 pub(crate) mod xml;
 
@@ -16,6 +17,7 @@ mod tests;
 pub use decrypt::{encrypt_for_tests, DecryptionKey};
 pub use metadata::{parse_idp_metadata, sp_metadata_xml};
 pub use request::{authn_request, authn_request_redirect};
+pub use sign::{GeneratedSpKey, SpSigningKey};
 pub(crate) use validate::xmlsec_lock;
 pub use validate::{validate_post_response, validate_response_xml};
 
@@ -36,6 +38,8 @@ pub struct IdpMetadata {
     pub sso_binding: SsoBinding,
     /// DER of every signing certificate (KeyDescriptor use="signing" or no use).
     pub signing_certs: Vec<Vec<u8>>,
+    /// The IdP's metadata says `WantAuthnRequestsSigned="true"`.
+    pub want_authn_requests_signed: bool,
 }
 
 /// One connection's SP-side settings: everything response validation needs.
@@ -54,6 +58,10 @@ pub struct SpSettings {
     pub decryption_keys: Vec<DecryptionKey>,
     /// DER of the certificate SP metadata advertises for encryption.
     pub encryption_cert: Option<Vec<u8>>,
+    /// Sign AuthnRequests (the connection or the IdP metadata asks for it).
+    pub sign_authn_requests: bool,
+    /// The key AuthnRequests are signed with: configured, or generated and stored at start.
+    pub signing_key: Option<SpSigningKey>,
 }
 
 /// The AuthnRequest, ready to send over HTTP-Redirect.

@@ -10,7 +10,8 @@ use flate2::Compression;
 use super::xml::{
     escape, format_time, random_id, BINDING_POST, NAMEID_UNSPECIFIED, NS_ASSERTION, NS_PROTOCOL,
 };
-use super::{AuthnRedirect, AuthnStart, SamlError, SpSettings, SsoBinding};
+use super::sign::SIG_RSA_SHA256;
+use super::{AuthnRedirect, AuthnStart, SamlError, SpSettings, SpSigningKey, SsoBinding};
 
 /// Builds the AuthnRequest for the binding the IdP's metadata offers: HTTP-Redirect when it has
 /// one, else HTTP-POST (Google Workspace, OneLogin and JumpCloud metadata list only POST).
@@ -25,7 +26,12 @@ pub fn authn_request(
         SsoBinding::Redirect => redirect_with(sp, relay_state, now, force_authn).map(AuthnStart::Redirect),
         SsoBinding::Post => {
             let request_id = random_id();
-            let xml = authn_request_xml(sp, &request_id, now, force_authn);
+            let mut xml = authn_request_xml(sp, &request_id, now, force_authn);
+            if let Some(key) = signing_key(sp)? {
+                xml = key
+                    .sign_xml(&xml, &request_id)
+                    .map_err(|e| SamlError::Metadata(format!("cannot sign the AuthnRequest: {e}")))?;
+            }
             url::Url::parse(&sp.idp.sso_url).map_err(|e| {
                 SamlError::Metadata(format!("IdP SSO URL {:?} is invalid: {e}", sp.idp.sso_url))
             })?;
@@ -42,7 +48,7 @@ pub fn authn_request(
 
 /// Builds an AuthnRequest with a fresh 128-bit ID and encodes it for HTTP-Redirect.
 ///
-/// The request is unsigned. It is built for the Redirect binding even when the IdP metadata
+/// The request is signed when the connection signs requests. It is built for the Redirect binding even when the IdP metadata
 /// lists only HTTP-POST (`sp.idp.sso_binding`); choosing a binding is the caller's job.
 pub fn authn_request_redirect(
     sp: &SpSettings,
@@ -70,14 +76,41 @@ fn redirect_with(
 
     let mut url = url::Url::parse(&sp.idp.sso_url)
         .map_err(|e| SamlError::Metadata(format!("IdP SSO URL {:?} is invalid: {e}", sp.idp.sso_url)))?;
-    {
-        let mut query = url.query_pairs_mut();
-        query.append_pair("SAMLRequest", &saml_request);
-        if !relay_state.is_empty() {
-            query.append_pair("RelayState", relay_state);
-        }
+    let key = signing_key(sp)?;
+    let mut ours = url::form_urlencoded::Serializer::new(String::new());
+    ours.append_pair("SAMLRequest", &saml_request);
+    if !relay_state.is_empty() {
+        ours.append_pair("RelayState", relay_state);
     }
+    if key.is_some() {
+        ours.append_pair("SigAlg", SIG_RSA_SHA256);
+    }
+    let mut ours = ours.finish();
+    if let Some(key) = key {
+        // The binding signs these exact encoded bytes (SAML bindings 3.4.4.1), not a re-encoding.
+        let signature = key
+            .sign_b64(ours.as_bytes())
+            .map_err(|e| SamlError::Metadata(format!("cannot sign the AuthnRequest: {e}")))?;
+        ours.push_str("&Signature=");
+        ours.extend(url::form_urlencoded::byte_serialize(signature.as_bytes()));
+    }
+    // Parameters already in the IdP's SSO URL stay first and outside the signature.
+    let query = match url.query() {
+        Some(existing) if !existing.is_empty() => format!("{existing}&{ours}"),
+        _ => ours,
+    };
+    url.set_query(Some(&query));
     Ok(AuthnRedirect { request_id, url: url.into() })
+}
+
+fn signing_key(sp: &SpSettings) -> Result<Option<&SpSigningKey>, SamlError> {
+    if !sp.sign_authn_requests {
+        return Ok(None);
+    }
+    sp.signing_key
+        .as_ref()
+        .map(Some)
+        .ok_or_else(|| SamlError::Metadata("AuthnRequests must be signed but there is no SP signing key".into()))
 }
 
 fn authn_request_xml(sp: &SpSettings, request_id: &str, now: DateTime<Utc>, force_authn: bool) -> String {

@@ -41,6 +41,8 @@ fn sp(idp: &DevIdp) -> SpSettings {
         requested_authn_context: vec![],
         decryption_keys: vec![],
         encryption_cert: None,
+        sign_authn_requests: false,
+        signing_key: None,
     }
 }
 

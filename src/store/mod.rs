@@ -11,6 +11,7 @@ pub mod grants;
 pub mod logins;
 pub mod refresh;
 pub mod schema;
+pub mod sp_keys;
 pub mod users;
 
 use crate::config::DatabaseUrl;

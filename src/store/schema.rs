@@ -159,6 +159,15 @@ diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(auth_grants -> users (user_id));
 diesel::joinable!(refresh_tokens -> users (user_id));
 
+diesel::table! {
+    sp_signing_keys (connection_id) {
+        connection_id -> Text,
+        key_pem -> Text,
+        cert_pem -> Text,
+        created_at -> BigInt,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     users,
     federated_identities,

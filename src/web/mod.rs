@@ -70,12 +70,14 @@ impl Published {
 impl AppState {
     /// Loads (or on first start creates) the signing keys and prepares the state.
     pub fn new(
-        cfg: Config,
+        mut cfg: Config,
         pool: DbPool,
         clock: Arc<dyn Clock>,
         demo: Option<DemoState>,
     ) -> Result<Self, WebError> {
         let mut conn = pool.get().map_err(|e| WebError::internal(&e))?;
+        crate::flow::sp_keys::ensure_signing_keys(&mut conn, &mut cfg, clock.now())
+            .map_err(|e| WebError::internal(&e))?;
         let keys = load_or_create_keys(&mut conn, clock.now(), cfg.signing_alg)
             .map_err(|e| WebError::internal(&e))?;
         if keys.current_alg() != cfg.signing_alg {

@@ -62,6 +62,7 @@ fn settings(certs: Vec<Vec<u8>>, issuer: &str, acs: &str, audience: &str, sha1: 
             sso_url: "https://idp.invalid/sso".into(),
             sso_binding: SsoBinding::Redirect,
             signing_certs: certs,
+            want_authn_requests_signed: false,
         },
         allow_sha1: sha1,
         clock_skew: Duration::seconds(60),
@@ -69,6 +70,8 @@ fn settings(certs: Vec<Vec<u8>>, issuer: &str, acs: &str, audience: &str, sha1: 
         requested_authn_context: vec![],
         decryption_keys: vec![],
         encryption_cert: None,
+        sign_authn_requests: false,
+        signing_key: None,
     }
 }
 

@@ -1,0 +1,1 @@
+DROP TABLE sp_signing_keys;

@@ -20,7 +20,11 @@ pub enum SpKeyError {
 
 /// Gives every connection that signs AuthnRequests a key: its configured pair, or the stored
 /// (first generated) one.
-pub fn ensure_signing_keys(conn: &mut DbConnection, cfg: &mut Config, now: DateTime<Utc>) -> Result<(), SpKeyError> {
+pub fn ensure_signing_keys(
+    conn: &mut DbConnection,
+    cfg: &mut Config,
+    now: DateTime<Utc>,
+) -> Result<(), SpKeyError> {
     for c in cfg.connections.iter_mut().filter(|c| c.sp.sign_authn_requests && c.sp.signing_key.is_none()) {
         let row = match store::sp_keys::get(conn, &c.id)? {
             Some(row) => row,

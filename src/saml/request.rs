@@ -7,10 +7,10 @@ use chrono::{DateTime, Utc};
 use flate2::write::DeflateEncoder;
 use flate2::Compression;
 
+use super::sign::SIG_RSA_SHA256;
 use super::xml::{
     escape, format_time, random_id, BINDING_POST, NAMEID_UNSPECIFIED, NS_ASSERTION, NS_PROTOCOL,
 };
-use super::sign::SIG_RSA_SHA256;
 use super::{AuthnRedirect, AuthnStart, SamlError, SpSettings, SpSigningKey, SsoBinding};
 
 /// Builds the AuthnRequest for the binding the IdP's metadata offers: HTTP-Redirect when it has
@@ -107,10 +107,9 @@ fn signing_key(sp: &SpSettings) -> Result<Option<&SpSigningKey>, SamlError> {
     if !sp.sign_authn_requests {
         return Ok(None);
     }
-    sp.signing_key
-        .as_ref()
-        .map(Some)
-        .ok_or_else(|| SamlError::Metadata("AuthnRequests must be signed but there is no SP signing key".into()))
+    sp.signing_key.as_ref().map(Some).ok_or_else(|| {
+        SamlError::Metadata("AuthnRequests must be signed but there is no SP signing key".into())
+    })
 }
 
 fn authn_request_xml(sp: &SpSettings, request_id: &str, now: DateTime<Utc>, force_authn: bool) -> String {

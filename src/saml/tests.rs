@@ -892,3 +892,110 @@ fn authn_request_redirect_round_trip() -> TestResult {
     assert!(!a.url.contains("RelayState"));
     Ok(())
 }
+
+/// One generated SP signing key for the module (RSA-3072 generation is slow).
+fn sp_signing_key() -> Result<&'static SpSigningKey, Box<dyn Error>> {
+    static KEY: OnceLock<SpSigningKey> = OnceLock::new();
+    if KEY.get().is_none() {
+        let generated = SpSigningKey::generate(SP_ENTITY)?;
+        let key = SpSigningKey::from_pem(generated.key_pem.as_bytes(), generated.cert_pem.as_bytes())?;
+        let _ = KEY.set(key);
+    }
+    Ok(KEY.get().ok_or("SP signing key not initialised")?)
+}
+
+fn signing_sp(binding: SsoBinding) -> Result<SpSettings, Box<dyn Error>> {
+    let idp = idp()?;
+    let mut sp = sp(idp);
+    sp.idp.sso_binding = binding;
+    sp.sign_authn_requests = true;
+    sp.signing_key = Some(sp_signing_key()?.clone());
+    Ok(sp)
+}
+
+/// Verifies an HTTP-Redirect query signature the way an IdP does: over the raw query bytes up
+/// to `&Signature=`, with the certificate from our SP metadata.
+fn redirect_signature_ok(url: &str, cert_der: &[u8]) -> Result<bool, Box<dyn Error>> {
+    let query = url.split_once('?').ok_or("no query")?.1;
+    let (signed, signature) = query.split_once("&Signature=").ok_or("no Signature")?;
+    let signature: String = url::form_urlencoded::parse(format!("s={signature}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .ok_or("bad Signature")?;
+    let signature = base64::engine::general_purpose::STANDARD.decode(signature)?;
+    let public = openssl::x509::X509::from_der(cert_der)?.public_key()?;
+    let mut verifier = openssl::sign::Verifier::new(openssl::hash::MessageDigest::sha256(), &public)?;
+    verifier.update(signed.as_bytes())?;
+    Ok(verifier.verify(&signature)?)
+}
+
+#[test]
+fn signs_redirect_authn_requests() -> TestResult {
+    let sp = signing_sp(SsoBinding::Redirect)?;
+    let AuthnStart::Redirect(r) = authn_request(&sp, "relay-1", now(), false)? else {
+        return Err("expected the Redirect binding".into());
+    };
+    let query = r.url.split_once('?').ok_or("no query")?.1;
+    assert!(query.starts_with("SAMLRequest="), "{query}");
+    assert!(query.contains("&RelayState=relay-1&SigAlg=http%3A%2F%2Fwww.w3.org%2F2001%2F04%2Fxmldsig-more%23rsa-sha256&Signature="));
+    let cert = sp_signing_key()?.cert_der();
+    assert!(redirect_signature_ok(&r.url, cert)?);
+    // Any change to the signed parameters breaks it.
+    assert!(!redirect_signature_ok(&r.url.replace("relay-1", "relay-2"), cert)?);
+    // The request ID never starts with a digit (it is an xs:ID).
+    assert!(r.request_id.starts_with('_'));
+    Ok(())
+}
+
+#[test]
+fn signs_post_authn_requests() -> TestResult {
+    use samael::crypto::CryptoProvider;
+    let sp = signing_sp(SsoBinding::Post)?;
+    let AuthnStart::Post { saml_request, request_id, .. } = authn_request(&sp, "relay-1", now(), false)?
+    else {
+        return Err("expected the POST binding".into());
+    };
+    let xml = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(saml_request)?)?;
+    assert!(xml.contains(&format!(r##"<ds:Reference URI="#{request_id}">"##)), "{xml}");
+    let cert = samael::crypto::CertificateDer::from(sp_signing_key()?.cert_der().to_vec());
+    let verify = |xml: &str| {
+        let _guard = xmlsec_lock();
+        samael::crypto::Crypto::reduce_xml_to_signed(
+            xml,
+            std::slice::from_ref(&cert),
+            samael::crypto::ReduceMode::ValidateAndMarkNoAncestors,
+        )
+        .is_ok()
+    };
+    assert!(verify(&xml), "the IdP verifies the enveloped signature");
+    assert!(!verify(&xml.replace("AllowCreate=\"true\"", "AllowCreate=\"false\"")), "tampering breaks it");
+    Ok(())
+}
+
+#[test]
+fn signing_without_a_key_is_an_error_and_metadata_says_so() -> TestResult {
+    let mut sp = signing_sp(SsoBinding::Redirect)?;
+    let xml = sp_metadata_xml(&sp);
+    assert!(xml.contains(r#"AuthnRequestsSigned="true""#), "{xml}");
+    assert!(xml.contains(r#"<md:KeyDescriptor use="signing">"#), "{xml}");
+    sp.signing_key = None;
+    assert!(authn_request(&sp, "r", now(), false).is_err());
+    assert!(sp_metadata_xml(&sp).contains(r#"AuthnRequestsSigned="false""#));
+    // An unsigned connection sends neither SigAlg nor Signature.
+    let AuthnStart::Redirect(r) = authn_request(&self::sp(idp()?), "r", now(), false)? else {
+        return Err("expected the Redirect binding".into());
+    };
+    assert!(!r.url.contains("SigAlg") && !r.url.contains("Signature"));
+    Ok(())
+}
+
+#[test]
+fn reads_want_authn_requests_signed() -> TestResult {
+    let idp = idp()?;
+    let plain = parse_idp_metadata(&idp.metadata_xml())?;
+    assert!(!plain.want_authn_requests_signed);
+    let wants =
+        idp.metadata_xml().replace(r#"WantAuthnRequestsSigned="false""#, r#"WantAuthnRequestsSigned="true""#);
+    assert!(parse_idp_metadata(&wants)?.want_authn_requests_signed);
+    Ok(())
+}

@@ -20,4 +20,5 @@ mod oidc_refusals;
 mod ops;
 mod saml_attacks;
 mod saml_encryption;
+mod saml_requests;
 mod saml_vendors;

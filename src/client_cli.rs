@@ -104,6 +104,7 @@ pub fn client(path: &Path, command: ClientCommand) -> anyhow::Result<()> {
                         post_logout_redirect_uris: json(&post_logout_redirect_uris),
                         allowed_roles: json(&allowed_roles),
                         issue_refresh_token: refresh_tokens,
+                        launch_url: None,
                         created_at: now,
                         updated_at: now,
                     },

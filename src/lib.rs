@@ -5,6 +5,7 @@ pub mod cli;
 pub mod client_cli;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod devidp;
 pub mod explain;
 pub mod flow;

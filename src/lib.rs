@@ -1,6 +1,7 @@
 //! ssobroker: a SAML 2.0 → OpenID Connect broker with just-in-time provisioning.
 
 pub mod admin;
+pub mod admin_cli;
 pub mod cli;
 pub mod client_cli;
 pub mod clock;

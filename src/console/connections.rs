@@ -83,15 +83,23 @@ pub fn all(conn: &mut DbConnection, cfg: &Config) -> Result<Vec<ConnectionStatus
     cfg.connections.iter().map(|c| status(conn, c)).collect()
 }
 
-/// One setup step: a sentence, and the values to paste (label, exact value).
+/// One setup step: a sentence, and the values to paste.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Step {
     pub text: String,
-    pub values: Vec<(String, String)>,
+    pub values: Vec<Paste>,
+}
+
+/// A field at the vendor and the exact value to paste into it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Paste {
+    pub label: String,
+    pub value: String,
 }
 
 fn step(text: &str, values: &[(&str, &str)]) -> Step {
-    Step { text: text.into(), values: values.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect() }
+    let values = values.iter().map(|(k, v)| Paste { label: k.to_string(), value: v.to_string() }).collect();
+    Step { text: text.into(), values }
 }
 
 pub fn vendor_name(v: Vendor) -> &'static str {

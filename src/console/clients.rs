@@ -160,9 +160,5 @@ pub fn rotate_secret(
 
 /// Splits a textarea or comma list into trimmed, non-empty entries.
 pub fn split_list(s: &str) -> Vec<String> {
-    s.split(|c: char| c == '\n' || c == ',' || c == '\r')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect()
+    s.split(['\n', ',', '\r']).map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect()
 }

@@ -8,8 +8,8 @@
 //! failures from one IP for any accounts, or `MAX_FAILURES_ACCOUNT` failures for one account
 //! from anywhere. Refusals for throttling are audited (`reason = throttled`) but not counted,
 //! so a blocked client is let in again once its failures age out of the window. Concurrent
-//! guesses racing the check can overshoot a limit by the number in flight; the per-IP rate
-//! limiter in front of `/admin/login` bounds that.
+//! guesses racing the check can overshoot a limit by the number in flight; the per-address
+//! rate limiter in front of `POST /admin/login` (`rate_limits.admin_login`) bounds that.
 
 use super::{admin_event, Actor, ConsoleError};
 use crate::config::Config;

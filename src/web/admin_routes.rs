@@ -13,6 +13,7 @@ use crate::console::{self, auth::ConsoleSession, Actor};
 use crate::flow::BrokerPage;
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::StatusCode;
+use actix_web::middleware::from_fn;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 
@@ -20,28 +21,33 @@ const ADMIN_COOKIE: &str = "ssobroker_admin";
 const LOGIN_FORM_COOKIE: &str = "ssobroker_admin_form";
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/admin/login", web::get().to(login_page_handler))
-        .route("/admin/login", web::post().to(login_handler))
-        .route("/admin/sso", web::get().to(sso_handler))
-        .route("/admin/logout", web::post().to(logout_handler))
-        .route("/admin", web::get().to(overview_handler))
-        .route("/admin/", web::get().to(overview_handler))
-        .route("/admin/users", web::get().to(users_handler))
-        .route("/admin/users/{id}", web::get().to(user_handler))
-        .route("/admin/users/{id}/disable", web::post().to(disable_handler))
-        .route("/admin/users/{id}/enable", web::post().to(enable_handler))
-        .route("/admin/users/{id}/sessions/revoke", web::post().to(revoke_sessions_handler))
-        .route("/admin/users/{id}/roles/add", web::post().to(role_add_handler))
-        .route("/admin/users/{id}/roles/remove", web::post().to(role_remove_handler))
-        .route("/admin/audit", web::get().to(audit_handler))
-        .route("/admin/audit.csv", web::get().to(audit_csv_handler))
-        .route("/admin/audit.jsonl", web::get().to(audit_jsonl_handler))
-        .route("/admin/connections", web::get().to(connections_handler))
-        .route("/admin/connections/{id}", web::get().to(connection_handler))
-        .route("/admin/clients", web::get().to(clients_handler))
-        .route("/admin/clients", web::post().to(client_create_handler))
-        .route("/admin/clients/{id}", web::get().to(client_handler))
-        .route("/admin/clients/{id}/rotate-secret", web::post().to(client_rotate_handler));
+    cfg.service(
+        // The per-address limiter in front (cheap, in memory, before the body is read); the
+        // per-account throttle in `console::auth` behind it (in the database).
+        web::resource("/admin/login")
+            .route(web::get().to(login_page_handler))
+            .route(web::post().to(login_handler).wrap(from_fn(super::ops::rate_limit_admin_login))),
+    )
+    .route("/admin/sso", web::get().to(sso_handler))
+    .route("/admin/logout", web::post().to(logout_handler))
+    .route("/admin", web::get().to(overview_handler))
+    .route("/admin/", web::get().to(overview_handler))
+    .route("/admin/users", web::get().to(users_handler))
+    .route("/admin/users/{id}", web::get().to(user_handler))
+    .route("/admin/users/{id}/disable", web::post().to(disable_handler))
+    .route("/admin/users/{id}/enable", web::post().to(enable_handler))
+    .route("/admin/users/{id}/sessions/revoke", web::post().to(revoke_sessions_handler))
+    .route("/admin/users/{id}/roles/add", web::post().to(role_add_handler))
+    .route("/admin/users/{id}/roles/remove", web::post().to(role_remove_handler))
+    .route("/admin/audit", web::get().to(audit_handler))
+    .route("/admin/audit.csv", web::get().to(audit_csv_handler))
+    .route("/admin/audit.jsonl", web::get().to(audit_jsonl_handler))
+    .route("/admin/connections", web::get().to(connections_handler))
+    .route("/admin/connections/{id}", web::get().to(connection_handler))
+    .route("/admin/clients", web::get().to(clients_handler))
+    .route("/admin/clients", web::post().to(client_create_handler))
+    .route("/admin/clients/{id}", web::get().to(client_handler))
+    .route("/admin/clients/{id}/rotate-secret", web::post().to(client_rotate_handler));
 }
 
 fn admin_cookie_name(state: &AppState) -> String {

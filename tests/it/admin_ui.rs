@@ -425,3 +425,20 @@ async fn portal_apps(b: Backend) -> TestResult {
     Ok(())
 }
 both_backends!(portal_shows_allowed_apps_only, portal_apps);
+
+async fn per_address_limit(b: Backend) -> TestResult {
+    let app = app(b)
+        .with_config(|c| c.rate_limits.admin_login = ssobroker::config::RateLimit { per_minute: 1, burst: 2 })
+        .start()
+        .await?;
+    let browser = admin_browser()?;
+    for _ in 0..2 {
+        assert_eq!(sign_in(&app, &browser, "mallory", "guess-guess-guess").await?.status(), 401);
+    }
+    let before = app.counts()?;
+    let resp = sign_in(&app, &browser, "mallory", "guess-guess-guess").await?;
+    assert_eq!(resp.status(), 429, "the per-address limiter in front of the form");
+    assert_eq!(app.counts()?, before, "refused before any work: no audit row, no session");
+    Ok(())
+}
+both_backends!(admin_sign_in_rate_limited_per_address, per_address_limit);

@@ -719,6 +719,7 @@ pub fn run_audit(
         user_id,
         kind: args.kind.as_deref().map(str::trim).filter(|k| !k.is_empty()).map(str::to_string),
         limit: args.limit,
+        ..AuditFilter::default()
     };
     let events = q::audit_events(conn, &filter)?;
     if args.json {
@@ -755,45 +756,14 @@ pub fn run_audit(
     Ok(())
 }
 
-/// Every column of an audit row; `detail` as JSON (kept as a string if it is not JSON).
 fn event_json(e: &AuditEvent) -> Value {
-    let detail: Value = serde_json::from_str(&e.detail).unwrap_or_else(|_| Value::String(e.detail.clone()));
-    json!({
-        "id": e.id, "at": e.at, "kind": e.kind, "user_id": e.user_id, "connection_id": e.connection_id,
-        "client_id": e.client_id, "ip": e.ip, "user_agent": e.user_agent, "reason": e.reason,
-        "detail": detail,
-    })
+    crate::console::audit::event_json(e)
 }
 
 /// `--since`: an RFC 3339 time, a date (midnight UTC), or a duration back from `now`
 /// (`<n>s|m|h|d|w`).
 pub fn parse_since(s: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, AdminError> {
-    let s = s.trim();
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Ok(t.with_timezone(&Utc));
-    }
-    if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-        return Ok(d.and_time(chrono::NaiveTime::MIN).and_utc());
-    }
-    let bad = || {
-        AdminError::Invalid(format!(
-            "--since {s:?}: expected an RFC 3339 time (2026-12-03T10:00:00Z), a date (2026-12-03) \
-             or a duration such as 30m, 24h, 7d"
-        ))
-    };
-    let unit_at = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-    let (n, unit) = s.split_at(unit_at);
-    let n: i64 = n.parse().map_err(|_| bad())?;
-    let secs = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        "w" => 7 * 86_400,
-        _ => return Err(bad()),
-    };
-    let back = n.checked_mul(secs).and_then(chrono::Duration::try_seconds).ok_or_else(bad)?;
-    now.checked_sub_signed(back).ok_or_else(bad)
+    crate::console::audit::parse_time(s, now).map_err(|e| AdminError::Invalid(format!("--since {e}")))
 }
 
 fn table(out: &mut dyn Write, headers: &[&str], rows: &[Vec<String>]) -> std::io::Result<()> {

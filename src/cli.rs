@@ -132,18 +132,45 @@ pub fn demo_config(
             display_name: Some("Development IdP".into()),
             vendor: Vendor::Okta,
             default_roles: vec!["user".into()],
-            role_mapping: [("Engineering".to_string(), vec!["engineer".to_string()])].into_iter().collect(),
+            role_mapping: [
+                ("Engineering".to_string(), vec!["engineer".to_string()]),
+                ("IT-Admins".to_string(), vec!["admin".to_string()]),
+            ]
+            .into_iter()
+            .collect(),
             // Relative to the config's base directory, which for the demo is `data_dir`.
             ..FileConnection::new("dev-idp", "dev-idp-metadata.xml")
         }],
         clients: vec![FileClient {
             client_secret: Some(client_secret.into()),
             post_logout_redirect_uris: vec![format!("{issuer}/demo-app/")],
+            launch_url: Some(format!("{issuer}/demo-app/")),
             ..FileClient::new("sample-app", &format!("{issuer}/demo-app/callback"))
         }],
+        // Users the development IdP puts in the IT-Admins group may open the admin console.
+        admin_role: Some("admin".into()),
         ..FileConfig::default()
     })
 }
+
+/// The demo's local admin: created on the first run, given a fresh password on every run, so
+/// the password printed at start always works.
+fn demo_admin(cfg: &Config) -> anyhow::Result<String> {
+    use crate::console::{auth, Actor};
+    let pool = crate::store::connect(&cfg.database, 1).context("database")?;
+    let mut conn = pool.get()?;
+    let password = auth::generate_password();
+    let hash = auth::hash_password(&password)?;
+    let now = chrono::Utc::now();
+    if crate::store::admin_accounts::account(&mut conn, DEMO_ADMIN)?.is_some() {
+        auth::set_account_password(&mut conn, DEMO_ADMIN, &hash, &Actor::cli(), now)?;
+    } else {
+        auth::create_account(&mut conn, DEMO_ADMIN, &hash, &Actor::cli(), now)?;
+    }
+    Ok(password)
+}
+
+const DEMO_ADMIN: &str = "admin";
 
 pub fn demo(listen: &str, data_dir: &Path) -> anyhow::Result<()> {
     let issuer = format!("http://{listen}");
@@ -151,6 +178,7 @@ pub fn demo(listen: &str, data_dir: &Path) -> anyhow::Result<()> {
     let secret = random_token(32);
     let raw = demo_config(listen, data_dir, &idp, &secret)?;
     let cfg = config::validate(raw, "(demo)", data_dir).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let admin_password = demo_admin(&cfg)?;
     let demo = DemoState {
         idp,
         connection_id: "dev-idp".into(),
@@ -163,6 +191,11 @@ pub fn demo(listen: &str, data_dir: &Path) -> anyhow::Result<()> {
     println!("  ssobroker demo — a development IdP and a sample app on SQLite ({})", data_dir.display());
     println!("  Open {issuer}/demo-app/ and click \"Log in with ssobroker\".");
     println!("  The development IdP is for demos and tests only.");
+    println!();
+    println!("  Admin console: {issuer}/admin/login");
+    println!("    name: {DEMO_ADMIN}   password: {admin_password}   (new on every start)");
+    println!("    or sign in through the development IdP with the group IT-Admins.");
+    println!("  User portal:   {issuer}/");
     println!();
     run(cfg, Some(demo))
 }

@@ -28,6 +28,9 @@ pub enum ClientCommand {
         /// Issue refresh tokens even without `offline_access`.
         #[arg(long)]
         refresh_tokens: bool,
+        /// List the app in the user portal, opening this URL.
+        #[arg(long)]
+        launch_url: Option<String>,
     },
     /// List clients from the config file and the database.
     List {
@@ -74,6 +77,7 @@ pub fn client(path: &Path, command: ClientCommand) -> anyhow::Result<()> {
             allowed_roles,
             public,
             refresh_tokens,
+            launch_url,
         } => {
             if client_id.is_empty()
                 || client_id.len() > 128
@@ -86,6 +90,9 @@ pub fn client(path: &Path, command: ClientCommand) -> anyhow::Result<()> {
             }
             for u in redirect_uris.iter().chain(&post_logout_redirect_uris) {
                 config::check_redirect_uri(u).map_err(|e| anyhow::anyhow!("{u:?}: {e}"))?;
+            }
+            if let Some(u) = &launch_url {
+                config::check_launch_url(u).map_err(|e| anyhow::anyhow!("--launch-url {u:?}: {e}"))?;
             }
             let (secret, hash) = if public {
                 (None, None)
@@ -104,6 +111,7 @@ pub fn client(path: &Path, command: ClientCommand) -> anyhow::Result<()> {
                         post_logout_redirect_uris: json(&post_logout_redirect_uris),
                         allowed_roles: json(&allowed_roles),
                         issue_refresh_token: refresh_tokens,
+                        launch_url: launch_url.clone(),
                         created_at: now,
                         updated_at: now,
                     },
@@ -189,6 +197,7 @@ fn describe(c: &crate::oidc::Client, source: &str) -> serde_json::Value {
         "post_logout_redirect_uris": c.post_logout_redirect_uris,
         "allowed_roles": c.allowed_roles,
         "issue_refresh_token": c.issue_refresh_token,
+        "launch_url": c.launch_url,
     })
 }
 

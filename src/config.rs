@@ -58,6 +58,14 @@ pub struct FileConfig {
     pub trusted_proxies: Vec<String>,
     pub metrics: FileMetrics,
     pub rate_limits: FileRateLimits,
+    /// Users holding this role may sign in to the admin console through their IdP. None (the
+    /// default): only local admin accounts (`ssobroker admin create`) may.
+    #[serde(default)]
+    pub admin_role: Option<String>,
+    /// An admin console session unused this long ends.
+    pub admin_session_idle_seconds: u64,
+    /// Absolute lifetime of an admin console session.
+    pub admin_session_ttl_seconds: u64,
     #[serde(default)]
     pub connections: Vec<FileConnection>,
     #[serde(default)]
@@ -86,6 +94,9 @@ impl Default for FileConfig {
             trusted_proxies: Vec::new(),
             metrics: FileMetrics::default(),
             rate_limits: FileRateLimits::default(),
+            admin_role: None,
+            admin_session_idle_seconds: 30 * 60,
+            admin_session_ttl_seconds: 8 * 3600,
             connections: Vec::new(),
             clients: Vec::new(),
         }
@@ -289,6 +300,9 @@ pub struct FileClient {
     /// Issue refresh tokens even when the app does not ask for `offline_access`.
     #[serde(default)]
     pub issue_refresh_token: bool,
+    /// Where the user portal opens the app; apps without one are not listed there.
+    #[serde(default)]
+    pub launch_url: Option<String>,
 }
 
 impl FileClient {
@@ -302,6 +316,7 @@ impl FileClient {
             post_logout_redirect_uris: Vec::new(),
             allowed_roles: Vec::new(),
             issue_refresh_token: false,
+            launch_url: None,
         }
     }
 }
@@ -384,6 +399,10 @@ pub struct Config {
     /// `None`: `/metrics` is not served.
     pub metrics: Option<MetricsSettings>,
     pub rate_limits: FileRateLimits,
+    /// See `FileConfig::admin_role`.
+    pub admin_role: Option<String>,
+    pub admin_session_idle: chrono::Duration,
+    pub admin_session_ttl: chrono::Duration,
     pub connections: Vec<Connection>,
     pub clients: Vec<Client>,
 }
@@ -404,7 +423,7 @@ impl Config {
 
 /// Scalar settings that may come from the environment (`SSOBROKER_ISSUER`, …). Other
 /// `SSOBROKER_*` variables (the CLI's own, the tests') are not configuration.
-const ENV_KEYS: [&str; 17] = [
+const ENV_KEYS: [&str; 20] = [
     "issuer",
     "listen",
     "database_url",
@@ -422,6 +441,9 @@ const ENV_KEYS: [&str; 17] = [
     "log_format",
     "shutdown_timeout_seconds",
     "trusted_proxies",
+    "admin_role",
+    "admin_session_idle_seconds",
+    "admin_session_ttl_seconds",
 ];
 
 /// Loads defaults → `path` → `SSOBROKER_*` env and validates.
@@ -487,6 +509,15 @@ pub fn check_redirect_uri(u: &str) -> Result<(), String> {
     }
     if parsed.cannot_be_a_base() {
         return Err("must be an absolute URL".into());
+    }
+    Ok(())
+}
+
+/// A portal launch link: an absolute http(s) URL (a `javascript:` link would run in the portal).
+pub fn check_launch_url(u: &str) -> Result<(), String> {
+    let parsed = url::Url::parse(u).map_err(|e| e.to_string())?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err("must be an http(s) URL".into());
     }
     Ok(())
 }
@@ -612,6 +643,17 @@ pub fn validate(raw: FileConfig, file: &str, base_dir: &Path) -> Result<Config, 
             ));
         }
     }
+    let admin_session_idle = secs("admin_session_idle_seconds", raw.admin_session_idle_seconds, 86400)?;
+    let admin_session_ttl = secs("admin_session_ttl_seconds", raw.admin_session_ttl_seconds, 7 * 86400)?;
+    let admin_role = match raw.admin_role.as_deref().map(str::trim) {
+        None => None,
+        Some(r)
+            if r.is_empty() || r.len() > 128 || r.chars().any(|c| c.is_whitespace() || c.is_control()) =>
+        {
+            return Err(err("admin_role", "a role is 1-128 characters without spaces".into()));
+        }
+        Some(r) => Some(r.to_string()),
+    };
     let signing_alg = raw
         .signing_alg
         .parse()
@@ -754,7 +796,11 @@ pub fn validate(raw: FileConfig, file: &str, base_dir: &Path) -> Result<Config, 
                 check_redirect_uri(u).map_err(|r| err(&key(field), format!("{u:?}: {r}")))?;
             }
         }
+        if let Some(u) = &c.launch_url {
+            check_launch_url(u).map_err(|r| err(&key("launch_url"), format!("{u:?}: {r}")))?;
+        }
         clients.push(Client {
+            launch_url: c.launch_url,
             client_id: c.client_id,
             secret_hash,
             redirect_uris: c.redirect_uris,
@@ -783,6 +829,9 @@ pub fn validate(raw: FileConfig, file: &str, base_dir: &Path) -> Result<Config, 
         trusted_proxies: crate::ops::TrustedProxies::new(proxies),
         metrics,
         rate_limits: raw.rate_limits,
+        admin_role,
+        admin_session_idle,
+        admin_session_ttl,
         connections,
         clients,
     })

@@ -1,10 +1,12 @@
 //! ssobroker: a SAML 2.0 → OpenID Connect broker with just-in-time provisioning.
 
 pub mod admin;
+pub mod admin_cli;
 pub mod cli;
 pub mod client_cli;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod devidp;
 pub mod explain;
 pub mod flow;

@@ -44,6 +44,13 @@ enum Command {
         #[command(subcommand)]
         command: ssobroker::admin::UserCommand,
     },
+    /// Admin console accounts: create, passwd, list.
+    Admin {
+        #[arg(long, short, default_value = "ssobroker.toml", env = "SSOBROKER_CONFIG", global = true)]
+        config: PathBuf,
+        #[command(subcommand)]
+        command: ssobroker::admin_cli::AdminCommand,
+    },
     /// Signing keys: rotate to a new key, list keys and their state.
     Keys {
         #[arg(long, short, default_value = "ssobroker.toml", env = "SSOBROKER_CONFIG", global = true)]
@@ -100,6 +107,7 @@ fn main() -> anyhow::Result<()> {
         Command::Healthcheck { url } => ssobroker::cli::healthcheck(&url),
         Command::HashSecret => ssobroker::cli::hash_secret(),
         Command::User { config, command } => Ok(ssobroker::admin::user(&config, command)?),
+        Command::Admin { config, command } => ssobroker::admin_cli::admin(&config, command),
         Command::Keys { config, command } => Ok(ssobroker::keys_cli::keys(&config, command)?),
         Command::Client { config, command } => ssobroker::client_cli::client(&config, command),
         Command::Audit { config, args } => Ok(ssobroker::admin::audit(&config, args)?),

@@ -22,5 +22,6 @@ pub fn from_row(row: ClientRow) -> Client {
         client_id: row.client_id,
         secret_hash: row.secret_hash,
         issue_refresh_token: row.issue_refresh_token,
+        launch_url: row.launch_url,
     }
 }

@@ -31,8 +31,10 @@ pub enum LoginOutcome {
     Code { redirect: String, session: String, user_id: String, created: bool },
     /// The user exists but the client's `allowed_roles` excludes them.
     AccessDenied { redirect: String, session: String, user_id: String, created: bool },
-    /// An IdP-initiated login (allowed on this connection): signed in to the broker only.
-    Portal { session: String, user_id: String, display: String, created: bool },
+    /// Signed in to the broker only, no app: an IdP-initiated login (allowed on this
+    /// connection) or a login the broker started for its own pages. `return_to` is a local
+    /// path the broker chose (the portal `/` or `/admin/sso`), never input from the request.
+    Portal { session: String, user_id: String, return_to: String, created: bool },
 }
 
 /// Runs the whole login; a lost race on first login (unique violation) is retried so
@@ -76,7 +78,7 @@ fn finish_once(conn: &mut DbConnection, input: &FinishInput<'_>) -> Result<Login
                     "no open login for this InResponseTo",
                 ));
             };
-            let client_id = Some(txn.client_id.clone());
+            let client_id = Some(txn.client_id.clone()).filter(|c| c != super::BROKER_CLIENT);
             let refuse = |reason, detail: &str| FlowError::Refused {
                 reason,
                 detail: detail.into(),
@@ -110,7 +112,7 @@ fn finish_once(conn: &mut DbConnection, input: &FinishInput<'_>) -> Result<Login
         None if connection.allow_idp_initiated => None,
         None => return Err(FlowError::refused("unsolicited_response", "IdP-initiated login not allowed")),
     };
-    let client_id = txn.as_ref().map(|t| t.client_id.clone());
+    let client_id = txn.as_ref().map(|t| t.client_id.clone()).filter(|c| c != super::BROKER_CLIENT);
     let with_client = |e: FlowError| match e {
         FlowError::Refused { reason, detail, user_id, .. } => {
             FlowError::Refused { reason, detail, client_id: client_id.clone(), user_id }
@@ -143,7 +145,14 @@ fn finish_once(conn: &mut DbConnection, input: &FinishInput<'_>) -> Result<Login
         },
     )?;
 
-    let Some(txn) = txn else {
+    // No app to return to: the portal after an IdP-initiated login, or the broker page that
+    // started this login (the transaction's redirect_uri, written by `start_broker_login`).
+    let own_page = match &txn {
+        None => Some(("/".to_string(), true)),
+        Some(t) if t.client_id == super::BROKER_CLIENT => Some((t.redirect_uri.clone(), false)),
+        Some(_) => None,
+    };
+    if let Some((return_to, idp_initiated)) = own_page {
         store::audit::insert(
             conn,
             &audit_row(
@@ -154,12 +163,13 @@ fn finish_once(conn: &mut DbConnection, input: &FinishInput<'_>) -> Result<Login
                 Some(&connection.id),
                 None,
                 None,
-                serde_json::json!({"idp_initiated": true}),
+                serde_json::json!({"idp_initiated": idp_initiated, "roles": roles}),
             ),
         )?;
-        let user = users::by_id(conn, &user_id)?;
-        let display = user.and_then(|u| u.display_name.or(u.email)).unwrap_or_default();
-        return Ok(LoginOutcome::Portal { session, user_id, display, created: prov.created });
+        return Ok(LoginOutcome::Portal { session, user_id, return_to, created: prov.created });
+    }
+    let Some(txn) = txn else {
+        return Err(FlowError::refused("unsolicited_response", "no login transaction"));
     };
 
     let allowed = super::clients::lookup(conn, cfg, &txn.client_id)?.is_some_and(|c| c.admits(&roles));

@@ -72,6 +72,7 @@ pub fn audit_row(
         user_agent: meta.user_agent.as_ref().map(|ua| ua.chars().take(256).collect()),
         reason: reason.map(str::to_string),
         detail: detail.to_string(),
+        actor: None,
     }
 }
 
@@ -118,6 +119,59 @@ pub fn failure_reason(err: &FlowError) -> &'static str {
     }
 }
 
+/// The client id of a login the broker starts for its own pages (portal, admin console). Empty:
+/// config validation and `client add` refuse an empty client id, so no app can have it.
+pub const BROKER_CLIENT: &str = "";
+
+/// A broker page a login can return to. Only these paths are ever stored, so the value read
+/// back at the ACS is never a redirect target chosen by the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BrokerPage {
+    /// The user portal at `/`.
+    Portal,
+    /// The admin console's SSO sign-in, `/admin/sso`.
+    AdminSso,
+}
+
+impl BrokerPage {
+    pub fn path(self) -> &'static str {
+        match self {
+            BrokerPage::Portal => "/",
+            BrokerPage::AdminSso => "/admin/sso",
+        }
+    }
+}
+
+/// Starts a login for the broker's own pages (no app, no code at the end): the IdP's answer
+/// creates a broker session and sends the browser to `page`.
+pub fn start_broker_login(
+    conn: &mut DbConnection,
+    cfg: &Config,
+    connection: &Connection,
+    page: BrokerPage,
+    browser: &str,
+    now: DateTime<Utc>,
+) -> Result<crate::saml::AuthnStart, FlowError> {
+    let relay = random_token(32);
+    let start = crate::saml::authn_request(&connection.sp, &relay, now, false)?;
+    let txn = LoginTransaction {
+        id: token_hash(&relay),
+        request_id: start.request_id().to_string(),
+        connection_id: connection.id.clone(),
+        client_id: BROKER_CLIENT.to_string(),
+        redirect_uri: page.path().to_string(),
+        scope: "openid".into(),
+        state: None,
+        nonce: None,
+        code_challenge: None,
+        browser_binding: Some(token_hash(browser)),
+        created_at: now.timestamp(),
+        expires_at: (now + cfg.login_timeout).timestamp(),
+    };
+    store::logins::insert(conn, &txn)?;
+    Ok(start)
+}
+
 /// Records a refused login (its own small transaction: the refused work was rolled back). When
 /// the refusal came before the login transaction was read, the RelayState still tells which
 /// client the login was for.
@@ -138,7 +192,8 @@ pub fn audit_failure(
     let from_relay = match (client, relay_state) {
         (None, Some(r)) => store::logins::by_id(conn, &token_hash(r))?
             .filter(|t| t.connection_id == connection_id)
-            .map(|t| t.client_id),
+            .map(|t| t.client_id)
+            .filter(|c| c != BROKER_CLIENT),
         _ => None,
     };
     let row = audit_row(

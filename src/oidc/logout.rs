@@ -96,6 +96,7 @@ mod tests {
             post_logout_redirect_uris: vec!["https://app.example.com/bye".into()],
             allowed_roles: vec![],
             issue_refresh_token: false,
+            launch_url: None,
         }
     }
 

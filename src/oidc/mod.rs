@@ -69,6 +69,8 @@ pub struct Client {
     pub allowed_roles: Vec<String>,
     /// Issue refresh tokens even without the `offline_access` scope.
     pub issue_refresh_token: bool,
+    /// Where the user portal opens the app (absolute http(s) URL); None: not in the portal.
+    pub launch_url: Option<String>,
 }
 
 impl Client {

@@ -266,6 +266,7 @@ mod tests {
             post_logout_redirect_uris: vec![],
             allowed_roles: vec![],
             issue_refresh_token: false,
+            launch_url: None,
         }
     }
 

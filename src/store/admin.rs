@@ -32,11 +32,36 @@ pub fn ids_by_email(conn: &mut DbConnection, email: &str) -> QueryResult<Vec<Str
         .load(conn)
 }
 
+type Backend = <DbConnection as diesel::Connection>::Backend;
+
 /// Users, oldest first, optionally only those whose id, email or name contains `search`
 /// (case-insensitive).
 pub fn list_users(conn: &mut DbConnection, search: Option<&str>, limit: i64) -> QueryResult<Vec<User>> {
-    let mut query =
-        users::table.select(User::as_select()).order((users::created_at.asc(), users::id.asc())).into_boxed();
+    list_users_page(conn, search, 0, limit)
+}
+
+/// One page of `list_users`: `limit` users after skipping `offset`.
+pub fn list_users_page(
+    conn: &mut DbConnection,
+    search: Option<&str>,
+    offset: i64,
+    limit: i64,
+) -> QueryResult<Vec<User>> {
+    searched_users(search)
+        .select(User::as_select())
+        .order((users::created_at.asc(), users::id.asc()))
+        .offset(offset)
+        .limit(limit)
+        .load(conn)
+}
+
+/// How many users `list_users` would find without a limit.
+pub fn count_users(conn: &mut DbConnection, search: Option<&str>) -> QueryResult<i64> {
+    searched_users(search).count().get_result(conn)
+}
+
+fn searched_users(search: Option<&str>) -> users::BoxedQuery<'static, Backend> {
+    let mut query = users::table.into_boxed();
     if let Some(s) = search {
         let pattern = format!("%{}%", escape_like(&s.to_lowercase()));
         query = query.filter(
@@ -49,7 +74,7 @@ pub fn list_users(conn: &mut DbConnection, search: Option<&str>, limit: i64) -> 
                 .or(users::id.like(pattern).escape('\\')),
         );
     }
-    query.limit(limit).load(conn)
+    query
 }
 
 /// `%` and `_` in admin input are literal text, not wildcards.
@@ -148,12 +173,29 @@ pub fn audit_mentions_user(conn: &mut DbConnection, user_id: &str) -> QueryResul
         .get_result(conn)
 }
 
+/// The user's sessions, newest first (revoked and expired ones too, for the admin's view).
+pub fn sessions_of(
+    conn: &mut DbConnection,
+    user_id: &str,
+    limit: i64,
+) -> QueryResult<Vec<super::grants::Session>> {
+    sessions::table
+        .filter(sessions::user_id.eq(user_id))
+        .order(sessions::created_at.desc())
+        .limit(limit)
+        .select(super::grants::Session::as_select())
+        .load(conn)
+}
+
 /// What `audit` filters on; all optional.
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {
     /// Unix seconds, inclusive.
     pub since: Option<i64>,
+    /// Unix seconds, exclusive.
+    pub until: Option<i64>,
     pub user_id: Option<String>,
+    pub connection_id: Option<String>,
     /// An exact kind, or a prefix when it ends in `*` (e.g. `user.*`).
     pub kind: Option<String>,
     pub limit: i64,
@@ -165,8 +207,14 @@ pub fn audit_events(conn: &mut DbConnection, f: &AuditFilter) -> QueryResult<Vec
     if let Some(since) = f.since {
         query = query.filter(audit_events::at.ge(since));
     }
+    if let Some(until) = f.until {
+        query = query.filter(audit_events::at.lt(until));
+    }
     if let Some(user) = &f.user_id {
         query = query.filter(audit_events::user_id.eq(user.clone()));
+    }
+    if let Some(connection) = &f.connection_id {
+        query = query.filter(audit_events::connection_id.eq(connection.clone()));
     }
     if let Some(kind) = &f.kind {
         query = match kind.strip_suffix('*') {
@@ -180,4 +228,43 @@ pub fn audit_events(conn: &mut DbConnection, f: &AuditFilter) -> QueryResult<Vec
         query.order((audit_events::at.desc(), audit_events::id.desc())).limit(f.limit).load(conn)?;
     rows.reverse();
     Ok(rows)
+}
+
+/// Events of `kind` since `since`, counted per reason (NULL reasons as None).
+pub fn count_by_reason(
+    conn: &mut DbConnection,
+    kind: &str,
+    since: i64,
+) -> QueryResult<Vec<(Option<String>, i64)>> {
+    audit_events::table
+        .filter(audit_events::kind.eq(kind))
+        .filter(audit_events::at.ge(since))
+        .group_by(audit_events::reason)
+        .select((audit_events::reason, diesel::dsl::count_star()))
+        .order(diesel::dsl::count_star().desc())
+        .load(conn)
+}
+
+/// Events of `kind` since `since`.
+pub fn count_kind(conn: &mut DbConnection, kind: &str, since: i64) -> QueryResult<i64> {
+    audit_events::table
+        .filter(audit_events::kind.eq(kind))
+        .filter(audit_events::at.ge(since))
+        .count()
+        .get_result(conn)
+}
+
+/// The newest event of `kind` on a connection (for its status: last success, last failure).
+pub fn last_on_connection(
+    conn: &mut DbConnection,
+    kind: &str,
+    connection_id: &str,
+) -> QueryResult<Option<AuditEvent>> {
+    audit_events::table
+        .filter(audit_events::kind.eq(kind))
+        .filter(audit_events::connection_id.eq(connection_id))
+        .order((audit_events::at.desc(), audit_events::id.desc()))
+        .select(AuditEvent::as_select())
+        .first(conn)
+        .optional()
 }

@@ -17,6 +17,9 @@ pub struct AuditEvent {
     pub user_agent: Option<String>,
     pub reason: Option<String>,
     pub detail: String,
+    /// Who made an administrative change (`cli`, `local:<name>`, `sso:<user id>`); None for
+    /// events the broker records on its own.
+    pub actor: Option<String>,
 }
 
 pub fn insert(conn: &mut DbConnection, e: &AuditEvent) -> QueryResult<()> {

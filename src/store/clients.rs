@@ -16,6 +16,8 @@ pub struct ClientRow {
     pub issue_refresh_token: bool,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Where the user portal opens the app; None: not listed in the portal.
+    pub launch_url: Option<String>,
 }
 
 pub fn by_id(conn: &mut DbConnection, id: &str) -> QueryResult<Option<ClientRow>> {

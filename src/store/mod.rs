@@ -5,6 +5,7 @@
 //! value, and diesel does not cache such statements, so SQLite re-prepared them on every call.
 
 pub mod admin;
+pub mod admin_accounts;
 pub mod audit;
 pub mod clients;
 pub mod grants;
@@ -192,6 +193,8 @@ pub fn table_counts(conn: &mut DbConnection) -> QueryResult<std::collections::BT
     m.insert("refresh_tokens", refresh_tokens::table.count().get_result(conn)?);
     m.insert("clients", clients::table.count().get_result(conn)?);
     m.insert("audit_events", audit_events::table.count().get_result(conn)?);
+    m.insert("admin_accounts", admin_accounts::table.count().get_result(conn)?);
+    m.insert("admin_sessions", admin_sessions::table.count().get_result(conn)?);
     Ok(m)
 }
 
@@ -204,6 +207,7 @@ pub fn purge_expired(conn: &mut DbConnection, now: i64, grant_horizon: i64) -> Q
         .execute(conn)?;
     n += diesel::delete(saml_replay::table.filter(saml_replay::expires_at.le(now))).execute(conn)?;
     n += diesel::delete(sessions::table.filter(sessions::expires_at.le(now))).execute(conn)?;
+    n += diesel::delete(admin_sessions::table.filter(admin_sessions::expires_at.le(now))).execute(conn)?;
     n += diesel::delete(refresh_tokens::table.filter(refresh_tokens::expires_at.le(now))).execute(conn)?;
     // A grant stays while a refresh family started from it can still mint tokens.
     let live_refresh = refresh_tokens::table

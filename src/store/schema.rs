@@ -135,6 +135,7 @@ diesel::table! {
         issue_refresh_token -> Bool,
         created_at -> BigInt,
         updated_at -> BigInt,
+        launch_url -> Nullable<Text>,
     }
 }
 
@@ -150,6 +151,30 @@ diesel::table! {
         user_agent -> Nullable<Text>,
         reason -> Nullable<Text>,
         detail -> Text,
+        actor -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    admin_accounts (name) {
+        name -> Text,
+        password_hash -> Text,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+        last_login_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    admin_sessions (id) {
+        id -> Text,
+        actor -> Text,
+        user_id -> Nullable<Text>,
+        csrf_token -> Text,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+        last_seen_at -> BigInt,
+        revoked -> Bool,
     }
 }
 
@@ -158,6 +183,7 @@ diesel::joinable!(user_roles -> users (user_id));
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(auth_grants -> users (user_id));
 diesel::joinable!(refresh_tokens -> users (user_id));
+diesel::joinable!(admin_sessions -> users (user_id));
 
 diesel::table! {
     sp_signing_keys (connection_id) {
@@ -180,4 +206,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     refresh_tokens,
     clients,
     audit_events,
+    admin_accounts,
+    admin_sessions,
 );

@@ -21,6 +21,9 @@ pub enum WebError {
     /// the token endpoint and as the generic page elsewhere.
     #[error("rate limited")]
     TooManyRequests { retry_after: u64, json: bool },
+    /// The admin console needs a signed-in admin: See Other to the sign-in page.
+    #[error("admin sign-in required")]
+    AdminSignIn,
 }
 
 /// A short id the user can quote to support; the same id is in the log line.
@@ -79,6 +82,17 @@ impl From<crate::oidc::OidcError> for WebError {
     }
 }
 
+impl From<crate::console::ConsoleError> for WebError {
+    fn from(e: crate::console::ConsoleError) -> Self {
+        use crate::console::ConsoleError;
+        match e {
+            ConsoleError::Invalid(message) | ConsoleError::Refused(message) => WebError::bad_request(message),
+            ConsoleError::NotFound => WebError::NotFound,
+            other => WebError::internal(&other),
+        }
+    }
+}
+
 impl From<diesel::result::Error> for WebError {
     fn from(e: diesel::result::Error) -> Self {
         WebError::internal(&e)
@@ -92,6 +106,7 @@ impl ResponseError for WebError {
             WebError::NotFound => StatusCode::NOT_FOUND,
             WebError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             WebError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            WebError::AdminSignIn => StatusCode::SEE_OTHER,
         }
     }
 
@@ -112,6 +127,10 @@ impl ResponseError for WebError {
                 page(status, title, message, reference.as_deref())
             }
             WebError::NotFound => page(status, "Not found", "There is nothing at this address.", None),
+            WebError::AdminSignIn => HttpResponse::SeeOther()
+                .insert_header(("Location", "/admin/login"))
+                .insert_header(("Cache-Control", "no-store"))
+                .finish(),
             WebError::Internal { reference } => page(
                 status,
                 "Something went wrong",

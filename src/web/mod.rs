@@ -1,10 +1,12 @@
 //! HTTP with actix only: extract, call a room, render or redirect. Views and assets are embedded;
 //! `error.rs` is the one place room errors become HTTP responses.
 
+mod admin_routes;
 mod demo;
 mod error;
 mod oidc_routes;
 mod ops;
+mod portal_routes;
 mod saml_routes;
 mod views;
 
@@ -280,6 +282,8 @@ pub fn configure(state: AppState) -> impl Fn(&mut web::ServiceConfig) + Clone {
         ops::routes(cfg);
         oidc_routes::routes(cfg);
         saml_routes::routes(cfg);
+        portal_routes::routes(cfg);
+        admin_routes::routes(cfg);
         if state.demo.is_some() {
             demo::routes(cfg);
         }

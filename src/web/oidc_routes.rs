@@ -98,7 +98,7 @@ pub fn session_cookie(state: &AppState, value: String) -> Cookie<'static> {
 
 /// The browser cookie must ride the IdP's cross-site POST to the ACS: SameSite=None, which
 /// browsers accept only with Secure, i.e. on https. On http it is Lax (same-site setups only).
-fn browser_cookie(state: &AppState, value: String) -> Cookie<'static> {
+pub(super) fn browser_cookie(state: &AppState, value: String) -> Cookie<'static> {
     let same_site = if state.cfg.issuer_is_https { SameSite::None } else { SameSite::Lax };
     Cookie::build(browser_cookie_name(state), value)
         .path("/")

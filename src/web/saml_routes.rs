@@ -8,7 +8,7 @@ use crate::saml::ValidatedAssertion;
 use actix_web::http::StatusCode;
 use actix_web::middleware::from_fn;
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/saml/{connection}/metadata", web::get().to(metadata_handler)).service(
@@ -35,11 +35,6 @@ struct AcsForm {
     saml_response: String,
     #[serde(rename = "RelayState")]
     relay_state: Option<String>,
-}
-
-#[derive(Serialize)]
-struct PortalPage {
-    display: String,
 }
 
 async fn acs_handler(
@@ -132,8 +127,8 @@ async fn acs_handler(
             resp.add_cookie(&session_cookie(&state, session)).map_err(|e| WebError::internal(&e))?;
             Ok(resp)
         }
-        Ok(LoginOutcome::Portal { session, display, .. }) => {
-            let mut resp = state.views.page("portal", &PortalPage { display })?;
+        Ok(LoginOutcome::Portal { session, return_to, .. }) => {
+            let mut resp = found(&return_to);
             resp.add_cookie(&session_cookie(&state, session)).map_err(|e| WebError::internal(&e))?;
             Ok(resp)
         }

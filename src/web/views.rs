@@ -9,7 +9,7 @@ pub struct Views {
     hb: Handlebars<'static>,
 }
 
-const TEMPLATES: [(&str, &str); 8] = [
+const TEMPLATES: [(&str, &str); 21] = [
     ("logout", include_str!("../../views/logout.hbs")),
     ("layout", include_str!("../../views/layout.hbs")),
     ("login", include_str!("../../views/login.hbs")),
@@ -18,6 +18,19 @@ const TEMPLATES: [(&str, &str); 8] = [
     ("autopost", include_str!("../../views/autopost.hbs")),
     ("devidp", include_str!("../../views/devidp.hbs")),
     ("demo_app", include_str!("../../views/demo_app.hbs")),
+    ("signin", include_str!("../../views/signin.hbs")),
+    ("admin_layout", include_str!("../../views/admin_layout.hbs")),
+    ("audit_table", include_str!("../../views/audit_table.hbs")),
+    ("admin_login", include_str!("../../views/admin_login.hbs")),
+    ("admin_overview", include_str!("../../views/admin_overview.hbs")),
+    ("admin_users", include_str!("../../views/admin_users.hbs")),
+    ("admin_user", include_str!("../../views/admin_user.hbs")),
+    ("admin_audit", include_str!("../../views/admin_audit.hbs")),
+    ("admin_connections", include_str!("../../views/admin_connections.hbs")),
+    ("admin_connection", include_str!("../../views/admin_connection.hbs")),
+    ("admin_clients", include_str!("../../views/admin_clients.hbs")),
+    ("admin_client", include_str!("../../views/admin_client.hbs")),
+    ("admin_continue", include_str!("../../views/admin_continue.hbs")),
 ];
 
 impl Views {

@@ -52,6 +52,25 @@ impl Cli {
             .output()?)
     }
 
+    /// Runs a command that must succeed with `input` on stdin; returns its stdout.
+    pub(crate) fn run_with_stdin(&self, args: &[&str], input: &str) -> Result<String, Error> {
+        use std::io::Write;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ssobroker"))
+            .args(args)
+            .arg("--config")
+            .arg(&self.config)
+            .env_remove("SSOBROKER_DATABASE_URL")
+            .env_remove("SSOBROKER_CONFIG")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        child.stdin.take().ok_or("no stdin")?.write_all(input.as_bytes())?;
+        let out = child.wait_with_output()?;
+        assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        Ok(String::from_utf8(out.stdout)?)
+    }
+
     /// Runs a command that must succeed; returns its stdout.
     pub(crate) fn ok(&self, args: &[&str]) -> Result<String, Error> {
         let out = self.run(args)?;

@@ -4,6 +4,7 @@ mod support;
 
 mod acs_refusals;
 mod admin_cli;
+mod admin_ui;
 mod architecture;
 mod clients_cli;
 mod config_cli;

@@ -1,0 +1,1 @@
+ALTER TABLE clients DROP COLUMN launch_url;

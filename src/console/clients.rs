@@ -1,0 +1,164 @@
+//! OIDC clients as an admin manages them (console and `ssobroker client`): the list across the
+//! config file and the database, registration, secret rotation. Generated secrets are returned
+//! once and stored as SHA-256.
+
+use super::{admin_event, Actor, ConsoleError};
+use crate::config::{self, Config};
+use crate::flow::{clients::from_row, RequestMeta};
+use crate::oidc::{Client, Secret};
+use crate::store::{self, clients::ClientRow, DbConnection};
+use chrono::{DateTime, Utc};
+
+/// Where a client is defined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// `[[clients]]` in the config file: read-only here.
+    Config,
+    /// Registered at run time (console or `ssobroker client add`).
+    Database,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Config => "config",
+            Source::Database => "database",
+        }
+    }
+}
+
+/// Every client: the config file's first, then the registered ones.
+pub fn list(conn: &mut DbConnection, cfg: &Config) -> Result<Vec<(Client, Source)>, ConsoleError> {
+    let mut rows: Vec<(Client, Source)> = cfg.clients.iter().map(|c| (c.clone(), Source::Config)).collect();
+    rows.extend(store::clients::all(conn)?.into_iter().map(|r| (from_row(r), Source::Database)));
+    Ok(rows)
+}
+
+pub fn find(conn: &mut DbConnection, cfg: &Config, id: &str) -> Result<(Client, Source), ConsoleError> {
+    if let Some(c) = cfg.client(id) {
+        return Ok((c.clone(), Source::Config));
+    }
+    store::clients::by_id(conn, id)?.map(|r| (from_row(r), Source::Database)).ok_or(ConsoleError::NotFound)
+}
+
+/// A client to register.
+#[derive(Debug, Clone, Default)]
+pub struct NewClient {
+    pub client_id: String,
+    pub redirect_uris: Vec<String>,
+    pub post_logout_redirect_uris: Vec<String>,
+    pub allowed_roles: Vec<String>,
+    /// No secret; PKCE S256 required.
+    pub public: bool,
+    pub issue_refresh_token: bool,
+    pub launch_url: Option<String>,
+}
+
+/// Registers a client; returns its generated secret (None for a public client), to be shown
+/// once.
+pub fn create(
+    conn: &mut DbConnection,
+    cfg: &Config,
+    new: NewClient,
+    actor: &Actor,
+    meta: &RequestMeta,
+    now: DateTime<Utc>,
+) -> Result<Option<Secret>, ConsoleError> {
+    let id = new.client_id.trim().to_string();
+    if id.is_empty() || id.len() > 128 || id.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(ConsoleError::Invalid("a client id is 1-128 characters without spaces".into()));
+    }
+    if new.redirect_uris.is_empty() {
+        return Err(ConsoleError::Invalid("at least one redirect URI is required".into()));
+    }
+    for u in new.redirect_uris.iter().chain(&new.post_logout_redirect_uris) {
+        config::check_redirect_uri(u).map_err(|e| ConsoleError::Invalid(format!("{u:?}: {e}")))?;
+    }
+    if let Some(u) = &new.launch_url {
+        config::check_launch_url(u).map_err(|e| ConsoleError::Invalid(format!("launch URL {u:?}: {e}")))?;
+    }
+    let mut roles = Vec::new();
+    for r in &new.allowed_roles {
+        let r = super::valid_role(r)?;
+        if !roles.contains(&r) {
+            roles.push(r);
+        }
+    }
+    let (secret, hash) = if new.public {
+        (None, None)
+    } else {
+        let (s, h) = crate::oidc::generate_client_secret();
+        (Some(s), Some(h))
+    };
+    let json = |v: &Vec<String>| serde_json::to_string(v).unwrap_or_else(|_| "[]".into());
+    let ts = now.timestamp();
+    store::transaction(conn, |c| -> Result<(), ConsoleError> {
+        if cfg.client(&id).is_some() || store::clients::by_id(c, &id)?.is_some() {
+            return Err(ConsoleError::Refused(format!("client {id:?} already exists")));
+        }
+        store::clients::insert(
+            c,
+            &ClientRow {
+                client_id: id.clone(),
+                secret_hash: hash,
+                redirect_uris: json(&new.redirect_uris),
+                post_logout_redirect_uris: json(&new.post_logout_redirect_uris),
+                allowed_roles: json(&roles),
+                issue_refresh_token: new.issue_refresh_token,
+                created_at: ts,
+                updated_at: ts,
+                launch_url: new.launch_url.clone(),
+            },
+        )?;
+        let detail = serde_json::json!({
+            "redirect_uris": new.redirect_uris, "allowed_roles": roles, "public": new.public,
+            "launch_url": new.launch_url,
+        });
+        store::audit::insert(c, &admin_event(now, "client.created", actor, meta, None, Some(&id), detail))?;
+        Ok(())
+    })?;
+    Ok(secret)
+}
+
+/// Replaces a registered confidential client's secret; returns the new one, to be shown once.
+pub fn rotate_secret(
+    conn: &mut DbConnection,
+    cfg: &Config,
+    client_id: &str,
+    actor: &Actor,
+    meta: &RequestMeta,
+    now: DateTime<Utc>,
+) -> Result<Secret, ConsoleError> {
+    if cfg.client(client_id).is_some() {
+        return Err(ConsoleError::Refused(format!(
+            "client {client_id:?} is defined in the config file; change its secret there"
+        )));
+    }
+    let Some(row) = store::clients::by_id(conn, client_id)? else {
+        return Err(ConsoleError::Refused(format!("no registered client {client_id:?}")));
+    };
+    if row.secret_hash.is_none() {
+        return Err(ConsoleError::Refused(format!("client {client_id:?} is public: it has no secret")));
+    }
+    let (secret, hash) = crate::oidc::generate_client_secret();
+    store::transaction(conn, |c| -> Result<(), ConsoleError> {
+        store::clients::set_secret(c, client_id, &hash, now.timestamp())?;
+        let row = admin_event(
+            now,
+            "client.secret_rotated",
+            actor,
+            meta,
+            None,
+            Some(client_id),
+            serde_json::json!({}),
+        );
+        store::audit::insert(c, &row)?;
+        Ok(())
+    })?;
+    Ok(secret)
+}
+
+/// Splits a textarea or comma list into trimmed, non-empty entries.
+pub fn split_list(s: &str) -> Vec<String> {
+    s.split(['\n', ',', '\r']).map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect()
+}

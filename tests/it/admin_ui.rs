@@ -1,0 +1,444 @@
+//! The admin console and the user portal over real HTTP, as an admin and a user meet them: an
+//! admin account made with the real `ssobroker admin create`, the sign-in form (wrong
+//! passwords refused, then throttled), CSRF on every action, finding and disabling the user a
+//! login created, the refused next login in the audit page and its exports, SSO admins, and
+//! the portal listing only the apps a user's roles allow.
+
+use crate::admin_cli::Cli;
+use crate::both_backends;
+use crate::support::*;
+use ssobroker::config::FileClient;
+
+type Error = Box<dyn std::error::Error>;
+
+/// A browser of its own for the admin (cookies kept, redirects by hand).
+fn admin_browser() -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build()
+}
+
+/// The value of the first hidden `name` input on a page.
+fn hidden(page: &str, name: &str) -> Result<String, Error> {
+    let marker = format!("name=\"{name}\" value=\"");
+    let i = page.find(&marker).ok_or_else(|| format!("no {name} field on the page: {page}"))? + marker.len();
+    Ok(page[i..i + page[i..].find('"').ok_or("unclosed value")?].to_string())
+}
+
+/// Creates an admin with the real binary; returns the generated password it printed.
+fn create_admin(app: &TestApp, name: &str) -> Result<String, Error> {
+    let cli = Cli::for_app(app)?;
+    let out = cli.ok(&["admin", "create", name])?;
+    assert!(out.contains(&format!("created admin {name}")), "{out}");
+    let pw = out
+        .lines()
+        .find_map(|l| l.strip_prefix("password: "))
+        .ok_or_else(|| format!("no password printed: {out}"))?
+        .trim()
+        .to_string();
+    assert!(pw.len() >= 20);
+    Ok(pw)
+}
+
+/// Posts the sign-in form as the page rendered it.
+async fn sign_in(
+    app: &TestApp,
+    browser: &reqwest::Client,
+    name: &str,
+    pw: &str,
+) -> Result<reqwest::Response, Error> {
+    let page = browser.get(format!("{}/admin/login", app.base)).send().await?.text().await?;
+    let csrf = hidden(&page, "csrf")?;
+    Ok(browser
+        .post(format!("{}/admin/login", app.base))
+        .form(&[("name", name), ("password", pw), ("csrf", csrf.as_str())])
+        .send()
+        .await?)
+}
+
+/// Signs in and returns the session's CSRF token (read from the overview page).
+async fn signed_in(app: &TestApp, browser: &reqwest::Client, name: &str, pw: &str) -> Result<String, Error> {
+    let resp = sign_in(app, browser, name, pw).await?;
+    assert_eq!(resp.status(), 303, "sign-in: {}", resp.text().await?);
+    assert_eq!(resp.headers().get("location").and_then(|v| v.to_str().ok()), Some("/admin"));
+    let cookie =
+        resp.headers().get("set-cookie").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    let overview = browser.get(format!("{}/admin", app.base)).send().await?;
+    assert_eq!(overview.status(), 200);
+    let page = overview.text().await?;
+    assert!(page.contains("Overview"), "{page}");
+    hidden(&page, "csrf")
+}
+
+async fn get_text(browser: &reqwest::Client, url: String) -> Result<(u16, String), Error> {
+    let resp = browser.get(url).send().await?;
+    Ok((resp.status().as_u16(), resp.text().await?))
+}
+
+async fn admin_journey(b: Backend) -> TestResult {
+    let mut app = app(b).start().await?;
+    let pw = create_admin(&app, "alice")?;
+    let admin = admin_browser()?;
+
+    // Not signed in: every page sends the browser to the sign-in form.
+    let resp = admin.get(format!("{}/admin/users", app.base)).send().await?;
+    assert_eq!(resp.status(), 303);
+    assert_eq!(resp.headers().get("location").and_then(|v| v.to_str().ok()), Some("/admin/login"));
+
+    // A user signs in at their IdP (JIT creates them).
+    let q = app.login_code("ada@example.com", &["Engineering"]).await?;
+    assert!(q.contains_key("code"));
+
+    let csrf = signed_in(&app, &admin, "alice", &pw).await?;
+
+    // Find the user the login created.
+    let (status, page) = get_text(&admin, format!("{}/admin/users?q=ADA@", app.base)).await?;
+    assert_eq!(status, 200);
+    assert!(page.contains("ada@example.com"), "{page}");
+    let id = {
+        let i = page.find("href=\"/admin/users/").ok_or("no user link")? + "href=\"/admin/users/".len();
+        page[i..i + page[i..].find('"').ok_or("unclosed")?].to_string()
+    };
+    let (status, page) = get_text(&admin, format!("{}/admin/users/{id}", app.base)).await?;
+    assert_eq!(status, 200);
+    assert!(page.contains("engineer") && page.contains("IdP group Engineering"), "roles with their source");
+    assert!(page.contains("login.succeeded"), "recent audit on the detail page");
+    assert!(page.contains(CONNECTION), "identities");
+
+    // CSRF: a missing or wrong token changes nothing.
+    let before = app.counts()?;
+    let disable = format!("{}/admin/users/{id}/disable", app.base);
+    let resp = admin.post(&disable).form(&[("x", "1")]).send().await?;
+    assert_eq!(resp.status(), 403);
+    let resp = admin.post(&disable).form(&[("csrf", "forged")]).send().await?;
+    assert_eq!(resp.status(), 403);
+    let resp = admin
+        .post(&disable)
+        .header("Origin", "https://evil.example")
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await?;
+    assert_eq!(resp.status(), 403, "another site's form");
+    // Another admin session's token is not this one's.
+    let (_, other_page) = get_text(&admin_browser()?, format!("{}/admin/login", app.base)).await?;
+    let other_token = hidden(&other_page, "csrf")?;
+    let resp = admin.post(&disable).form(&[("csrf", other_token.as_str())]).send().await?;
+    assert_eq!(resp.status(), 403);
+    assert_eq!(app.counts()?, before, "refused forms wrote nothing");
+
+    // Disable them, with the page's token.
+    let resp = admin.post(&disable).form(&[("csrf", csrf.as_str())]).send().await?;
+    assert_eq!(resp.status(), 303);
+    let (_, page) = get_text(&admin, format!("{}/admin/users/{id}?done=disabled", app.base)).await?;
+    assert!(page.contains("disabled"), "{page}");
+    // (Found by kind: the CLI's rows carry the real clock, the broker's the test's pinned one.)
+    let last = app.audit()?.into_iter().rev().find(|e| e.kind == "user.disabled").ok_or("no audit row")?;
+    assert_eq!(last.actor.as_deref(), Some("local:alice"), "the admin is the actor");
+    assert_eq!(last.user_id.as_deref(), Some(id.as_str()));
+
+    // Their next login is refused, and the admin sees it in the audit log.
+    app.new_browser()?;
+    let at = app.authorize(&app.auth_url(&[])).await?;
+    let resp = app
+        .post_signed(
+            &app.response(Some(&at.request_id), "ada@example.com", &["Engineering"]),
+            Some(&at.relay_state),
+        )
+        .await?;
+    assert_eq!(resp.status(), 403);
+    let (status, page) =
+        get_text(&admin, format!("{}/admin/audit?kind=login.failed&user=ada@example.com", app.base)).await?;
+    assert_eq!(status, 200);
+    assert!(page.contains("user_disabled"), "{page}");
+    let (_, overview) = get_text(&admin, format!("{}/admin", app.base)).await?;
+    assert!(overview.contains("user_disabled"), "failures today by reason");
+
+    // Exports: the same filter, every column.
+    let resp = admin.get(format!("{}/admin/audit.csv?user={id}", app.base)).send().await?;
+    assert_eq!(resp.status(), 200);
+    assert!(resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .starts_with("text/csv"));
+    let csv = resp.text().await?;
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next(),
+        Some("id,time,kind,user_id,connection_id,client_id,ip,user_agent,reason,actor,detail")
+    );
+    assert!(
+        csv.contains(",user.disabled,") && csv.contains(",user_disabled,") && csv.contains("local:alice"),
+        "{csv}"
+    );
+    let jsonl = admin
+        .get(format!("{}/admin/audit.jsonl?user={id}&kind=user.*", app.base))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let rows: Vec<serde_json::Value> = jsonl.lines().map(serde_json::from_str).collect::<Result<_, _>>()?;
+    assert!(!rows.is_empty());
+    assert!(rows.iter().all(|r| r["kind"].as_str().is_some_and(|k| k.starts_with("user."))));
+    assert!(rows.iter().any(|r| r["kind"] == "user.disabled" && r["actor"] == "local:alice"));
+
+    // Enable again, grant and remove a manual role; each audited with the admin as actor.
+    let resp = admin
+        .post(format!("{}/admin/users/{id}/enable", app.base))
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await?;
+    assert_eq!(resp.status(), 303);
+    let add = format!("{}/admin/users/{id}/roles/add", app.base);
+    assert_eq!(
+        admin.post(&add).form(&[("csrf", csrf.as_str()), ("role", "auditor")]).send().await?.status(),
+        303
+    );
+    let remove = format!("{}/admin/users/{id}/roles/remove", app.base);
+    let resp = admin.post(&remove).form(&[("csrf", csrf.as_str()), ("role", "engineer")]).send().await?;
+    assert_eq!(resp.status(), 400, "an IdP role is not removed here");
+    assert_eq!(
+        admin.post(&remove).form(&[("csrf", csrf.as_str()), ("role", "auditor")]).send().await?.status(),
+        303
+    );
+    let kinds: Vec<(String, Option<String>)> =
+        app.audit()?.into_iter().filter(|e| e.actor.is_some()).map(|e| (e.kind, e.actor)).collect();
+    for k in ["user.enabled", "role.granted", "role.revoked", "admin.login_succeeded"] {
+        assert!(
+            kinds.iter().any(|(kind, actor)| kind == k && actor.as_deref() == Some("local:alice")),
+            "{k}: {kinds:?}"
+        );
+    }
+
+    // The other pages render.
+    for path in [
+        "/admin/connections",
+        &format!("/admin/connections/{CONNECTION}"),
+        "/admin/clients",
+        &format!("/admin/clients/{CLIENT_ID}"),
+    ] {
+        let (status, page) = get_text(&admin, format!("{}{path}", app.base)).await?;
+        assert_eq!(status, 200, "{path}: {page}");
+    }
+    let (_, page) = get_text(&admin, format!("{}/admin/connections/{CONNECTION}", app.base)).await?;
+    assert!(page.contains(&app.connection().sp.acs_url) && page.contains(&app.connection().sp.entity_id));
+    assert!(page.contains("Audience URI (SP Entity ID)"), "Okta's field names");
+
+    // Sign out: the session no longer opens pages.
+    let resp =
+        admin.post(format!("{}/admin/logout", app.base)).form(&[("csrf", csrf.as_str())]).send().await?;
+    assert_eq!(resp.status(), 303);
+    assert_eq!(admin.get(format!("{}/admin", app.base)).send().await?.status(), 303);
+    Ok(())
+}
+both_backends!(admin_finds_disables_and_audits, admin_journey);
+
+async fn wrong_passwords(b: Backend) -> TestResult {
+    let app = app(b).start().await?;
+    let pw = create_admin(&app, "bob")?;
+    let browser = admin_browser()?;
+    // The form's own token is required.
+    let resp = browser
+        .post(format!("{}/admin/login", app.base))
+        .form(&[("name", "bob"), ("password", pw.as_str()), ("csrf", "x")])
+        .send()
+        .await?;
+    assert_eq!(resp.status(), 403);
+    assert!(resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .all(|c| !c.to_str().unwrap_or("").starts_with("ssobroker_admin=")));
+    for _ in 0..5 {
+        let resp = sign_in(&app, &browser, "bob", "not the password").await?;
+        assert_eq!(resp.status(), 401);
+        assert!(resp.text().await?.contains("Wrong admin name or password"));
+    }
+    // Throttled: even the right password is not checked now.
+    let resp = sign_in(&app, &browser, "bob", &pw).await?;
+    assert_eq!(resp.status(), 429);
+    let reasons: Vec<Option<String>> =
+        app.audit()?.into_iter().filter(|e| e.kind == "admin.login_failed").map(|e| e.reason).collect();
+    assert_eq!(reasons.iter().filter(|r| r.as_deref() == Some("bad_password")).count(), 5);
+    assert_eq!(reasons.last().cloned().flatten().as_deref(), Some("throttled"));
+    // Another account from the same IP is not blocked by bob's failures, and an unknown name
+    // is refused the same way as a wrong password.
+    let carol = create_admin(&app, "carol")?;
+    let resp = sign_in(&app, &browser, "nobody", "whatever-password").await?;
+    assert_eq!(resp.status(), 401);
+    signed_in(&app, &admin_browser()?, "carol", &carol).await?;
+    Ok(())
+}
+both_backends!(wrong_password_refused_and_throttled, wrong_passwords);
+
+async fn password_change(b: Backend) -> TestResult {
+    let app = app(b).start().await?;
+    let cli = Cli::for_app(&app)?;
+    let out =
+        cli.run_with_stdin(&["admin", "create", "dora", "--password-stdin"], "correct horse battery\n")?;
+    assert!(out.contains("created admin dora") && !out.contains("password:"), "{out}");
+    let browser = admin_browser()?;
+    signed_in(&app, &browser, "dora", "correct horse battery").await?;
+    let out =
+        cli.run_with_stdin(&["admin", "passwd", "dora", "--password-stdin"], "another long secret\n")?;
+    assert!(out.contains("ended 1 console session"), "{out}");
+    assert_eq!(
+        browser.get(format!("{}/admin", app.base)).send().await?.status(),
+        303,
+        "signed out everywhere"
+    );
+    assert_eq!(sign_in(&app, &admin_browser()?, "dora", "correct horse battery").await?.status(), 401);
+    signed_in(&app, &admin_browser()?, "dora", "another long secret").await?;
+    let err = cli.fails(&["admin", "create", "dora"])?;
+    assert!(err.contains("already exists"), "{err}");
+    Ok(())
+}
+both_backends!(admin_passwords_from_stdin, password_change);
+
+async fn sso_admins(b: Backend) -> TestResult {
+    let mut app = app(b).with_config(|c| c.admin_role = Some("admin".into())).start().await?;
+    // A user holding the admin role (IT-Admins → admin) signs in through the IdP.
+    app.login_code("root@example.com", &["IT-Admins"]).await?;
+    let resp = app.browser.get(format!("{}/admin/sso", app.base)).send().await?;
+    assert_eq!(resp.status(), 200);
+    let cookie =
+        resp.headers().get("set-cookie").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    assert!(cookie.starts_with("ssobroker_admin=") && cookie.contains("SameSite=Strict"), "{cookie}");
+    let (status, page) = get_text(&app.browser, format!("{}/admin/users", app.base)).await?;
+    assert_eq!(status, 200);
+    assert!(page.contains("root@example.com"), "the SSO admin is named: {page}");
+    let ok = app.audit()?.into_iter().rev().find(|e| e.kind == "admin.login_succeeded").ok_or("no row")?;
+    assert!(ok.actor.as_deref().is_some_and(|a| a.starts_with("sso:")));
+
+    // Without the role: refused and audited.
+    app.new_browser()?;
+    app.login_code("plain@example.com", &["Engineering"]).await?;
+    let resp = app.browser.get(format!("{}/admin/sso", app.base)).send().await?;
+    assert_eq!(resp.status(), 403);
+    let last = app.audit()?.into_iter().rev().find(|e| e.kind == "admin.login_failed").ok_or("no row")?;
+    assert_eq!(last.reason.as_deref(), Some("not_admin"));
+
+    // Without a broker session: off to the IdP, and back to /admin/sso afterwards.
+    app.new_browser()?;
+    let resp = app.browser.get(format!("{}/admin/sso", app.base)).send().await?;
+    assert_eq!(resp.status(), 302);
+    let location =
+        resp.headers().get("location").and_then(|v| v.to_str().ok()).ok_or("no location")?.to_string();
+    let url = url::Url::parse(&location)?;
+    let q: std::collections::BTreeMap<String, String> = url.query_pairs().into_owned().collect();
+    let req = ssobroker::devidp::parse_authn_request(q.get("SAMLRequest").ok_or("no SAMLRequest")?)?;
+    let resp = app
+        .post_signed(
+            &app.response(Some(&req.id), "root@example.com", &["IT-Admins"]),
+            q.get("RelayState").map(String::as_str),
+        )
+        .await?;
+    assert_eq!(resp.status(), 302);
+    assert_eq!(resp.headers().get("location").and_then(|v| v.to_str().ok()), Some("/admin/sso"));
+    assert_eq!(app.browser.get(format!("{}/admin/sso", app.base)).send().await?.status(), 200);
+    assert_eq!(app.browser.get(format!("{}/admin", app.base)).send().await?.status(), 200);
+    Ok(())
+}
+both_backends!(sso_admins_sign_in_through_their_idp, sso_admins);
+
+async fn portal_apps(b: Backend) -> TestResult {
+    let mut app = app(b)
+        .with_config(|c| {
+            c.connections[0].allow_idp_initiated = true;
+            c.clients.push(FileClient {
+                allowed_roles: vec!["engineer".into()],
+                launch_url: Some("https://wiki.example.com/".into()),
+                ..FileClient::new("wiki", "https://wiki.example.com/cb")
+            });
+            c.clients.push(FileClient {
+                allowed_roles: vec!["finance".into()],
+                launch_url: Some("https://ledger.example.com/".into()),
+                ..FileClient::new("ledger", "https://ledger.example.com/cb")
+            });
+            c.clients.push(FileClient {
+                launch_url: Some("https://intranet.example.com/".into()),
+                ..FileClient::new("intranet", "https://intranet.example.com/cb")
+            });
+        })
+        .start()
+        .await?;
+    // A database client with a launch URL, registered from the console's room.
+    {
+        use ssobroker::console::{clients, Actor};
+        let mut c = app.pool.get()?;
+        let new = clients::NewClient {
+            client_id: "payroll".into(),
+            redirect_uris: vec!["https://payroll.example.com/cb".into()],
+            allowed_roles: vec!["engineer".into()],
+            launch_url: Some("https://payroll.example.com/".into()),
+            ..clients::NewClient::default()
+        };
+        clients::create(&mut c, &app.cfg, new, &Actor::cli(), &Default::default(), app.now())?;
+    }
+
+    // No session: a sign-in page listing the connections.
+    let (status, page) = get_text(&app.browser, format!("{}/", app.base)).await?;
+    assert_eq!(status, 200);
+    assert!(page.contains(&format!("/login/{CONNECTION}")) && page.contains("Continue with Okta"), "{page}");
+
+    // An IdP-initiated login lands on the portal.
+    let resp = app.post_signed(&app.response(None, "eve@example.com", &["Engineering"]), None).await?;
+    assert_eq!(resp.status(), 302);
+    assert_eq!(resp.headers().get("location").and_then(|v| v.to_str().ok()), Some("/"));
+    let (status, page) = get_text(&app.browser, format!("{}/", app.base)).await?;
+    assert_eq!(status, 200);
+    assert!(page.contains("https://wiki.example.com/"), "engineer may open the wiki: {page}");
+    assert!(page.contains("https://intranet.example.com/"), "no allowed_roles: everyone");
+    assert!(page.contains("https://payroll.example.com/"), "database clients too");
+    assert!(!page.contains("ledger.example.com"), "finance only");
+    assert!(!page.contains(CLIENT_ID), "clients without launch_url are not listed");
+    assert!(page.contains("eve@example.com") && page.contains("engineer"), "profile");
+
+    // Sign out with the portal's form.
+    let token = hidden(&page, "confirm")?;
+    let resp =
+        app.browser.post(format!("{}/logout", app.base)).form(&[("confirm", token.as_str())]).send().await?;
+    assert_eq!(resp.status(), 200);
+    let (_, page) = get_text(&app.browser, format!("{}/", app.base)).await?;
+    assert!(page.contains("Continue with Okta"), "signed out: {page}");
+
+    // The portal's own sign-in link: IdP, then back to the portal.
+    app.new_browser()?;
+    let resp = app.browser.get(format!("{}/login/{CONNECTION}", app.base)).send().await?;
+    assert_eq!(resp.status(), 302);
+    let location =
+        resp.headers().get("location").and_then(|v| v.to_str().ok()).ok_or("no location")?.to_string();
+    let q: std::collections::BTreeMap<String, String> =
+        url::Url::parse(&location)?.query_pairs().into_owned().collect();
+    let req = ssobroker::devidp::parse_authn_request(q.get("SAMLRequest").ok_or("no SAMLRequest")?)?;
+    let resp = app
+        .post_signed(
+            &app.response(Some(&req.id), "fin@example.com", &[]),
+            q.get("RelayState").map(String::as_str),
+        )
+        .await?;
+    assert_eq!(resp.headers().get("location").and_then(|v| v.to_str().ok()), Some("/"));
+    let (_, page) = get_text(&app.browser, format!("{}/", app.base)).await?;
+    assert!(page.contains("https://intranet.example.com/") && !page.contains("wiki.example.com"), "{page}");
+    let last = app.audit()?.into_iter().rev().find(|e| e.kind == "login.succeeded").ok_or("no row")?;
+    assert_eq!(last.client_id, None, "a portal login names no client");
+    Ok(())
+}
+both_backends!(portal_shows_allowed_apps_only, portal_apps);
+
+async fn per_address_limit(b: Backend) -> TestResult {
+    let app = app(b)
+        .with_config(|c| c.rate_limits.admin_login = ssobroker::config::RateLimit { per_minute: 1, burst: 2 })
+        .start()
+        .await?;
+    let browser = admin_browser()?;
+    for _ in 0..2 {
+        assert_eq!(sign_in(&app, &browser, "mallory", "guess-guess-guess").await?.status(), 401);
+    }
+    let before = app.counts()?;
+    let resp = sign_in(&app, &browser, "mallory", "guess-guess-guess").await?;
+    assert_eq!(resp.status(), 429, "the per-address limiter in front of the form");
+    assert_eq!(app.counts()?, before, "refused before any work: no audit row, no session");
+    Ok(())
+}
+both_backends!(admin_sign_in_rate_limited_per_address, per_address_limit);

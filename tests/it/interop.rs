@@ -6,12 +6,6 @@
 
 use crate::both_backends;
 use crate::support::*;
-use openssl::asn1::Asn1Time;
-use openssl::bn::{BigNum, MsbOption};
-use openssl::hash::MessageDigest;
-use openssl::pkey::PKey;
-use openssl::rsa::Rsa;
-use openssl::x509::{X509Builder, X509NameBuilder};
 use ssobroker::config::FileClient;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -51,35 +45,6 @@ fn preflight() -> Result<(), String> {
                 .into())
         }
     }
-}
-
-/// A fresh RSA key and self-signed certificate for the external IdP, as PEM files.
-fn idp_key_pair(dir: &Path) -> Result<(PathBuf, PathBuf), Box<dyn std::error::Error>> {
-    let rsa = Rsa::generate(2048)?;
-    let pkey = PKey::from_rsa(rsa)?;
-    let mut name = X509NameBuilder::new()?;
-    name.append_entry_by_text("CN", "samlify interop IdP")?;
-    let name = name.build();
-    let mut serial = BigNum::new()?;
-    serial.rand(63, MsbOption::MAYBE_ZERO, false)?;
-    let mut b = X509Builder::new()?;
-    b.set_version(2)?;
-    let serial = serial.to_asn1_integer()?;
-    b.set_serial_number(&serial)?;
-    b.set_subject_name(&name)?;
-    b.set_issuer_name(&name)?;
-    b.set_pubkey(&pkey)?;
-    // Valid from yesterday: a certificate minted this second must not look "not yet valid".
-    let not_before = Asn1Time::from_unix(chrono::Utc::now().timestamp() - 86_400)?;
-    let not_after = Asn1Time::days_from_now(30)?;
-    b.set_not_before(&not_before)?;
-    b.set_not_after(&not_after)?;
-    b.sign(&pkey, MessageDigest::sha256())?;
-    let key = dir.join("idp-key.pem");
-    let cert = dir.join("idp-cert.pem");
-    std::fs::write(&key, pkey.private_key_to_pem_pkcs8()?)?;
-    std::fs::write(&cert, b.build().to_pem()?)?;
-    Ok((key, cert))
 }
 
 /// The node command line shared by every mode.
@@ -153,7 +118,7 @@ impl Idp {
     /// Key pair + the metadata samlify writes for it (what an admin would paste).
     async fn new() -> Result<(Idp, PathBuf), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
-        let (key, cert) = idp_key_pair(dir.path())?;
+        let (key, cert) = key_pair(dir.path(), "idp", "samlify interop IdP")?;
         let xml = run(node("metadata", &key, &cert)).await?;
         assert!(xml.contains(r#"use="signing""#), "samlify metadata has a signing key: {xml}");
         let metadata = dir.path().join("samlify-idp.xml");

@@ -437,3 +437,42 @@ pub async fn assert_refused(
     assert!(last.ip.is_some());
     Ok(())
 }
+
+/// A fresh RSA key and self-signed certificate as PEM files `<name>-key.pem` and
+/// `<name>-cert.pem` in `dir` (for a third-party IdP, or an SP encryption key).
+pub fn key_pair(
+    dir: &std::path::Path,
+    name: &str,
+    cn: &str,
+) -> Result<(std::path::PathBuf, std::path::PathBuf), Box<dyn std::error::Error>> {
+    use openssl::asn1::Asn1Time;
+    use openssl::bn::{BigNum, MsbOption};
+    use openssl::hash::MessageDigest;
+    use openssl::pkey::PKey;
+    use openssl::rsa::Rsa;
+    use openssl::x509::{X509Builder, X509NameBuilder};
+    let pkey = PKey::from_rsa(Rsa::generate(2048)?)?;
+    let mut subject = X509NameBuilder::new()?;
+    subject.append_entry_by_text("CN", cn)?;
+    let subject = subject.build();
+    let mut serial = BigNum::new()?;
+    serial.rand(63, MsbOption::MAYBE_ZERO, false)?;
+    let mut b = X509Builder::new()?;
+    b.set_version(2)?;
+    let serial = serial.to_asn1_integer()?;
+    b.set_serial_number(&serial)?;
+    b.set_subject_name(&subject)?;
+    b.set_issuer_name(&subject)?;
+    b.set_pubkey(&pkey)?;
+    // Valid from yesterday: a certificate minted this second must not look "not yet valid".
+    let not_before = Asn1Time::from_unix(Utc::now().timestamp() - 86_400)?;
+    let not_after = Asn1Time::days_from_now(30)?;
+    b.set_not_before(&not_before)?;
+    b.set_not_after(&not_after)?;
+    b.sign(&pkey, MessageDigest::sha256())?;
+    let key = dir.join(format!("{name}-key.pem"));
+    let cert = dir.join(format!("{name}-cert.pem"));
+    std::fs::write(&key, pkey.private_key_to_pem_pkcs8()?)?;
+    std::fs::write(&cert, b.build().to_pem()?)?;
+    Ok((key, cert))
+}

@@ -25,10 +25,14 @@ fn interop_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("interop")
 }
 
-/// The venv's interpreter, or why there is none: a missing venv fails loudly (a silent skip
-/// would let CI pass without ever talking to Authlib).
+/// The venv's interpreter (tests/interop/.venv, or the venv named by SSOBROKER_INTEROP_VENV), or
+/// why there is none: a missing venv fails loudly (a silent skip would let CI pass without ever
+/// talking to Authlib).
 fn python() -> Result<PathBuf, String> {
-    let python = interop_dir().join(".venv").join("bin").join("python");
+    let venv = std::env::var_os("SSOBROKER_INTEROP_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| interop_dir().join(".venv"));
+    let python = venv.join("bin").join("python");
     if python.is_file() {
         Ok(python)
     } else {

@@ -12,6 +12,7 @@ mod demo;
 mod e2e;
 mod interop;
 mod interop_authlib;
+mod interop_pysaml2;
 mod jit;
 mod keys;
 mod migrations;

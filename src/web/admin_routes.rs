@@ -89,9 +89,18 @@ fn forbidden(message: &str) -> WebError {
 }
 
 /// A POST from a page of another origin (when the browser says so) is refused outright.
+/// Under this site's `Referrer-Policy: no-referrer` a browser sends `Origin: null` even for a
+/// same-origin form (Fetch, "append a request `Origin` header"), so there the browser-set
+/// `Sec-Fetch-Site` decides; a browser that sends it must say `same-origin`.
 fn same_origin(state: &AppState, req: &HttpRequest) -> bool {
-    match req.headers().get("origin").and_then(|v| v.to_str().ok()) {
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    let fetch_site = header("sec-fetch-site");
+    if fetch_site.is_some_and(|site| site != "same-origin") {
+        return false;
+    }
+    match header("origin") {
         None => true,
+        Some("null") => fetch_site == Some("same-origin"),
         Some(origin) => url::Url::parse(&state.cfg.issuer)
             .map(|u| u.origin().ascii_serialization() == origin)
             .unwrap_or(false),

@@ -6,6 +6,7 @@ mod acs_refusals;
 mod admin_cli;
 mod admin_ui;
 mod architecture;
+mod browser;
 mod clients_cli;
 mod config_cli;
 mod demo;

@@ -53,6 +53,9 @@ pub struct FileConfig {
     pub log_format: String,
     /// On SIGTERM/SIGINT, how long in-flight requests may take before the workers stop.
     pub shutdown_timeout_seconds: u64,
+    /// How often expired login state (login transactions, replay entries, codes, sessions,
+    /// refresh tokens) is deleted.
+    pub housekeeping_interval_seconds: u64,
     /// Reverse proxies (addresses or CIDR ranges) whose `X-Forwarded-For` names the client.
     /// Empty: the TCP peer is the client and the header is ignored.
     pub trusted_proxies: Vec<String>,
@@ -91,6 +94,7 @@ impl Default for FileConfig {
             bind_login_to_browser: None,
             log_format: "text".into(),
             shutdown_timeout_seconds: 30,
+            housekeeping_interval_seconds: 300,
             trusted_proxies: Vec::new(),
             metrics: FileMetrics::default(),
             rate_limits: FileRateLimits::default(),
@@ -395,6 +399,7 @@ pub struct Config {
     pub bind_login_to_browser: bool,
     pub log_format: LogFormat,
     pub shutdown_timeout: std::time::Duration,
+    pub housekeeping_interval: std::time::Duration,
     pub trusted_proxies: crate::ops::TrustedProxies,
     /// `None`: `/metrics` is not served.
     pub metrics: Option<MetricsSettings>,
@@ -423,7 +428,7 @@ impl Config {
 
 /// Scalar settings that may come from the environment (`SSOBROKER_ISSUER`, …). Other
 /// `SSOBROKER_*` variables (the CLI's own, the tests') are not configuration.
-const ENV_KEYS: [&str; 20] = [
+const ENV_KEYS: [&str; 21] = [
     "issuer",
     "listen",
     "database_url",
@@ -440,6 +445,7 @@ const ENV_KEYS: [&str; 20] = [
     "bind_login_to_browser",
     "log_format",
     "shutdown_timeout_seconds",
+    "housekeeping_interval_seconds",
     "trusted_proxies",
     "admin_role",
     "admin_session_idle_seconds",
@@ -613,6 +619,11 @@ pub fn validate(raw: FileConfig, file: &str, base_dir: &Path) -> Result<Config, 
     if raw.shutdown_timeout_seconds > 3600 {
         return Err(err("shutdown_timeout_seconds", "must be at most 3600".into()));
     }
+    // A day at most: beyond that the tables grow by a day of logins between passes.
+    let housekeeping_interval =
+        secs("housekeeping_interval_seconds", raw.housekeeping_interval_seconds, 86400)?
+            .to_std()
+            .map_err(|e| err("housekeeping_interval_seconds", e.to_string()))?;
     let mut proxies = Vec::new();
     for (i, p) in raw.trusted_proxies.iter().enumerate() {
         proxies.push(
@@ -826,6 +837,7 @@ pub fn validate(raw: FileConfig, file: &str, base_dir: &Path) -> Result<Config, 
         refresh_token_ttl,
         log_format,
         shutdown_timeout: std::time::Duration::from_secs(raw.shutdown_timeout_seconds),
+        housekeeping_interval,
         trusted_proxies: crate::ops::TrustedProxies::new(proxies),
         metrics,
         rate_limits: raw.rate_limits,
@@ -890,6 +902,13 @@ mod tests {
         assert_eq!(load(&p).unwrap_err().key, "rate_limits.token.burst");
         std::fs::write(&p, "[metrics]\nenabled = false\n").unwrap();
         assert!(load(&p).unwrap().metrics.is_none());
+        assert_eq!(load(&p).unwrap().housekeeping_interval, std::time::Duration::from_secs(300));
+        std::fs::write(&p, "housekeeping_interval_seconds = 5\n").unwrap();
+        assert_eq!(load(&p).unwrap().housekeeping_interval, std::time::Duration::from_secs(5));
+        for bad in ["0", "86401"] {
+            std::fs::write(&p, format!("housekeeping_interval_seconds = {bad}\n")).unwrap();
+            assert_eq!(load(&p).unwrap_err().key, "housekeeping_interval_seconds");
+        }
     }
 
     #[test]

@@ -290,12 +290,13 @@ pub fn configure(state: AppState) -> impl Fn(&mut web::ServiceConfig) + Clone {
     }
 }
 
-/// Housekeeping: every few minutes, delete expired login transactions, replay entries,
-/// sessions and grants so the tables stay bounded under constant load, and forget rate-limit
-/// entries of addresses gone quiet. Any instance may run it; the deletes are idempotent.
+/// Housekeeping: every `housekeeping_interval_seconds`, delete expired login transactions,
+/// replay entries, sessions, refresh tokens and grants so the tables stay bounded under constant
+/// load, and forget rate-limit entries of addresses gone quiet. Any instance may run it; the
+/// deletes are idempotent.
 pub fn spawn_housekeeping(state: AppState) -> actix_web::rt::task::JoinHandle<()> {
     actix_web::rt::spawn(async move {
-        let mut tick = actix_web::rt::time::interval(std::time::Duration::from_secs(300));
+        let mut tick = actix_web::rt::time::interval(state.cfg.housekeeping_interval);
         loop {
             tick.tick().await;
             state.limits.purge();

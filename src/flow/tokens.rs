@@ -70,10 +70,12 @@ fn user_claims(conn: &mut DbConnection, user_id: &str) -> Result<Option<UserClai
 }
 
 /// SSO: with a live broker session, a code is issued without a trip to the IdP. Returns None
-/// when there is no usable session.
+/// when there is no usable session. `client` is the request's client as `/authorize` looked it
+/// up for the validation (None: unknown, so access is denied).
 pub fn issue_code_for_session(
     conn: &mut DbConnection,
     cfg: &Config,
+    client: Option<&Client>,
     session_cookie: &str,
     req: &ValidAuthorize,
     meta: &RequestMeta,
@@ -88,7 +90,7 @@ pub fn issue_code_for_session(
         return Ok(None);
     }
     let roles: Vec<String> = users::roles(conn, &session.user_id)?.into_iter().map(|r| r.role).collect();
-    let allowed = super::clients::lookup(conn, cfg, &req.client_id)?.is_some_and(|c| c.admits(&roles));
+    let allowed = client.filter(|c| c.client_id == req.client_id).is_some_and(|c| c.admits(&roles));
     if !allowed {
         store::audit::insert(
             conn,

@@ -17,8 +17,8 @@ pub use discovery::discovery_json;
 pub use keys::{generate_rsa_key, AccessTokenClaims, BrokerClaims, KeySet, StoredKey};
 pub use pkce::{valid_challenge, verify_s256};
 pub use secrets::{
-    generate_client_secret, hash_client_secret, random_token, token_hash, valid_secret_hash,
-    verify_client_secret, Secret,
+    generate_client_secret, hash_client_secret, random_token, secret_check_is_slow, token_hash,
+    valid_secret_hash, verify_client_secret, Secret,
 };
 pub use token::{
     authenticate_client, check_code_grant, code_from_params, decode_basic_auth, presented_client_id,

@@ -71,6 +71,12 @@ pub fn verify_client_secret(phc: &str, presented: &str) -> bool {
 /// (nothing to brute-force), and keeps `/token` fast. Human-chosen secrets get argon2.
 const FAST_PREFIX: &str = "sha256$";
 
+/// Whether checking a secret against `stored` is deliberately slow (argon2). Such a check must
+/// not hold a database connection, or a flood of wrong secrets would starve the pool.
+pub fn secret_check_is_slow(stored: &str) -> bool {
+    !stored.starts_with(FAST_PREFIX)
+}
+
 /// A new high-entropy client secret and its stored form.
 pub fn generate_client_secret() -> (Secret, String) {
     let secret = random_token(32);
@@ -157,6 +163,8 @@ mod fast_secret_tests {
     fn generated_secrets_verify_fast_and_exactly() {
         let (secret, stored) = generate_client_secret();
         assert!(stored.starts_with("sha256$") && valid_secret_hash(&stored));
+        assert!(!secret_check_is_slow(&stored));
+        assert!(secret_check_is_slow(&hash_client_secret("a human-chosen secret").unwrap()));
         assert!(verify_client_secret(&stored, secret.expose()));
         assert!(!verify_client_secret(&stored, "wrong"));
         assert!(!valid_secret_hash("sha256$zz"));

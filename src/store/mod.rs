@@ -133,6 +133,34 @@ pub fn connect(url: &DatabaseUrl, max_size: u32) -> Result<DbPool, StoreError> {
     Ok(pool)
 }
 
+/// A pooled connection taken on first use and given back on `release`. One blocking closure per
+/// request can then do its CPU work (xmlsec, argon2) without holding a connection and still run
+/// its queries afterwards, instead of a second hand-off between threads for the database part.
+pub struct Checkout<'p> {
+    pool: &'p DbPool,
+    conn: Option<PooledDb>,
+}
+
+impl<'p> Checkout<'p> {
+    pub fn new(pool: &'p DbPool) -> Self {
+        Checkout { pool, conn: None }
+    }
+
+    /// The connection, checked out from the pool if this closure holds none yet.
+    pub fn conn(&mut self) -> Result<&mut DbConnection, diesel::r2d2::PoolError> {
+        let conn = match self.conn.take() {
+            Some(c) => c,
+            None => self.pool.get()?,
+        };
+        Ok(&mut **self.conn.insert(conn))
+    }
+
+    /// Gives the connection back before CPU work that should not hold one.
+    pub fn release(&mut self) {
+        self.conn = None;
+    }
+}
+
 pub fn migrate(conn: &mut DbConnection) -> Result<(), StoreError> {
     let result = match conn {
         DbConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|_| ()),

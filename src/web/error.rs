@@ -99,6 +99,12 @@ impl From<diesel::result::Error> for WebError {
     }
 }
 
+impl From<diesel::r2d2::PoolError> for WebError {
+    fn from(e: diesel::r2d2::PoolError) -> Self {
+        WebError::internal(&e)
+    }
+}
+
 impl ResponseError for WebError {
     fn status_code(&self) -> StatusCode {
         match self {

@@ -162,10 +162,24 @@ impl AppState {
         self.db(move |c| st.reload_keys(c).map_err(|e| WebError::internal(&e))).await
     }
 
-    /// Runs blocking database (and xmlsec) work off the async workers.
+    /// Runs blocking database work off the async workers, with a connection for the whole
+    /// closure.
     pub async fn db<T, E, F>(&self, f: F) -> Result<T, WebError>
     where
         F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: Into<WebError> + Send + 'static,
+    {
+        self.blocking(move |db| -> Result<T, WebError> { f(db.conn()?).map_err(Into::into) }).await
+    }
+
+    /// Runs a request's blocking work (queries, xmlsec, argon2) off the async workers in one
+    /// hand-off: each hand-off costs two thread wake-ups, which were the largest item of a
+    /// login's kernel time when a request made two or three. The closure takes a connection
+    /// when it first needs one and can give it back before CPU work.
+    pub async fn blocking<T, E, F>(&self, f: F) -> Result<T, WebError>
+    where
+        F: FnOnce(&mut store::Checkout<'_>) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
         E: Into<WebError> + Send + 'static,
     {
@@ -174,8 +188,7 @@ impl AppState {
         let span = tracing::Span::current();
         web::block(move || -> Result<T, WebError> {
             let _in_request = span.enter();
-            let mut conn = pool.get().map_err(|e| WebError::internal(&e))?;
-            f(&mut conn).map_err(Into::into)
+            f(&mut store::Checkout::new(&pool)).map_err(Into::into)
         })
         .await
         .map_err(|e| WebError::internal(&e))?

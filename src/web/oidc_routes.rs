@@ -1,12 +1,15 @@
 //! OIDC endpoints: discovery, JWKS, authorize, token, userinfo.
 
 use super::{request_meta, AppState, WebError};
-use crate::flow::{self, Route};
+use crate::config::Config;
+use crate::flow::{self, RequestMeta, Route};
 use crate::oidc::{self, AuthorizeError, AuthorizeParams, TokenParams};
 use crate::saml::AuthnStart;
+use crate::store;
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 const SESSION_COOKIE: &str = "ssobroker_session";
@@ -157,65 +160,32 @@ struct Hidden {
     value: String,
 }
 
+/// What `/authorize` decided on the blocking pool, for the async side to answer.
+enum AuthorizeStep {
+    /// Back to the app (a code from the broker session, or an OAuth error).
+    Redirect(String),
+    /// To the IdP; `browser` is the new browser cookie's value when the browser had none.
+    Start { start: AuthnStart, browser: Option<String> },
+    /// The login page.
+    Picker { unknown_domain: bool },
+}
+
 async fn authorize(
     state: web::Data<AppState>,
     req: HttpRequest,
     params: AuthorizeParams,
 ) -> Result<HttpResponse, WebError> {
-    let client = match params.client_id.as_deref() {
-        Some(id) => find_client(&state, id).await?,
-        None => None,
-    };
-    let valid = match oidc::validate_authorize(&params, client.as_ref()) {
-        Ok(v) => v,
-        Err(AuthorizeError::NoRedirect { description }) => return Err(WebError::bad_request(description)),
-        Err(AuthorizeError::Redirect { redirect_uri, code, description, state: st }) => {
-            return Ok(found(&oidc::authorize_error_redirect(
-                &redirect_uri,
-                code,
-                &description,
-                st.as_deref(),
-                &state.cfg.issuer,
-            )));
-        }
-    };
     let now = state.clock.now();
     let meta = request_meta(&req);
-    let prompt_login = valid.prompts("login");
-    if let Some(cookie) = req.cookie(&session_cookie_name(&state)).filter(|_| !prompt_login) {
-        let (st, v, m) = (state.clone(), valid.clone(), meta.clone());
-        let value = cookie.value().to_string();
-        if let Some(redirect) =
-            state.db(move |c| flow::issue_code_for_session(c, &st.cfg, &value, &v, &m, now)).await?
-        {
-            return Ok(found(&redirect));
-        }
-    }
-    if valid.prompts("none") {
-        return Ok(found(&oidc::authorize_error_redirect(
-            &valid.redirect_uri,
-            "login_required",
-            "no broker session",
-            valid.state.as_deref(),
-            &state.cfg.issuer,
-        )));
-    }
-    match flow::choose_connection(&state.cfg, valid.idp_hint.as_deref(), valid.login_hint.as_deref()) {
-        Route::Connection(connection) => {
-            let id = connection.id.clone();
-            let st = state.clone();
-            let existing = req
-                .cookie(&browser_cookie_name(&state))
-                .map(|c| c.value().to_string())
-                .filter(|v| v.len() >= 32);
-            let browser = existing.clone().unwrap_or_else(|| oidc::random_token(32));
-            let b = browser.clone();
-            let start = state
-                .db(move |c| {
-                    let connection = st.cfg.connection(&id).ok_or(WebError::NotFound)?;
-                    flow::start_login(c, &st.cfg, connection, &valid, &b, now).map_err(WebError::from)
-                })
-                .await?;
+    let session = req.cookie(&session_cookie_name(&state)).map(|c| c.value().to_string());
+    let browser =
+        req.cookie(&browser_cookie_name(&state)).map(|c| c.value().to_string()).filter(|v| v.len() >= 32);
+    let st = state.clone();
+    let step =
+        state.blocking(move |db| authorize_step(db, &st, &params, session, browser, &meta, now)).await?;
+    match step {
+        AuthorizeStep::Redirect(url) => Ok(found(&url)),
+        AuthorizeStep::Start { start, browser } => {
             let mut resp = match start {
                 AuthnStart::Redirect(r) => found(&r.url),
                 AuthnStart::Post { url, saml_request, relay_state, .. } => state.views.page(
@@ -230,76 +200,136 @@ async fn authorize(
                     },
                 )?,
             };
-            if existing.is_none() {
+            if let Some(browser) = browser {
                 resp.add_cookie(&browser_cookie(&state, browser)).map_err(|e| WebError::internal(&e))?;
             }
             Ok(resp)
         }
-        Route::Picker { unknown_domain } => {
-            // Links and the discovery form re-enter /authorize with the same request.
-            let base: Vec<(String, String)> = url::form_urlencoded::parse(req.query_string().as_bytes())
-                .filter(|(k, _)| k != "idp_hint" && k != "login_hint")
-                .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                .collect();
-            let href = |id: &str| {
-                let mut s = url::form_urlencoded::Serializer::new(String::new());
-                s.extend_pairs(base.iter()).append_pair("idp_hint", id);
-                format!("/authorize?{}", s.finish())
-            };
-            let keep = [
-                "response_type",
-                "client_id",
-                "redirect_uri",
-                "scope",
-                "state",
-                "nonce",
-                "code_challenge",
-                "code_challenge_method",
-                "prompt",
-            ];
-            let hidden = keep
-                .iter()
-                .filter_map(|k| {
-                    base.iter().find(|(n, _)| n == k).map(|(_, v)| Hidden { name: k, value: v.clone() })
-                })
-                .collect();
-            let page = LoginPage {
-                connections: state
-                    .cfg
-                    .connections
-                    .iter()
-                    .map(|c| ConnectionLink { display_name: c.display_name.clone(), href: href(&c.id) })
-                    .collect(),
-                hidden,
-                unknown_domain,
-            };
-            state.views.page("login", &page)
-        }
+        AuthorizeStep::Picker { unknown_domain } => Ok(login_page(&state, &req, unknown_domain)?),
     }
 }
 
-/// Authenticates the client of a `/token`, `/revoke` or `/introspect` request on the blocking
-/// pool (argon2) without holding a database connection, so wrong-secret floods cannot starve it.
-async fn authenticated_client(
-    state: &web::Data<AppState>,
-    req: &HttpRequest,
-    params: TokenParams,
-) -> Result<(crate::oidc::Client, TokenParams), WebError> {
-    let basic = match req.headers().get("authorization").and_then(|v| v.to_str().ok()) {
-        Some(h) => Some(oidc::decode_basic_auth(h)?),
+/// The whole database side of `/authorize` in one blocking call: the client (looked up once and
+/// used for both the validation and an SSO code), the broker session, the login transaction.
+#[allow(clippy::too_many_arguments)]
+fn authorize_step(
+    db: &mut store::Checkout<'_>,
+    state: &AppState,
+    params: &AuthorizeParams,
+    session: Option<String>,
+    browser: Option<String>,
+    meta: &RequestMeta,
+    now: DateTime<Utc>,
+) -> Result<AuthorizeStep, WebError> {
+    let cfg = &state.cfg;
+    let client = match params.client_id.as_deref() {
+        Some(id) => lookup_client(db, cfg, id)?,
         None => None,
     };
-    let presented = oidc::presented_client_id(basic.as_ref(), &params).map(str::to_string);
-    let client = match presented {
-        Some(id) => find_client(state, &id).await?,
+    let valid = match oidc::validate_authorize(params, client.as_ref()) {
+        Ok(v) => v,
+        Err(AuthorizeError::NoRedirect { description }) => return Err(WebError::bad_request(description)),
+        Err(AuthorizeError::Redirect { redirect_uri, code, description, state: st }) => {
+            return Ok(AuthorizeStep::Redirect(oidc::authorize_error_redirect(
+                &redirect_uri,
+                code,
+                &description,
+                st.as_deref(),
+                &cfg.issuer,
+            )));
+        }
+    };
+    if let Some(cookie) = session.filter(|_| !valid.prompts("login")) {
+        let sso = flow::issue_code_for_session(db.conn()?, cfg, client.as_ref(), &cookie, &valid, meta, now)?;
+        if let Some(redirect) = sso {
+            return Ok(AuthorizeStep::Redirect(redirect));
+        }
+    }
+    if valid.prompts("none") {
+        return Ok(AuthorizeStep::Redirect(oidc::authorize_error_redirect(
+            &valid.redirect_uri,
+            "login_required",
+            "no broker session",
+            valid.state.as_deref(),
+            &cfg.issuer,
+        )));
+    }
+    match flow::choose_connection(cfg, valid.idp_hint.as_deref(), valid.login_hint.as_deref()) {
+        Route::Connection(connection) => {
+            let new_browser = browser.is_none().then(|| oidc::random_token(32));
+            let bound = browser.as_deref().or(new_browser.as_deref()).unwrap_or_default();
+            let start = flow::start_login(db.conn()?, cfg, connection, &valid, bound, now)?;
+            Ok(AuthorizeStep::Start { start, browser: new_browser })
+        }
+        Route::Picker { unknown_domain } => Ok(AuthorizeStep::Picker { unknown_domain }),
+    }
+}
+
+/// The connection picker, re-entering /authorize with the same request.
+fn login_page(state: &AppState, req: &HttpRequest, unknown_domain: bool) -> Result<HttpResponse, WebError> {
+    let base: Vec<(String, String)> = url::form_urlencoded::parse(req.query_string().as_bytes())
+        .filter(|(k, _)| k != "idp_hint" && k != "login_hint")
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let href = |id: &str| {
+        let mut s = url::form_urlencoded::Serializer::new(String::new());
+        s.extend_pairs(base.iter()).append_pair("idp_hint", id);
+        format!("/authorize?{}", s.finish())
+    };
+    let keep = [
+        "response_type",
+        "client_id",
+        "redirect_uri",
+        "scope",
+        "state",
+        "nonce",
+        "code_challenge",
+        "code_challenge_method",
+        "prompt",
+    ];
+    let hidden = keep
+        .iter()
+        .filter_map(|k| base.iter().find(|(n, _)| n == k).map(|(_, v)| Hidden { name: k, value: v.clone() }))
+        .collect();
+    let page = LoginPage {
+        connections: state
+            .cfg
+            .connections
+            .iter()
+            .map(|c| ConnectionLink { display_name: c.display_name.clone(), href: href(&c.id) })
+            .collect(),
+        hidden,
+        unknown_domain,
+    };
+    state.views.page("login", &page)
+}
+
+/// Finds and authenticates the client of a `/token`, `/revoke` or `/introspect` request, inside
+/// the request's one blocking call. An argon2 secret is checked after the connection went back
+/// to the pool, so wrong-secret floods cannot starve it; a generated secret (one SHA-256) is
+/// checked while holding it, which saves PostgreSQL a second checkout test.
+fn authenticated_client(
+    db: &mut store::Checkout<'_>,
+    cfg: &Config,
+    basic: Option<(String, String)>,
+    params: &TokenParams,
+) -> Result<crate::oidc::Client, WebError> {
+    let client = match oidc::presented_client_id(basic.as_ref(), params) {
+        Some(id) => lookup_client(db, cfg, id)?,
         None => None,
     };
-    web::block(move || -> Result<(crate::oidc::Client, TokenParams), WebError> {
-        let client = oidc::authenticate_client(client.as_ref(), basic, &params)?.clone();
-        Ok((client, params))
-    })
-    .await
-    .map_err(|e| WebError::internal(&e))?
+    if client.as_ref().and_then(|c| c.secret_hash.as_deref()).is_some_and(oidc::secret_check_is_slow) {
+        db.release();
+    }
+    Ok(oidc::authenticate_client(client.as_ref(), basic, params)?.clone())
+}
+
+/// The Basic credentials of a request, if it sent any.
+fn basic_auth(req: &HttpRequest) -> Result<Option<(String, String)>, WebError> {
+    match req.headers().get("authorization").and_then(|v| v.to_str().ok()) {
+        Some(h) => Ok(Some(oidc::decode_basic_auth(h)?)),
+        None => Ok(None),
+    }
 }
 
 fn no_store_json(body: &impl serde::Serialize) -> HttpResponse {
@@ -343,25 +373,30 @@ async fn token(
     }
     let now = state.clock.now();
     let meta = request_meta(req);
-    let (client, params) = authenticated_client(state, req, params).await?;
+    let basic = basic_auth(req)?;
     let st = state.clone();
     let response = state
-        .db(move |c| match grant_type {
-            oidc::token::GrantType::AuthorizationCode => flow::exchange_code(
-                c,
-                &st.cfg,
-                &st.keys(),
-                &client,
-                params.code.as_deref().unwrap_or_default(),
-                params.redirect_uri.as_deref(),
-                params.code_verifier.as_deref(),
-                &meta,
-                now,
-            ),
-            oidc::token::GrantType::RefreshToken => {
-                let token = params.refresh_token.as_ref().map(|t| t.expose()).unwrap_or_default();
-                flow::refresh(c, &st.cfg, &st.keys(), &client, token, &meta, now)
-            }
+        .blocking(move |db| -> Result<_, WebError> {
+            let client = authenticated_client(db, &st.cfg, basic, &params)?;
+            let c = db.conn()?;
+            let response = match grant_type {
+                oidc::token::GrantType::AuthorizationCode => flow::exchange_code(
+                    c,
+                    &st.cfg,
+                    &st.keys(),
+                    &client,
+                    params.code.as_deref().unwrap_or_default(),
+                    params.redirect_uri.as_deref(),
+                    params.code_verifier.as_deref(),
+                    &meta,
+                    now,
+                ),
+                oidc::token::GrantType::RefreshToken => {
+                    let token = params.refresh_token.as_ref().map(|t| t.expose()).unwrap_or_default();
+                    flow::refresh(c, &st.cfg, &st.keys(), &client, token, &meta, now)
+                }
+            };
+            Ok(response?)
         })
         .await?;
     Ok(no_store_json(&response))
@@ -375,12 +410,18 @@ async fn revoke_handler(
 ) -> Result<HttpResponse, WebError> {
     let now = state.clock.now();
     let meta = request_meta(&req);
-    let (client, params) = authenticated_client(&state, &req, form.into_inner()).await?;
-    let Some(token) = params.token.filter(|t| !t.expose().is_empty()) else {
-        return Err(WebError::oauth(StatusCode::BAD_REQUEST, "invalid_request", "missing token"));
-    };
+    let basic = basic_auth(&req)?;
+    let params = form.into_inner();
     let st = state.clone();
-    state.db(move |c| flow::revoke(c, &st.cfg, &st.keys(), &client, token.expose(), &meta, now)).await?;
+    state
+        .blocking(move |db| -> Result<(), WebError> {
+            let client = authenticated_client(db, &st.cfg, basic, &params)?;
+            let Some(token) = params.token.as_ref().filter(|t| !t.expose().is_empty()) else {
+                return Err(WebError::oauth(StatusCode::BAD_REQUEST, "invalid_request", "missing token"));
+            };
+            Ok(flow::revoke(db.conn()?, &st.cfg, &st.keys(), &client, token.expose(), &meta, now)?)
+        })
+        .await?;
     Ok(HttpResponse::Ok().insert_header(("Cache-Control", "no-store")).finish())
 }
 
@@ -391,20 +432,25 @@ async fn introspect_handler(
     form: web::Form<TokenParams>,
 ) -> Result<HttpResponse, WebError> {
     let now = state.clock.now();
-    let (client, params) = authenticated_client(&state, &req, form.into_inner()).await?;
-    if client.is_public() {
-        return Err(WebError::oauth(
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
-            "introspection needs client authentication",
-        ));
-    }
-    let Some(token) = params.token.filter(|t| !t.expose().is_empty()) else {
-        return Err(WebError::oauth(StatusCode::BAD_REQUEST, "invalid_request", "missing token"));
-    };
+    let basic = basic_auth(&req)?;
+    let params = form.into_inner();
     let st = state.clone();
-    let answer =
-        state.db(move |c| flow::introspect(c, &st.cfg, &st.keys(), &client, token.expose(), now)).await?;
+    let answer = state
+        .blocking(move |db| -> Result<_, WebError> {
+            let client = authenticated_client(db, &st.cfg, basic, &params)?;
+            if client.is_public() {
+                return Err(WebError::oauth(
+                    StatusCode::UNAUTHORIZED,
+                    "invalid_client",
+                    "introspection needs client authentication",
+                ));
+            }
+            let Some(token) = params.token.as_ref().filter(|t| !t.expose().is_empty()) else {
+                return Err(WebError::oauth(StatusCode::BAD_REQUEST, "invalid_request", "missing token"));
+            };
+            Ok(flow::introspect(db.conn()?, &st.cfg, &st.keys(), &client, token.expose(), now)?)
+        })
+        .await?;
     Ok(no_store_json(&answer))
 }
 
@@ -553,7 +599,20 @@ async fn logout(
     Ok(resp)
 }
 
-/// A client from the config file, or else from the database (`ssobroker client add`).
+/// A client from the config file, or else from the database (`ssobroker client add`); the
+/// connection is taken only for the second.
+fn lookup_client(
+    db: &mut store::Checkout<'_>,
+    cfg: &Config,
+    id: &str,
+) -> Result<Option<crate::oidc::Client>, WebError> {
+    if let Some(c) = cfg.client(id) {
+        return Ok(Some(c.clone()));
+    }
+    Ok(flow::clients::lookup(db.conn()?, cfg, id)?)
+}
+
+/// `lookup_client` for a handler with nothing else to do on the blocking pool.
 async fn find_client(state: &web::Data<AppState>, id: &str) -> Result<Option<crate::oidc::Client>, WebError> {
     if let Some(c) = state.cfg.client(id) {
         return Ok(Some(c.clone()));

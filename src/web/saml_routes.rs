@@ -4,7 +4,6 @@ use super::oidc_routes::{browser_cookie_name, found, session_cookie};
 use super::{error::reference_id, request_meta, AppState, WebError};
 use crate::flow::{self, FinishInput, FlowError, LoginOutcome};
 use crate::ops::metrics::LoginResult;
-use crate::saml::ValidatedAssertion;
 use actix_web::http::StatusCode;
 use actix_web::middleware::from_fn;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -51,24 +50,16 @@ async fn acs_handler(
     let browser = req.cookie(&browser_cookie_name(&state)).map(|c| c.value().to_string());
     let now = state.clock.now();
     let meta = request_meta(&req);
-    // Validation (parsing, xmlsec) runs on the blocking pool without holding a database
-    // connection: a flood of expensive bad responses must not starve logins of connections.
-    let st = state.clone();
-    let id = connection_id.clone();
-    let validated = web::block(move || -> Option<Result<ValidatedAssertion, FlowError>> {
-        let connection = st.cfg.connection(&id)?;
-        Some(
-            crate::saml::validate_post_response(&connection.sp, &saml_response, now).map_err(FlowError::from),
-        )
-    })
-    .await
-    .map_err(|e| WebError::internal(&e))?
-    .ok_or(WebError::NotFound)?;
     let st = state.clone();
     let counted = connection_id.clone();
     let outcome = state
-        .db(move |c| -> Result<Result<LoginOutcome, (String, &'static str)>, WebError> {
+        .blocking(move |db| -> Result<Result<LoginOutcome, (String, &'static str)>, WebError> {
             let Some(connection) = st.cfg.connection(&connection_id) else { return Err(WebError::NotFound) };
+            // Validation (parsing, xmlsec) comes before the connection is taken: a flood of
+            // expensive bad responses must not starve logins of connections.
+            let validated = crate::saml::validate_post_response(&connection.sp, &saml_response, now)
+                .map_err(FlowError::from);
+            let c = db.conn()?;
             let result = validated.and_then(|assertion| {
                 let input = FinishInput {
                     cfg: &st.cfg,

@@ -100,12 +100,26 @@ struct Args {
     /// The command that restarts PostgreSQL for --chaos pg-restart (run with `sh -c`).
     #[arg(long, default_value = "pg_ctlcluster 15 main restart")]
     pg_restart_cmd: String,
+    /// Broker processes on the one database, behind no sticky routing: each login's steps go to
+    /// different instances (authorize on one, the ACS on the next, /token and /userinfo
+    /// alternating), as a round-robin load balancer would send them.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=4))]
+    instances: u16,
+    /// Before measuring, make the database hold this many users (user0…user<N-1>@example.com)
+    /// as if each had logged in once: one real login, then SQL copies of its user, identity and
+    /// roles. The measured logins are then re-logins of users spread over all N (--users is
+    /// ignored), for the cost of a login on a large user table.
+    #[arg(long, default_value_t = 0)]
+    seed_users: u64,
 }
 
 fn main() -> Result<()> {
     let args = Args::parse();
     if args.concurrency == 0 || args.users == 0 || args.sign_threads == 0 || args.client_threads == 0 {
         bail!("--concurrency, --users, --sign-threads and --client-threads must be at least 1");
+    }
+    if args.instances > 1 && args.chaos.is_some() {
+        bail!("--chaos drives one instance; --instances needs a plain run");
     }
     let broker_bin = match &args.broker {
         Some(p) => p.clone(),
@@ -154,7 +168,10 @@ fn run(
     database_url: &str,
     pg_name: Option<String>,
 ) -> Result<Report> {
-    let port = free_port()?;
+    let ports: Vec<u16> = (0..args.instances).map(|_| free_port()).collect::<Result<_>>()?;
+    let port = ports[0];
+    // Every instance has the same configuration, so the same issuer (the balancer's address in
+    // a real deployment); only where it listens differs.
     let issuer = format!("http://127.0.0.1:{port}");
     let idp = DevIdp::generate("https://idp.bench.invalid/metadata", "https://idp.bench.invalid/sso")?;
     std::fs::write(run_dir.join("idp.xml"), idp.metadata_xml())?;
@@ -170,6 +187,12 @@ fn run(
     cold.stop();
     let mut broker = Broker::spawn(broker_bin, &config, &log_path, &args.broker_log)?;
     let ready_warm = broker.wait_ready(port, &log_path)?;
+    let mut others = Vec::new();
+    for &p in &ports[1..] {
+        let mut b = Broker::spawn_listening(broker_bin, &config, &log_path, &args.broker_log, Some(p))?;
+        b.wait_ready(p, &log_path)?;
+        others.push(b);
+    }
 
     let signer = Signer::start(&idp, args.sign_threads);
     let http = reqwest::Client::builder()
@@ -183,6 +206,7 @@ fn run(
         http,
         sp_entity_id: format!("{issuer}/saml/{CONNECTION}/metadata"),
         acs_url: format!("{issuer}/saml/{CONNECTION}/acs"),
+        instances: ports.iter().map(|p| format!("http://127.0.0.1:{p}")).collect(),
         base: issuer,
         secret,
         idp,
@@ -199,12 +223,22 @@ fn run(
         let restart = Restart { bin: broker_bin, config: &config, log: &log_path, port };
         return chaos_run(args, mode, &ctx, &rt, broker, &restart, database_url);
     }
+    if args.seed_users > 1 {
+        let t = Instant::now();
+        rt.block_on(login(&ctx, "user0@example.com", "openid email profile"))?;
+        seed_users(database_url, args.seed_users)?;
+        eprintln!("seeded {} users in {:.1} s", args.seed_users, t.elapsed().as_secs_f64());
+    }
     let clk_tck = clock_ticks_per_second();
-    let outcome = rt.block_on(load(args, &ctx, broker.pid()));
-    let rss = broker_memory(broker.pid());
+    let pids: Vec<u32> = std::iter::once(broker.pid()).chain(others.iter().map(Broker::pid)).collect();
+    let outcome = rt.block_on(load(args, &ctx, &pids));
+    let mem: Vec<Memory> = pids.iter().map(|&p| broker_memory(p)).collect();
     broker.stop();
+    for b in &mut others {
+        b.stop();
+    }
     let outcome = outcome?;
-    Ok(report(args, &outcome, rss, ready_cold, ready_warm, clk_tck))
+    Ok(report(args, &outcome, &mem, ready_cold, ready_warm, clk_tck))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -237,6 +271,12 @@ fn config_toml(issuer: &str, port: u16, database_url: &str, alg: &str, argon2_cl
         toml_str(database_url),
         toml_str(alg),
     );
+    // Every request of the bench comes from 127.0.0.1, standing for thousands of users: the
+    // per-address limits would measure the limiter, not the broker.
+    t.push_str(concat!(
+        "[rate_limits]\ntoken = { per_minute = 0, burst = 0 }\nacs = { per_minute = 0, burst = 0 }\n",
+        "admin_login = { per_minute = 0, burst = 0 }\n\n"
+    ));
     t.push_str(&format!(
         concat!(
             "[[connections]]\nid = {}\ndisplay_name = \"Bench IdP\"\nvendor = \"okta\"\n",
@@ -284,9 +324,24 @@ struct Broker {
 
 impl Broker {
     fn spawn(bin: &Path, config: &Path, log: &Path, level: &str) -> Result<Self> {
+        Self::spawn_listening(bin, config, log, level, None)
+    }
+
+    /// `spawn` with another listening port than the config's (a second instance).
+    fn spawn_listening(
+        bin: &Path,
+        config: &Path,
+        log: &Path,
+        level: &str,
+        port: Option<u16>,
+    ) -> Result<Self> {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
         let started = Instant::now();
-        let child = Command::new(bin)
+        let mut cmd = Command::new(bin);
+        if let Some(p) = port {
+            cmd.env("SSOBROKER_LISTEN", format!("127.0.0.1:{p}"));
+        }
+        let child = cmd
             .arg("serve")
             .arg("--config")
             .arg(config)
@@ -387,6 +442,48 @@ fn create_postgres_database(admin_url: &str) -> Result<(String, String)> {
     Ok((url.to_string(), name))
 }
 
+/// Copies user0 (logged in once by the bench) into user1…user<n-1>: the user row, the
+/// federated identity and the roles, with the email and subject renamed, in one transaction.
+fn seed_users(database_url: &str, n: u64) -> Result<()> {
+    use diesel::connection::SimpleConnection;
+    use ssobroker::store::DbConnection;
+    let url = ssobroker::config::DatabaseUrl::parse(database_url).map_err(|e| anyhow!(e))?;
+    let pool = ssobroker::store::open_existing(&url)?;
+    let mut c = pool.get()?;
+    let last = n - 1;
+    let numbers = match &*c {
+        DbConnection::Postgres(_) => format!("SELECT generate_series(1, {last}) AS i"),
+        DbConnection::Sqlite(_) => {
+            format!("WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < {last}) SELECT i FROM s")
+        }
+    };
+    let template = "(SELECT id FROM users WHERE email = 'user0@example.com')";
+    let sql = format!(
+        "BEGIN;
+         CREATE TEMPORARY TABLE seed_numbers AS {numbers};
+         INSERT INTO users (id, email, email_verified, given_name, family_name, display_name, groups_json,
+                            disabled, created_at, updated_at, last_login_at)
+           SELECT 'seed-' || s.i, 'user' || s.i || '@example.com', u.email_verified, u.given_name, u.family_name,
+                  u.display_name, u.groups_json, u.disabled, u.created_at, u.updated_at, u.last_login_at
+           FROM users u, seed_numbers s WHERE u.id = {template};
+         INSERT INTO federated_identities (connection_id, subject, user_id, created_at, last_login_at)
+           SELECT f.connection_id, replace(f.subject, 'user0@', 'user' || s.i || '@'), 'seed-' || s.i,
+                  f.created_at, f.last_login_at
+           FROM federated_identities f, seed_numbers s WHERE f.user_id = {template};
+         INSERT INTO user_roles (user_id, role, source, source_detail, granted_at)
+           SELECT 'seed-' || s.i, r.role, r.source, r.source_detail, r.granted_at
+           FROM user_roles r, seed_numbers s WHERE r.user_id = {template};
+         DROP TABLE seed_numbers;
+         COMMIT;"
+    );
+    c.batch_execute(&sql).context("seed users")?;
+    if let DbConnection::Postgres(pg) = &mut *c {
+        // Fresh statistics, as a long-running database would have.
+        pg.batch_execute("ANALYZE")?;
+    }
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------------
 // /proc readings
 
@@ -445,20 +542,25 @@ fn broker_memory(pid: u32) -> Memory {
     Memory { peak_kb: field("VmHWM:"), rss_kb: field("VmRSS:"), threads: field("Threads:") }
 }
 
-/// CPU of the broker, of this process and of the machine at one instant.
-#[derive(Debug, Clone, Copy, Default)]
+/// CPU of the brokers (summed over instances), of this process and of the machine at one instant.
+#[derive(Debug, Clone, Default)]
 struct CpuSnapshot {
     broker: (u64, u64),
+    /// utime+stime of each instance.
+    per_instance: Vec<u64>,
     bench: (u64, u64),
     signing: u64,
     machine_busy: u64,
     machine_total: u64,
 }
 
-fn cpu_snapshot(broker_pid: u32, signer: &Signer) -> CpuSnapshot {
+fn cpu_snapshot(broker_pids: &[u32], signer: &Signer) -> CpuSnapshot {
     let (machine_busy, machine_total) = machine_ticks().unwrap_or_default();
+    let each: Vec<(u64, u64)> =
+        broker_pids.iter().map(|p| stat_ticks(&format!("/proc/{p}/stat")).unwrap_or_default()).collect();
     CpuSnapshot {
-        broker: stat_ticks(&format!("/proc/{broker_pid}/stat")).unwrap_or_default(),
+        broker: each.iter().fold((0, 0), |(u, s), (eu, es)| (u + eu, s + es)),
+        per_instance: each.iter().map(|(u, s)| u + s).collect(),
         bench: stat_ticks("/proc/self/stat").unwrap_or_default(),
         signing: signer.cpu_ticks(),
         machine_busy,
@@ -564,7 +666,10 @@ impl Drop for Signer {
 
 struct Ctx {
     http: reqwest::Client,
+    /// The issuer: instance 0, and the base of the URLs the broker puts in its documents.
     base: String,
+    /// Where each instance listens (one entry without --instances).
+    instances: Vec<String>,
     sp_entity_id: String,
     acs_url: String,
     secret: String,
@@ -651,12 +756,28 @@ async fn expect_json(resp: reqwest::Response, step: &str) -> Result<serde_json::
     Ok(resp.json().await?)
 }
 
+impl Ctx {
+    /// The instance that serves `step` of login `seq`: /authorize round-robin, the ACS on the
+    /// next instance (never the one that started the login, with two or more), /token and
+    /// /userinfo alternating independently of both, so every combination occurs.
+    fn instance(&self, seq: u64, step: usize) -> &str {
+        let n = self.instances.len() as u64;
+        let i = match step {
+            AUTHORIZE => seq % n,
+            ACS => (seq + 1) % n,
+            TOKEN => (seq / n) % n,
+            _ => (seq / n + 1) % n,
+        };
+        self.instances.get(i as usize).map(String::as_str).unwrap_or(self.base.as_str())
+    }
+}
+
 /// A complete brokered login by a fresh browser. Returns the timings and the token response.
 async fn login(ctx: &Ctx, email: &str, scope: &str) -> Result<(Sample, serde_json::Value)> {
     let seq = ctx.seq.fetch_add(1, Ordering::Relaxed);
     let (verifier, challenge) = pkce_pair(seq);
     let state = format!("st{seq}");
-    let mut url = url::Url::parse(&format!("{}/authorize", ctx.base))?;
+    let mut url = url::Url::parse(&format!("{}/authorize", ctx.instance(seq, AUTHORIZE)))?;
     url.query_pairs_mut()
         .append_pair("response_type", "code")
         .append_pair("client_id", CLIENT_ID)
@@ -689,9 +810,11 @@ async fn login(ctx: &Ctx, email: &str, scope: &str) -> Result<(Sample, serde_jso
     let t2 = Instant::now();
     s.us[SIGN] = us(t2 - t1);
 
+    // The IdP posts to the issuer's ACS URL; a balancer may hand it to any instance.
+    let acs_url = format!("{}/saml/{CONNECTION}/acs", ctx.instance(seq, ACS));
     let mut acs = ctx
         .http
-        .post(&ctx.acs_url)
+        .post(&acs_url)
         .form(&[("SAMLResponse", saml_response.as_str()), ("RelayState", relay_state.as_str())]);
     if !cookies.is_empty() {
         acs = acs.header("cookie", cookies.join("; "));
@@ -723,7 +846,7 @@ async fn login(ctx: &Ctx, email: &str, scope: &str) -> Result<(Sample, serde_jso
 
     let resp = ctx
         .http
-        .post(format!("{}/token", ctx.base))
+        .post(format!("{}/token", ctx.instance(seq, TOKEN)))
         .basic_auth(CLIENT_ID, Some(&ctx.secret))
         .form(&[
             ("grant_type", "authorization_code"),
@@ -746,7 +869,8 @@ async fn login(ctx: &Ctx, email: &str, scope: &str) -> Result<(Sample, serde_jso
         }
     }
 
-    let resp = ctx.http.get(format!("{}/userinfo", ctx.base)).bearer_auth(access).send().await?;
+    let resp =
+        ctx.http.get(format!("{}/userinfo", ctx.instance(seq, USERINFO))).bearer_auth(access).send().await?;
     let info = expect_json(resp, "userinfo").await?;
     let t5 = Instant::now();
     s.us[USERINFO] = us(t5 - t4);
@@ -759,10 +883,11 @@ async fn login(ctx: &Ctx, email: &str, scope: &str) -> Result<(Sample, serde_jso
 
 /// One refresh grant; returns the timing and the rotated refresh token.
 async fn refresh(ctx: &Ctx, token: &str) -> Result<(Sample, String)> {
+    let seq = ctx.seq.fetch_add(1, Ordering::Relaxed);
     let t0 = Instant::now();
     let resp = ctx
         .http
-        .post(format!("{}/token", ctx.base))
+        .post(format!("{}/token", ctx.instance(seq, TOKEN)))
         .basic_auth(CLIENT_ID, Some(&ctx.secret))
         .form(&[("grant_type", "refresh_token"), ("refresh_token", token)])
         .send()
@@ -855,7 +980,7 @@ struct Outcome {
     db_after: BTreeMap<u32, u64>,
 }
 
-async fn load(args: &Args, ctx: &Arc<Ctx>, broker_pid: u32) -> Result<Outcome> {
+async fn load(args: &Args, ctx: &Arc<Ctx>, broker_pids: &[u32]) -> Result<Outcome> {
     let limit = Limit {
         count: if args.seconds.is_some() { None } else { Some(args.logins) },
         duration: args.seconds.map(Duration::from_secs_f64),
@@ -899,7 +1024,7 @@ async fn load(args: &Args, ctx: &Arc<Ctx>, broker_pid: u32) -> Result<Outcome> {
             }
         };
         let w = run_phase(args.concurrency, warmup, make_op()).await?;
-        measure(args, ctx, broker_pid, limit, make_op(), w.errors).await?
+        measure(args, ctx, broker_pids, limit, make_op(), w.errors).await?
     } else {
         let scope = "openid email profile";
         let warm_op = {
@@ -910,19 +1035,22 @@ async fn load(args: &Args, ctx: &Arc<Ctx>, broker_pid: u32) -> Result<Outcome> {
             }
         };
         let w = run_phase(args.concurrency, warmup, warm_op).await?;
-        let users = args.users;
+        let (users, seeded) = (args.users, args.seed_users);
         let op = {
             let ctx = Arc::clone(ctx);
             move |_w: usize, i: u64| {
                 let ctx = Arc::clone(&ctx);
                 async move {
-                    let (mut s, _) = login(&ctx, &format!("user{}@example.com", i % users), scope).await?;
-                    s.jit = i < users;
+                    // Seeded: every login a re-login, users spread over the whole table (a
+                    // multiplicative hash, so consecutive logins hit distant rows).
+                    let user = if seeded > 1 { i.wrapping_mul(2_654_435_761) % seeded } else { i % users };
+                    let (mut s, _) = login(&ctx, &format!("user{user}@example.com"), scope).await?;
+                    s.jit = seeded <= 1 && i < users;
                     Ok(s)
                 }
             }
         };
-        measure(args, ctx, broker_pid, limit, op, w.errors).await?
+        measure(args, ctx, broker_pids, limit, op, w.errors).await?
     };
     Ok(phase)
 }
@@ -930,7 +1058,7 @@ async fn load(args: &Args, ctx: &Arc<Ctx>, broker_pid: u32) -> Result<Outcome> {
 async fn measure<F, Fut>(
     args: &Args,
     ctx: &Arc<Ctx>,
-    broker_pid: u32,
+    broker_pids: &[u32],
     limit: Limit,
     op: F,
     setup_errors: BTreeMap<String, u64>,
@@ -941,7 +1069,7 @@ where
 {
     if !args.json {
         eprintln!(
-            "broker pid {broker_pid}: measuring {} …",
+            "broker pid {broker_pids:?}: measuring {} …",
             match (args.seconds, args.refresh_only) {
                 (Some(s), _) => format!("for {s} s"),
                 (None, true) => format!("{} refreshes", args.logins),
@@ -951,9 +1079,9 @@ where
     }
     let load_before = loadavg();
     let db_before = pg_backend_ticks(ctx.pg.as_ref());
-    let before = cpu_snapshot(broker_pid, &ctx.signer);
+    let before = cpu_snapshot(broker_pids, &ctx.signer);
     let phase = run_phase(args.concurrency, limit, op).await?;
-    let after = cpu_snapshot(broker_pid, &ctx.signer);
+    let after = cpu_snapshot(broker_pids, &ctx.signer);
     let db_after = pg_backend_ticks(ctx.pg.as_ref());
     Ok(Outcome {
         phase,
@@ -1002,13 +1130,17 @@ impl Dist {
 fn report(
     args: &Args,
     o: &Outcome,
-    mem: Memory,
+    mems: &[Memory],
     ready_cold: Duration,
     ready_warm: Duration,
     clk_tck: u64,
 ) -> Report {
     let ok = o.phase.samples.len() as u64;
     let errors: u64 = o.phase.errors.values().sum();
+    // The largest instance (one instance: the broker).
+    let mem = mems.iter().copied().max_by_key(|m| m.peak_kb).unwrap_or_default();
+    let instance_ticks: Vec<u64> =
+        o.after.per_instance.iter().zip(&o.before.per_instance).map(|(a, b)| a.saturating_sub(*b)).collect();
     let per_op = ok.max(1) as f64;
     let ms = |ticks: u64| ticks as f64 * 1000.0 / clk_tck as f64;
     let broker_user = o.after.broker.0.saturating_sub(o.before.broker.0);
@@ -1057,9 +1189,10 @@ fn report(
 
     let mut t = String::new();
     t.push_str(&format!(
-        "ssobroker bench · {} · {} · {} · concurrency {} · {} · client secret {}\n",
+        "ssobroker bench · {} · {}{} · {} · concurrency {} · {} · client secret {}\n",
         if args.refresh_only { "refresh grant" } else { "complete logins" },
         database,
+        if args.instances > 1 { format!(" · {} broker instances", args.instances) } else { String::new() },
         args.alg,
         args.concurrency,
         if args.refresh_only {
@@ -1105,12 +1238,24 @@ fn report(
         ms(bench_ticks) / per_op,
         ms(sign_ticks) / per_op
     ));
-    t.push_str(&format!(
-        "broker memory   peak RSS {:.1} MB (VmHWM), RSS at end {:.1} MB, {} threads\n\n",
-        mem.peak_kb as f64 / 1024.0,
-        mem.rss_kb as f64 / 1024.0,
-        mem.threads
-    ));
+    if args.instances > 1 {
+        let each: Vec<String> =
+            instance_ticks.iter().enumerate().map(|(i, t)| format!("#{i} {:.3}", ms(*t) / per_op)).collect();
+        t.push_str(&format!(
+            "  per instance    {} ms/{what} (all of the run's {whats} / CPU of each)\n",
+            each.join(", ")
+        ));
+    }
+    for (i, m) in mems.iter().enumerate() {
+        t.push_str(&format!(
+            "broker memory   {}peak RSS {:.1} MB (VmHWM), RSS at end {:.1} MB, {} threads\n",
+            if mems.len() > 1 { format!("#{i} ") } else { String::new() },
+            m.peak_kb as f64 / 1024.0,
+            m.rss_kb as f64 / 1024.0,
+            m.threads
+        ));
+    }
+    t.push('\n');
     t.push_str(&format!(
         "{:<24} {:>7} {:>9} {:>9} {:>9} {:>9}\n",
         "latency (ms)", "n", "p50", "p90", "p99", "max"
@@ -1151,6 +1296,8 @@ fn report(
         "alg": args.alg,
         "client_secret": if args.argon2_secret { "argon2id" } else { "sha256" },
         "concurrency": args.concurrency,
+        "instances": args.instances,
+        "broker_cpu_ms_per_op_by_instance": instance_ticks.iter().map(|t| r3(ms(*t) / per_op)).collect::<Vec<_>>(),
         "users": args.users,
         "warmup": args.warmup,
         "ok": ok,

@@ -213,7 +213,8 @@ async fn authorize(
             let start = state
                 .db(move |c| {
                     let connection = st.cfg.connection(&id).ok_or(WebError::NotFound)?;
-                    flow::start_login(c, &st.cfg, connection, &valid, &b, now).map_err(WebError::from)
+                    let connection = st.live_connection(connection);
+                    flow::start_login(c, &st.cfg, &connection, &valid, &b, now).map_err(WebError::from)
                 })
                 .await?;
             let mut resp = match start {

@@ -56,7 +56,7 @@ async fn acs_handler(
     let st = state.clone();
     let id = connection_id.clone();
     let validated = web::block(move || -> Option<Result<ValidatedAssertion, FlowError>> {
-        let connection = st.cfg.connection(&id)?;
+        let connection = st.live_connection(st.cfg.connection(&id)?);
         Some(
             crate::saml::validate_post_response(&connection.sp, &saml_response, now).map_err(FlowError::from),
         )

@@ -25,3 +25,4 @@ mod saml_attacks;
 mod saml_encryption;
 mod saml_requests;
 mod saml_vendors;
+mod trust;

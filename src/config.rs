@@ -246,6 +246,10 @@ pub struct FileConnection {
     pub sp_key_file: Option<PathBuf>,
     #[serde(default)]
     pub sp_cert_file: Option<PathBuf>,
+    /// With `allow_idp_initiated`: the client (with a `launch_url`) an IdP-initiated login opens
+    /// when the user's roles admit it; otherwise, and by default, the portal.
+    #[serde(default)]
+    pub idp_initiated_client: Option<String>,
     /// Sign AuthnRequests. Unset: sign when the IdP metadata says `WantAuthnRequestsSigned`.
     /// Signed with the `sp_key_file` pair, else with a key the broker generates and stores.
     #[serde(default)]
@@ -292,6 +296,7 @@ impl FileConnection {
             sp_key_file: None,
             sp_cert_file: None,
             sign_authn_requests: None,
+            idp_initiated_client: None,
             previous_sp_key_files: Vec::new(),
             attributes: AttributeOverrides::default(),
         }
@@ -387,6 +392,8 @@ pub struct Connection {
     pub allow_idp_initiated: bool,
     /// The configured choice (unset: follow the IdP metadata's WantAuthnRequestsSigned).
     pub sign_authn_requests: Option<bool>,
+    /// Where an IdP-initiated login lands when that client admits the user (else the portal).
+    pub idp_initiated_client: Option<String>,
     /// Where the IdP metadata comes from when it is fetched rather than a file.
     pub metadata_url: Option<MetadataUrl>,
     pub sp: SpSettings,
@@ -749,6 +756,9 @@ pub fn validate(raw: FileConfig, file: &str, base_dir: &Path) -> Result<Config, 
                 (pending, Some(source))
             }
         };
+        if c.idp_initiated_client.is_some() && !c.allow_idp_initiated {
+            return Err(err(&key("idp_initiated_client"), "needs allow_idp_initiated = true".into()));
+        }
         let mut domains = Vec::new();
         for d in &c.domains {
             let d = crate::provisioning::normalize_domain_rule(d)
@@ -801,6 +811,7 @@ pub fn validate(raw: FileConfig, file: &str, base_dir: &Path) -> Result<Config, 
             domains,
             allow_idp_initiated: c.allow_idp_initiated,
             sign_authn_requests: c.sign_authn_requests,
+            idp_initiated_client: c.idp_initiated_client.clone(),
             metadata_url,
             sp,
             policy,

@@ -11,6 +11,7 @@ mod clients_cli;
 mod config_cli;
 mod demo;
 mod e2e;
+mod idp_initiated;
 mod interop;
 mod interop_authlib;
 mod interop_pysaml2;

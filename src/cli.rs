@@ -44,6 +44,21 @@ pub fn check_config(path: &Path) -> anyhow::Result<()> {
     );
     for c in &cfg.connections {
         println!("  connection {}: SP entity ID {} · ACS {}", c.id, c.sp.entity_id, c.sp.acs_url);
+        if let Some(source) = &c.metadata_url {
+            // Not fatal: a running broker falls back to its stored copy.
+            match crate::flow::trust::fetch(&source.url)
+                .and_then(|xml| crate::saml::parse_idp_metadata(&xml).map_err(|e| e.to_string()))
+            {
+                Ok(m) => println!(
+                    "    metadata_url ok: {} ({} signing certificate(s))",
+                    m.entity_id,
+                    m.signing_certs.len()
+                ),
+                Err(e) => {
+                    println!("    metadata_url unreachable now ({e}); the broker would use its stored copy")
+                }
+            }
+        }
     }
     Ok(())
 }
@@ -71,7 +86,11 @@ fn run(cfg: Config, demo: Option<DemoState>) -> anyhow::Result<()> {
     let state = AppState::new(cfg, pool, Arc::new(SystemClock), demo)?;
     tracing::info!(issuer = %issuer, address = %address, database = %database, "ssobroker listening");
     actix_web::rt::System::new().block_on(async move {
-        let tasks = [web::spawn_housekeeping(state.clone()), web::spawn_key_refresh(state.clone())];
+        let tasks = [
+            web::spawn_housekeeping(state.clone()),
+            web::spawn_key_refresh(state.clone()),
+            web::spawn_trust_refresh(state.clone()),
+        ];
         // Returns after SIGTERM/SIGINT once requests in flight finished (or shutdown_timeout).
         let served = web::serve(state, listener, workers)?.await;
         for t in tasks {

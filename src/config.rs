@@ -199,7 +199,15 @@ pub struct FileConnection {
     pub display_name: Option<String>,
     #[serde(default)]
     pub vendor: Vendor,
+    /// The IdP metadata as a file (what the admin downloaded) ...
+    #[serde(default)]
     pub metadata_file: PathBuf,
+    /// ... or fetched from the IdP: at start, then every `metadata_refresh_seconds`; the last
+    /// good copy is kept in the database and used while the URL is unreachable.
+    #[serde(default)]
+    pub metadata_url: Option<String>,
+    #[serde(default = "default_metadata_refresh")]
+    pub metadata_refresh_seconds: u64,
     #[serde(default)]
     pub sp_entity_id: Option<String>,
     /// Keep an ACS URL the IdP already knows (a proxy must route it to `/saml/<id>/acs`).
@@ -242,6 +250,10 @@ pub struct FileConnection {
     pub sp_key_file: Option<PathBuf>,
     #[serde(default)]
     pub sp_cert_file: Option<PathBuf>,
+    /// With `allow_idp_initiated`: the client (with a `launch_url`) an IdP-initiated login opens
+    /// when the user's roles admit it; otherwise, and by default, the portal.
+    #[serde(default)]
+    pub idp_initiated_client: Option<String>,
     /// Sign AuthnRequests. Unset: sign when the IdP metadata says `WantAuthnRequestsSigned`.
     /// Signed with the `sp_key_file` pair, else with a key the broker generates and stores.
     #[serde(default)]
@@ -251,6 +263,10 @@ pub struct FileConnection {
     pub previous_sp_key_files: Vec<PathBuf>,
     #[serde(default)]
     pub attributes: AttributeOverrides,
+}
+
+fn default_metadata_refresh() -> u64 {
+    3600
 }
 
 fn yes() -> bool {
@@ -265,6 +281,8 @@ impl FileConnection {
             display_name: None,
             vendor: Vendor::Generic,
             metadata_file: metadata_file.into(),
+            metadata_url: None,
+            metadata_refresh_seconds: default_metadata_refresh(),
             sp_entity_id: None,
             acs_url: None,
             domains: Vec::new(),
@@ -282,6 +300,7 @@ impl FileConnection {
             sp_key_file: None,
             sp_cert_file: None,
             sign_authn_requests: None,
+            idp_initiated_client: None,
             previous_sp_key_files: Vec::new(),
             attributes: AttributeOverrides::default(),
         }
@@ -375,8 +394,21 @@ pub struct Connection {
     pub display_name: String,
     pub domains: Vec<String>,
     pub allow_idp_initiated: bool,
+    /// The configured choice (unset: follow the IdP metadata's WantAuthnRequestsSigned).
+    pub sign_authn_requests: Option<bool>,
+    /// Where an IdP-initiated login lands when that client admits the user (else the portal).
+    pub idp_initiated_client: Option<String>,
+    /// Where the IdP metadata comes from when it is fetched rather than a file.
+    pub metadata_url: Option<MetadataUrl>,
     pub sp: SpSettings,
     pub policy: Policy,
+}
+
+/// A connection's metadata URL and how often it is fetched again.
+#[derive(Debug, Clone)]
+pub struct MetadataUrl {
+    pub url: String,
+    pub refresh: chrono::Duration,
 }
 
 /// The validated configuration the server runs with.
@@ -682,18 +714,61 @@ pub fn validate(raw: FileConfig, file: &str, base_dir: &Path) -> Result<Config, 
         if connections.iter().any(|o| o.id == c.id) {
             return Err(err(&key("id"), format!("duplicate connection id {:?}", c.id)));
         }
-        let metadata_path = if c.metadata_file.is_absolute() {
-            c.metadata_file.clone()
-        } else {
-            base_dir.join(&c.metadata_file)
+        let (idp, metadata_url) = match (&c.metadata_url, c.metadata_file.as_os_str().is_empty()) {
+            (None, true) => {
+                return Err(err(&key("metadata_file"), "set metadata_file or metadata_url".into()));
+            }
+            (Some(_), false) => {
+                return Err(err(&key("metadata_url"), "set metadata_file or metadata_url, not both".into()));
+            }
+            (None, false) => {
+                let metadata_path = if c.metadata_file.is_absolute() {
+                    c.metadata_file.clone()
+                } else {
+                    base_dir.join(&c.metadata_file)
+                };
+                let xml = std::fs::read_to_string(&metadata_path)
+                    .map_err(|e| err(&key("metadata_file"), format!("{}: {e}", metadata_path.display())))?;
+                let idp: IdpMetadata = crate::saml::parse_idp_metadata(&xml)
+                    .map_err(|e| err(&key("metadata_file"), format!("{}: {e}", metadata_path.display())))?;
+                if idp.signing_certs.is_empty() {
+                    // samael verifies nothing when it finds no signing key; refuse to start instead.
+                    return Err(err(&key("metadata_file"), "IdP metadata has no signing certificate".into()));
+                }
+                (idp, None)
+            }
+            (Some(url), true) => {
+                let parsed =
+                    url::Url::parse(url).map_err(|e| err(&key("metadata_url"), format!("{url:?}: {e}")))?;
+                // Plain http only to this machine (tests, a sidecar): metadata is the trust anchor.
+                let loopback = matches!(parsed.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
+                if parsed.scheme() != "https" && !(parsed.scheme() == "http" && loopback) {
+                    return Err(err(&key("metadata_url"), format!("{url:?}: must be an https URL")));
+                }
+                if !(60..=7 * 86400).contains(&c.metadata_refresh_seconds) {
+                    return Err(err(
+                        &key("metadata_refresh_seconds"),
+                        "must be between 60 and 604800".into(),
+                    ));
+                }
+                // Filled from the fetched (or stored) copy before the server starts
+                // (flow::trust::load_at_start); nothing reads it before then.
+                let pending = IdpMetadata {
+                    entity_id: String::new(),
+                    sso_url: String::new(),
+                    sso_binding: crate::saml::SsoBinding::Redirect,
+                    signing_certs: Vec::new(),
+                    want_authn_requests_signed: false,
+                };
+                let source = MetadataUrl {
+                    url: url.clone(),
+                    refresh: chrono::Duration::seconds(c.metadata_refresh_seconds as i64),
+                };
+                (pending, Some(source))
+            }
         };
-        let xml = std::fs::read_to_string(&metadata_path)
-            .map_err(|e| err(&key("metadata_file"), format!("{}: {e}", metadata_path.display())))?;
-        let idp: IdpMetadata = crate::saml::parse_idp_metadata(&xml)
-            .map_err(|e| err(&key("metadata_file"), format!("{}: {e}", metadata_path.display())))?;
-        if idp.signing_certs.is_empty() {
-            // samael verifies nothing when it finds no signing key; refuse to start instead.
-            return Err(err(&key("metadata_file"), "IdP metadata has no signing certificate".into()));
+        if c.idp_initiated_client.is_some() && !c.allow_idp_initiated {
+            return Err(err(&key("idp_initiated_client"), "needs allow_idp_initiated = true".into()));
         }
         let mut domains = Vec::new();
         for d in &c.domains {
@@ -746,6 +821,9 @@ pub fn validate(raw: FileConfig, file: &str, base_dir: &Path) -> Result<Config, 
             id: c.id,
             domains,
             allow_idp_initiated: c.allow_idp_initiated,
+            sign_authn_requests: c.sign_authn_requests,
+            idp_initiated_client: c.idp_initiated_client.clone(),
+            metadata_url,
             sp,
             policy,
         });

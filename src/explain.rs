@@ -41,7 +41,14 @@ pub fn explain(
     let pool = store::open_existing(&cfg.database)
         .context("database (explain reads an existing broker database)")?;
     let mut conn = pool.get().context("database")?;
-    let (report, ok) = report(&mut conn, connection, &raw, now, at.is_some())?;
+    let mut connection = connection.clone();
+    if connection.metadata_url.is_some() {
+        // What the running brokers trust: the stored copy of the fetched metadata.
+        let stored = store::idp_metadata::get(&mut conn, &connection.id)?
+            .context("no stored copy of this connection's metadata_url yet (start the broker once)")?;
+        connection.sp.idp = saml::parse_idp_metadata(&stored.xml)?;
+    }
+    let (report, ok) = report(&mut conn, &connection, &raw, now, at.is_some())?;
     print!("{report}");
     Ok(ok)
 }

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod client_cli;
 pub mod clock;
 pub mod config;
+pub mod connection_cli;
 pub mod console;
 pub mod devidp;
 pub mod explain;

@@ -65,6 +65,13 @@ enum Command {
         #[command(subcommand)]
         command: ssobroker::client_cli::ClientCommand,
     },
+    /// SAML connections: fetch a connection's metadata_url now.
+    Connection {
+        #[arg(long, short, default_value = "ssobroker.toml", env = "SSOBROKER_CONFIG", global = true)]
+        config: PathBuf,
+        #[command(subcommand)]
+        command: ssobroker::connection_cli::ConnectionCommand,
+    },
     /// Read the audit log (table, or JSON lines with --json).
     Audit {
         #[arg(long, short, default_value = "ssobroker.toml", env = "SSOBROKER_CONFIG")]
@@ -110,6 +117,7 @@ fn main() -> anyhow::Result<()> {
         Command::Admin { config, command } => ssobroker::admin_cli::admin(&config, command),
         Command::Keys { config, command } => Ok(ssobroker::keys_cli::keys(&config, command)?),
         Command::Client { config, command } => ssobroker::client_cli::client(&config, command),
+        Command::Connection { config, command } => ssobroker::connection_cli::connection(&config, command),
         Command::Audit { config, args } => Ok(ssobroker::admin::audit(&config, args)?),
         Command::Explain { config, connection, at, response } => {
             let ok = ssobroker::explain::explain(&config, &connection, at.as_deref(), &response)?;

@@ -148,7 +148,7 @@ fn finish_once(conn: &mut DbConnection, input: &FinishInput<'_>) -> Result<Login
     // No app to return to: the portal after an IdP-initiated login, or the broker page that
     // started this login (the transaction's redirect_uri, written by `start_broker_login`).
     let own_page = match &txn {
-        None => Some(("/".to_string(), true)),
+        None => Some((idp_initiated_landing(conn, cfg, connection, &roles)?, true)),
         Some(t) if t.client_id == super::BROKER_CLIENT => Some((t.redirect_uri.clone(), false)),
         Some(_) => None,
     };
@@ -575,4 +575,23 @@ pub(crate) fn stored_profile(u: &users::User) -> Profile {
         display_name: u.display_name.clone(),
         groups: serde_json::from_str(&u.groups_json).unwrap_or_default(),
     }
+}
+
+/// Where an IdP-initiated login goes: the connection's `idp_initiated_client` when it admits the
+/// user and has a `launch_url` (the app then starts its own /authorize, answered from the broker
+/// session: never an unsolicited code), else the portal.
+fn idp_initiated_landing(
+    conn: &mut DbConnection,
+    cfg: &Config,
+    connection: &Connection,
+    roles: &[String],
+) -> Result<String, FlowError> {
+    if let Some(id) = &connection.idp_initiated_client {
+        if let Some(client) = super::clients::lookup(conn, cfg, id)? {
+            if let Some(url) = client.launch_url.clone().filter(|_| client.admits(roles)) {
+                return Ok(url);
+            }
+        }
+    }
+    Ok("/".to_string())
 }

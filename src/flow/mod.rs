@@ -7,6 +7,7 @@ mod finish;
 pub mod logout;
 pub mod sp_keys;
 mod tokens;
+pub mod trust;
 
 pub use finish::{finish_login, plan_provisioning, upstream_of, FinishInput, LoginOutcome, ProvisioningPlan};
 pub use tokens::{

@@ -9,6 +9,7 @@ pub mod admin_accounts;
 pub mod audit;
 pub mod clients;
 pub mod grants;
+pub mod idp_metadata;
 pub mod logins;
 pub mod refresh;
 pub mod schema;

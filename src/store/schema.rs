@@ -186,6 +186,15 @@ diesel::joinable!(refresh_tokens -> users (user_id));
 diesel::joinable!(admin_sessions -> users (user_id));
 
 diesel::table! {
+    idp_metadata (connection_id) {
+        connection_id -> Text,
+        source_url -> Text,
+        xml -> Text,
+        fetched_at -> BigInt,
+    }
+}
+
+diesel::table! {
     sp_signing_keys (connection_id) {
         connection_id -> Text,
         key_pem -> Text,

@@ -977,8 +977,9 @@ async fn connection_handler(
     let st = state.clone();
     let s = state
         .db(move |c| {
-            let connection = st.cfg.connection(&id).ok_or(console::ConsoleError::NotFound)?;
-            console::connections::status(c, connection)
+            let connection =
+                st.live_connection(st.cfg.connection(&id).ok_or(console::ConsoleError::NotFound)?);
+            console::connections::status(c, &connection)
         })
         .await?;
     let c = &s.connection;

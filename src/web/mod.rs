@@ -19,7 +19,7 @@ pub use ops::{
 pub use views::Views;
 
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::config::{Config, Connection};
 use crate::oidc::keys::{self, KeyLife, KeyState, SigningAlg, StoredKey};
 use crate::oidc::KeySet;
 use crate::store::{self, DbConnection, DbPool};
@@ -42,6 +42,8 @@ pub struct AppState {
     pub metrics: Arc<crate::ops::Metrics>,
     /// Per-address rate limits (in memory, per instance).
     pub limits: Arc<crate::ops::RateLimits>,
+    /// IdP metadata refreshed from `metadata_url` since the start (see `live_connection`).
+    pub trust: Arc<crate::flow::trust::LiveTrust>,
     /// What the last `/readyz` answered, so only changes are logged.
     ready: Arc<AtomicBool>,
     /// The signing keys with the documents that describe them. Shared by every clone and
@@ -78,8 +80,13 @@ impl AppState {
         demo: Option<DemoState>,
     ) -> Result<Self, WebError> {
         let mut conn = pool.get().map_err(|e| WebError::internal(&e))?;
+        crate::flow::trust::load_at_start(&mut conn, &mut cfg, clock.now()).map_err(|e| {
+            tracing::error!(error = %e, "cannot load IdP metadata");
+            WebError::internal(&e)
+        })?;
         crate::flow::sp_keys::ensure_signing_keys(&mut conn, &mut cfg, clock.now())
             .map_err(|e| WebError::internal(&e))?;
+        crate::flow::trust::warn_expiring(&cfg, clock.now());
         let keys = load_or_create_keys(&mut conn, clock.now(), cfg.signing_alg)
             .map_err(|e| WebError::internal(&e))?;
         if keys.current_alg() != cfg.signing_alg {
@@ -100,6 +107,7 @@ impl AppState {
             metrics: Arc::new(metrics),
             limits: Arc::new(limits),
             ready: Arc::new(AtomicBool::new(true)),
+            trust: Arc::new(crate::flow::trust::LiveTrust::default()),
             published: Arc::new(RwLock::new(Arc::new(published))),
             cfg: Arc::new(cfg),
             pool,
@@ -154,6 +162,42 @@ impl AppState {
             Err(poisoned) => *poisoned.into_inner() = published,
         }
         Ok(true)
+    }
+
+    /// The connection as logins must see it now: with its refreshed IdP metadata when it has a
+    /// `metadata_url` whose content changed since the start (a copy only then).
+    pub fn live_connection<'a>(&self, c: &'a Connection) -> std::borrow::Cow<'a, Connection> {
+        match self.trust.get(&c.id) {
+            None => std::borrow::Cow::Borrowed(c),
+            Some(idp) => {
+                let mut live = c.clone();
+                live.sp.idp = (*idp).clone();
+                std::borrow::Cow::Owned(live)
+            }
+        }
+    }
+
+    /// Refreshes every `metadata_url` connection once; returns how many changed.
+    pub async fn refresh_trust(&self) -> Result<usize, WebError> {
+        let mut changed = 0;
+        for c in self.cfg.connections.iter().filter(|c| c.metadata_url.is_some()) {
+            let st = self.clone();
+            let id = c.id.clone();
+            let now = self.clock.now();
+            let fresh = self
+                .db(move |conn| {
+                    let Some(c) = st.cfg.connection(&id) else { return Ok(None) };
+                    let current = st.live_connection(c).sp.idp.clone();
+                    crate::flow::trust::refresh(conn, c, &current, now).map_err(|e| WebError::internal(&e))
+                })
+                .await?;
+            if let Some(metadata) = fresh {
+                tracing::info!(connection = %c.id, "IdP metadata changed; now trusting the refreshed copy");
+                self.trust.set(&c.id, metadata);
+                changed += 1;
+            }
+        }
+        Ok(changed)
     }
 
     /// `reload_keys` off the async workers; what the periodic refresh (and tests) call.
@@ -339,6 +383,31 @@ pub fn spawn_key_refresh(state: AppState) -> actix_web::rt::task::JoinHandle<()>
             if let Err(e) = state.refresh_keys().await {
                 tracing::warn!(error = %e, "signing key refresh failed; still serving the previous keys");
             }
+        }
+    })
+}
+
+/// Refreshes `metadata_url` connections on their schedule (the shortest one configured).
+pub fn spawn_trust_refresh(state: AppState) -> actix_web::rt::task::JoinHandle<()> {
+    actix_web::rt::spawn(async move {
+        let Some(period) = state
+            .cfg
+            .connections
+            .iter()
+            .filter_map(|c| c.metadata_url.as_ref().and_then(|m| m.refresh.to_std().ok()))
+            .min()
+        else {
+            return;
+        };
+        let mut tick = actix_web::rt::time::interval(period);
+        // The first tick is immediate and the metadata was just loaded.
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            if let Err(e) = state.refresh_trust().await {
+                tracing::warn!(error = %e, "IdP metadata refresh failed; still trusting the previous copy");
+            }
+            crate::flow::trust::warn_expiring(&state.cfg, state.clock.now());
         }
     })
 }

@@ -258,7 +258,8 @@ fn authorize_step(
         Route::Connection(connection) => {
             let new_browser = browser.is_none().then(|| oidc::random_token(32));
             let bound = browser.as_deref().or(new_browser.as_deref()).unwrap_or_default();
-            let start = flow::start_login(db.conn()?, cfg, connection, &valid, bound, now)?;
+            let connection = state.live_connection(connection);
+            let start = flow::start_login(db.conn()?, cfg, &connection, &valid, bound, now)?;
             Ok(AuthorizeStep::Start { start, browser: new_browser })
         }
         Route::Picker { unknown_domain } => Ok(AuthorizeStep::Picker { unknown_domain }),

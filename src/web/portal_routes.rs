@@ -152,8 +152,8 @@ pub(super) async fn start_broker_login(
     let (st, b, id) = (state.clone(), browser.clone(), connection_id.to_string());
     let start = state
         .db(move |c| {
-            let connection = st.cfg.connection(&id).ok_or(WebError::NotFound)?;
-            flow::start_broker_login(c, &st.cfg, connection, page, &b, now).map_err(WebError::from)
+            let connection = st.live_connection(st.cfg.connection(&id).ok_or(WebError::NotFound)?);
+            flow::start_broker_login(c, &st.cfg, &connection, page, &b, now).map_err(WebError::from)
         })
         .await?;
     let mut resp = match start {

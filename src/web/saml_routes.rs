@@ -57,8 +57,9 @@ async fn acs_handler(
             let Some(connection) = st.cfg.connection(&connection_id) else { return Err(WebError::NotFound) };
             // Validation (parsing, xmlsec) comes before the connection is taken: a flood of
             // expensive bad responses must not starve logins of connections.
-            let validated = crate::saml::validate_post_response(&connection.sp, &saml_response, now)
-                .map_err(FlowError::from);
+            let live = st.live_connection(connection);
+            let validated =
+                crate::saml::validate_post_response(&live.sp, &saml_response, now).map_err(FlowError::from);
             let c = db.conn()?;
             let result = validated.and_then(|assertion| {
                 let input = FinishInput {

@@ -79,11 +79,8 @@ pub fn client(path: &Path, command: ClientCommand) -> anyhow::Result<()> {
             refresh_tokens,
             launch_url,
         } => {
-            if client_id.is_empty()
-                || client_id.len() > 128
-                || client_id.chars().any(|c| c.is_control() || c.is_whitespace())
-            {
-                bail!("a client id is 1-128 characters without spaces");
+            if let Err(reason) = crate::config::check_client_id(&client_id) {
+                bail!("{reason}");
             }
             if cfg.client(&client_id).is_some() || store::clients::by_id(&mut conn, &client_id)?.is_some() {
                 bail!("client {client_id:?} already exists");

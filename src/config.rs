@@ -400,6 +400,8 @@ pub struct Connection {
     pub idp_initiated_client: Option<String>,
     /// Where the IdP metadata comes from when it is fetched rather than a file.
     pub metadata_url: Option<MetadataUrl>,
+    /// The metadata file (resolved), when the metadata comes from one.
+    pub metadata_file: Option<PathBuf>,
     pub sp: SpSettings,
     pub policy: Policy,
 }
@@ -552,6 +554,21 @@ pub fn check_redirect_uri(u: &str) -> Result<(), String> {
 }
 
 /// A portal launch link: an absolute http(s) URL (a `javascript:` link would run in the portal).
+/// Client ids appear in URL paths (`/admin/clients/<id>`) and forms: letters, digits and
+/// `- _ . : @` only, so an id can never turn a link into another path.
+pub fn check_client_id(id: &str) -> Result<(), String> {
+    let ok = !id.is_empty()
+        && id.len() <= 128
+        && id != "."
+        && id != ".."
+        && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '@'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{id:?}: a client id is 1-128 letters, digits or - _ . : @"))
+    }
+}
+
 pub fn check_launch_url(u: &str) -> Result<(), String> {
     let parsed = url::Url::parse(u).map_err(|e| e.to_string())?;
     if !matches!(parsed.scheme(), "http" | "https") {
@@ -714,59 +731,68 @@ pub fn validate(raw: FileConfig, file: &str, base_dir: &Path) -> Result<Config, 
         if connections.iter().any(|o| o.id == c.id) {
             return Err(err(&key("id"), format!("duplicate connection id {:?}", c.id)));
         }
-        let (idp, metadata_url) = match (&c.metadata_url, c.metadata_file.as_os_str().is_empty()) {
-            (None, true) => {
-                return Err(err(&key("metadata_file"), "set metadata_file or metadata_url".into()));
-            }
-            (Some(_), false) => {
-                return Err(err(&key("metadata_url"), "set metadata_file or metadata_url, not both".into()));
-            }
-            (None, false) => {
-                let metadata_path = if c.metadata_file.is_absolute() {
-                    c.metadata_file.clone()
-                } else {
-                    base_dir.join(&c.metadata_file)
-                };
-                let xml = std::fs::read_to_string(&metadata_path)
-                    .map_err(|e| err(&key("metadata_file"), format!("{}: {e}", metadata_path.display())))?;
-                let idp: IdpMetadata = crate::saml::parse_idp_metadata(&xml)
-                    .map_err(|e| err(&key("metadata_file"), format!("{}: {e}", metadata_path.display())))?;
-                if idp.signing_certs.is_empty() {
-                    // samael verifies nothing when it finds no signing key; refuse to start instead.
-                    return Err(err(&key("metadata_file"), "IdP metadata has no signing certificate".into()));
+        let (idp, metadata_url, metadata_file) =
+            match (&c.metadata_url, c.metadata_file.as_os_str().is_empty()) {
+                (None, true) => {
+                    return Err(err(&key("metadata_file"), "set metadata_file or metadata_url".into()));
                 }
-                (idp, None)
-            }
-            (Some(url), true) => {
-                let parsed =
-                    url::Url::parse(url).map_err(|e| err(&key("metadata_url"), format!("{url:?}: {e}")))?;
-                // Plain http only to this machine (tests, a sidecar): metadata is the trust anchor.
-                let loopback = matches!(parsed.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
-                if parsed.scheme() != "https" && !(parsed.scheme() == "http" && loopback) {
-                    return Err(err(&key("metadata_url"), format!("{url:?}: must be an https URL")));
-                }
-                if !(60..=7 * 86400).contains(&c.metadata_refresh_seconds) {
+                (Some(_), false) => {
                     return Err(err(
-                        &key("metadata_refresh_seconds"),
-                        "must be between 60 and 604800".into(),
+                        &key("metadata_url"),
+                        "set metadata_file or metadata_url, not both".into(),
                     ));
                 }
-                // Filled from the fetched (or stored) copy before the server starts
-                // (flow::trust::load_at_start); nothing reads it before then.
-                let pending = IdpMetadata {
-                    entity_id: String::new(),
-                    sso_url: String::new(),
-                    sso_binding: crate::saml::SsoBinding::Redirect,
-                    signing_certs: Vec::new(),
-                    want_authn_requests_signed: false,
-                };
-                let source = MetadataUrl {
-                    url: url.clone(),
-                    refresh: chrono::Duration::seconds(c.metadata_refresh_seconds as i64),
-                };
-                (pending, Some(source))
-            }
-        };
+                (None, false) => {
+                    let metadata_path = if c.metadata_file.is_absolute() {
+                        c.metadata_file.clone()
+                    } else {
+                        base_dir.join(&c.metadata_file)
+                    };
+                    let xml = std::fs::read_to_string(&metadata_path).map_err(|e| {
+                        err(&key("metadata_file"), format!("{}: {e}", metadata_path.display()))
+                    })?;
+                    let idp: IdpMetadata = crate::saml::parse_idp_metadata(&xml).map_err(|e| {
+                        err(&key("metadata_file"), format!("{}: {e}", metadata_path.display()))
+                    })?;
+                    if idp.signing_certs.is_empty() {
+                        // samael verifies nothing when it finds no signing key; refuse to start instead.
+                        return Err(err(
+                            &key("metadata_file"),
+                            "IdP metadata has no signing certificate".into(),
+                        ));
+                    }
+                    (idp, None, Some(metadata_path))
+                }
+                (Some(url), true) => {
+                    let parsed = url::Url::parse(url)
+                        .map_err(|e| err(&key("metadata_url"), format!("{url:?}: {e}")))?;
+                    // Plain http only to this machine (tests, a sidecar): metadata is the trust anchor.
+                    let loopback = matches!(parsed.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
+                    if parsed.scheme() != "https" && !(parsed.scheme() == "http" && loopback) {
+                        return Err(err(&key("metadata_url"), format!("{url:?}: must be an https URL")));
+                    }
+                    if !(60..=7 * 86400).contains(&c.metadata_refresh_seconds) {
+                        return Err(err(
+                            &key("metadata_refresh_seconds"),
+                            "must be between 60 and 604800".into(),
+                        ));
+                    }
+                    // Filled from the fetched (or stored) copy before the server starts
+                    // (flow::trust::load_at_start); nothing reads it before then.
+                    let pending = IdpMetadata {
+                        entity_id: String::new(),
+                        sso_url: String::new(),
+                        sso_binding: crate::saml::SsoBinding::Redirect,
+                        signing_certs: Vec::new(),
+                        want_authn_requests_signed: false,
+                    };
+                    let source = MetadataUrl {
+                        url: url.clone(),
+                        refresh: chrono::Duration::seconds(c.metadata_refresh_seconds as i64),
+                    };
+                    (pending, Some(source), None)
+                }
+            };
         if c.idp_initiated_client.is_some() && !c.allow_idp_initiated {
             return Err(err(&key("idp_initiated_client"), "needs allow_idp_initiated = true".into()));
         }
@@ -824,6 +850,7 @@ pub fn validate(raw: FileConfig, file: &str, base_dir: &Path) -> Result<Config, 
             sign_authn_requests: c.sign_authn_requests,
             idp_initiated_client: c.idp_initiated_client.clone(),
             metadata_url,
+            metadata_file,
             sp,
             policy,
         });
@@ -840,9 +867,7 @@ pub fn validate(raw: FileConfig, file: &str, base_dir: &Path) -> Result<Config, 
     let mut clients: Vec<Client> = Vec::new();
     for (i, c) in raw.clients.into_iter().enumerate() {
         let key = |k: &str| format!("clients[{i}].{k}");
-        if c.client_id.is_empty() || c.client_id.len() > 128 {
-            return Err(err(&key("client_id"), "must be 1-128 characters".into()));
-        }
+        check_client_id(&c.client_id).map_err(|r| err(&key("client_id"), r))?;
         if clients.iter().any(|o| o.client_id == c.client_id) {
             return Err(err(&key("client_id"), format!("duplicate client id {:?}", c.client_id)));
         }

@@ -174,7 +174,9 @@ const CSV_HEADER: [&str; 11] = [
 /// spreadsheet would run as a formula (`=`, `+`, `-`, `@`, tab, CR) gets a leading `'`.
 pub fn to_csv(events: &[AuditEvent]) -> String {
     let mut out = String::new();
-    push_row(&mut out, CSV_HEADER.iter().map(|s| s.to_string()));
+    // The header is ours: plain names, as spreadsheets and `csv` readers expect.
+    out.push_str(&CSV_HEADER.join(","));
+    out.push_str("\r\n");
     for e in events {
         let opt = |v: &Option<String>| v.clone().unwrap_or_default();
         push_row(
@@ -216,11 +218,9 @@ fn csv_cell(cell: &str) -> String {
     } else {
         cell.to_string()
     };
-    if neutral.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", neutral.replace('"', "\"\""))
-    } else {
-        neutral
-    }
+    // Always quoted: spreadsheets in `;`-separating locales would otherwise split an unquoted
+    // cell at `;` and read the rest as a formula.
+    format!("\"{}\"", neutral.replace('"', "\"\""))
 }
 
 #[cfg(test)]
@@ -229,10 +229,11 @@ mod tests {
 
     #[test]
     fn csv_quotes_and_neutralises_formulas() {
-        assert_eq!(csv_cell("plain"), "plain");
+        assert_eq!(csv_cell("plain"), "\"plain\"");
+        assert_eq!(csv_cell("a;=cmd|' /C calc'!A0"), "\"a;=cmd|' /C calc'!A0\"");
         assert_eq!(csv_cell("a,b"), "\"a,b\"");
         assert_eq!(csv_cell("say \"hi\""), "\"say \"\"hi\"\"\"");
-        assert_eq!(csv_cell("=cmd()"), "'=cmd()");
+        assert_eq!(csv_cell("=cmd()"), "\"'=cmd()\"");
         assert_eq!(csv_cell("line\nbreak"), "\"line\nbreak\"");
         assert_eq!(csv_cell("{\"a\":1}"), "\"{\"\"a\"\":1}\"");
     }

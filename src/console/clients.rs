@@ -65,9 +65,7 @@ pub fn create(
     now: DateTime<Utc>,
 ) -> Result<Option<Secret>, ConsoleError> {
     let id = new.client_id.trim().to_string();
-    if id.is_empty() || id.len() > 128 || id.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        return Err(ConsoleError::Invalid("a client id is 1-128 characters without spaces".into()));
-    }
+    crate::config::check_client_id(&id).map_err(ConsoleError::Invalid)?;
     if new.redirect_uris.is_empty() {
         return Err(ConsoleError::Invalid("at least one redirect URI is required".into()));
     }

@@ -1,6 +1,7 @@
-//! IdP trust for connections whose metadata comes from a URL: fetched at start and on a
-//! schedule, the last good copy kept in the database (used while the URL is down, and by every
-//! instance), every change of trusted certificates audited, expiring certificates warned about.
+//! IdP trust. Connections whose metadata comes from a URL: fetched at start and on a schedule,
+//! the last good copy kept in the database (used while the URL is down, and by every instance).
+//! Every connection: each change of trusted certificates audited (a metadata file is recorded at
+//! each start), expiring certificates warned about.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -67,11 +68,24 @@ pub fn fetch(url: &str) -> Result<String, String> {
             if resp.content_length().is_some_and(|n| n > MAX_METADATA_BYTES) {
                 return Err("metadata larger than 1 MiB".into());
             }
-            let mut body = Vec::new();
+            // The client timeout bounds each read, not the whole body: a server trickling a byte
+            // at a time must not hold the start (or every refresh) for days.
             use std::io::Read;
-            resp.take(MAX_METADATA_BYTES + 1).read_to_end(&mut body).map_err(|e| e.to_string())?;
-            if body.len() as u64 > MAX_METADATA_BYTES {
-                return Err("metadata larger than 1 MiB".into());
+            let deadline = std::time::Instant::now() + FETCH_TIMEOUT;
+            let mut resp = resp;
+            let (mut body, mut chunk) = (Vec::new(), [0u8; 16 * 1024]);
+            loop {
+                if std::time::Instant::now() > deadline {
+                    return Err(format!("metadata fetch took longer than {} s", FETCH_TIMEOUT.as_secs()));
+                }
+                let n = resp.read(&mut chunk).map_err(|e| e.to_string())?;
+                if n == 0 {
+                    break;
+                }
+                body.extend_from_slice(&chunk[..n]);
+                if body.len() as u64 > MAX_METADATA_BYTES {
+                    return Err("metadata larger than 1 MiB".into());
+                }
             }
             String::from_utf8(body).map_err(|_| "metadata is not UTF-8".to_string())
         })
@@ -168,6 +182,9 @@ pub fn load_at_start(
     now: DateTime<Utc>,
 ) -> Result<(), TrustError> {
     for c in cfg.connections.iter_mut() {
+        if let Some(path) = &c.metadata_file {
+            record_file(conn, c, path, now)?;
+        }
         let Some(source) = c.metadata_url.clone() else { continue };
         let metadata = match fetch_checked(&source.url) {
             Ok((xml, metadata)) => {
@@ -189,6 +206,24 @@ pub fn load_at_start(
             c.sp.sign_authn_requests = c.sp.idp.want_authn_requests_signed;
         }
     }
+    Ok(())
+}
+
+/// A metadata file is trusted as read at start; keeping a copy makes an edited file (a new or
+/// removed certificate) an audited trust change like a fetched one.
+fn record_file(
+    conn: &mut DbConnection,
+    c: &Connection,
+    path: &std::path::Path,
+    now: DateTime<Utc>,
+) -> Result<(), TrustError> {
+    let Ok(xml) = std::fs::read_to_string(path) else { return Ok(()) };
+    // Edited again since the configuration was read: the next start records it.
+    if parse(&xml).ok().as_ref().is_none_or(|m| !same_trust(m, &c.sp.idp)) {
+        return Ok(());
+    }
+    let source = format!("file:{}", path.display());
+    store_fetched(conn, c, &source, xml, &c.sp.idp.clone(), now, "start")?;
     Ok(())
 }
 

@@ -105,7 +105,8 @@ pub struct Metrics {
     pool: Family<PoolLabels, Gauge>,
     pool_max: Gauge,
     rate_limited: Family<LimitLabels, Counter>,
-    certs: Vec<CertExpiry>,
+    /// Replaced when a `metadata_url` refresh changes what is trusted.
+    certs: std::sync::RwLock<Vec<CertExpiry>>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -171,7 +172,7 @@ impl Metrics {
             pool,
             pool_max,
             rate_limited,
-            certs,
+            certs: std::sync::RwLock::new(certs),
         }
     }
 
@@ -218,9 +219,17 @@ impl Metrics {
         self.rate_limited.get_or_create(&LimitLabels { limit }).inc();
     }
 
+    /// The certificates now trusted; series of certificates no longer trusted go.
+    pub fn set_certificates(&self, certs: Vec<CertExpiry>) {
+        let mut current = self.certs.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        *current = certs;
+        self.cert_expiry.clear();
+    }
+
     /// The exposition: gauges are brought up to date at `now` first.
     pub fn encode(&self, now: i64, pool: PoolUsage) -> Result<String, std::fmt::Error> {
-        for c in &self.certs {
+        let certs = self.certs.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        for c in certs.iter() {
             let labels = CertLabels { connection: c.connection.clone(), cert: c.fingerprint.clone() };
             self.cert_expiry.get_or_create(&labels).set(c.not_after - now);
         }

@@ -358,7 +358,7 @@ async fn overview_handler(state: web::Data<AppState>, req: HttpRequest) -> Resul
     let session = admin(&state, &req).await?;
     let now = state.clock.now();
     let st = state.clone();
-    let o = state.db(move |c| console::overview::overview(c, &st.cfg, now)).await?;
+    let o = state.db(move |c| console::overview::overview(c, &st.live_config(), now)).await?;
     let page = OverviewPage {
         nav: nav(&session, "overview", None),
         users: o.users,
@@ -905,7 +905,7 @@ async fn connections_handler(state: web::Data<AppState>, req: HttpRequest) -> Re
     let session = admin(&state, &req).await?;
     let now = state.clock.now();
     let st = state.clone();
-    let all = state.db(move |c| console::connections::all(c, &st.cfg)).await?;
+    let all = state.db(move |c| console::connections::all(c, &st.live_config())).await?;
     let page = ConnectionsPage {
         nav: nav(&session, "connections", None),
         connections: all

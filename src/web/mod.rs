@@ -177,6 +177,21 @@ impl AppState {
         }
     }
 
+    /// The configuration with every connection's refreshed metadata (for certificate
+    /// monitoring and the console; a copy only when something was refreshed).
+    pub fn live_config(&self) -> std::borrow::Cow<'_, Config> {
+        if self.cfg.connections.iter().all(|c| self.trust.get(&c.id).is_none()) {
+            return std::borrow::Cow::Borrowed(&self.cfg);
+        }
+        let mut cfg = (*self.cfg).clone();
+        for c in cfg.connections.iter_mut() {
+            if let Some(idp) = self.trust.get(&c.id) {
+                c.sp.idp = (*idp).clone();
+            }
+        }
+        std::borrow::Cow::Owned(cfg)
+    }
+
     /// Refreshes every `metadata_url` connection once; returns how many changed.
     pub async fn refresh_trust(&self) -> Result<usize, WebError> {
         let mut changed = 0;
@@ -196,6 +211,10 @@ impl AppState {
                 self.trust.set(&c.id, metadata);
                 changed += 1;
             }
+        }
+        if changed > 0 {
+            let certs = crate::ops::Metrics::certificates(&self.live_config());
+            self.metrics.set_certificates(certs);
         }
         Ok(changed)
     }
@@ -407,7 +426,7 @@ pub fn spawn_trust_refresh(state: AppState) -> actix_web::rt::task::JoinHandle<(
             if let Err(e) = state.refresh_trust().await {
                 tracing::warn!(error = %e, "IdP metadata refresh failed; still trusting the previous copy");
             }
-            crate::flow::trust::warn_expiring(&state.cfg, state.clock.now());
+            crate::flow::trust::warn_expiring(&state.live_config(), state.clock.now());
         }
     })
 }

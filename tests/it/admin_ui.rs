@@ -168,7 +168,9 @@ async fn admin_journey(b: Backend) -> TestResult {
         Some("id,time,kind,user_id,connection_id,client_id,ip,user_agent,reason,actor,detail")
     );
     assert!(
-        csv.contains(",user.disabled,") && csv.contains(",user_disabled,") && csv.contains("local:alice"),
+        csv.contains(",\"user.disabled\",")
+            && csv.contains(",\"user_disabled\",")
+            && csv.contains("local:alice"),
         "{csv}"
     );
     let jsonl = admin

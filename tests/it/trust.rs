@@ -213,3 +213,42 @@ fn connection_refresh_command() -> TestResult {
     assert!(String::from_utf8_lossy(&out.stderr).contains("connections[0].metadata_url"));
     Ok(())
 }
+
+async fn file_changes(backend: Backend) -> TestResult {
+    let app = app(backend).start().await?;
+    let trust_rows = |app: &TestApp| -> Result<Vec<serde_json::Value>, Box<dyn std::error::Error>> {
+        Ok(app
+            .audit()?
+            .into_iter()
+            .filter(|e| e.kind == "trust.changed")
+            .map(|e| serde_json::from_str(&e.detail))
+            .collect::<Result<_, _>>()?)
+    };
+    let rows = trust_rows(&app)?;
+    assert_eq!(rows.len(), 1, "the first start records the file's trust");
+    assert_eq!(rows[0]["first_copy"], true);
+
+    // A restart with the same file changes nothing.
+    let restart =
+        |cfg: ssobroker::config::Config| -> Result<ssobroker::web::AppState, Box<dyn std::error::Error>> {
+            let pool = ssobroker::store::connect(&cfg.database, 2)?;
+            Ok(ssobroker::web::AppState::new(cfg, pool, Arc::new(app.clock.clone()), None)?)
+        };
+    restart((*app.cfg).clone())?;
+    assert_eq!(trust_rows(&app)?.len(), 1);
+
+    // The admin adds the IdP's next certificate to the file: the next start audits it.
+    let path = app.connection().metadata_file.clone().ok_or("no metadata file")?;
+    let next = DevIdp::generate("https://idp.test/metadata", "https://idp.test/sso")?;
+    let edited = with_second_cert(&std::fs::read_to_string(&path)?, &next);
+    std::fs::write(&path, &edited)?;
+    let mut cfg = (*app.cfg).clone();
+    cfg.connections[0].sp.idp = ssobroker::saml::parse_idp_metadata(&edited)?;
+    restart(cfg)?;
+    let rows = trust_rows(&app)?;
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[1]["certs_added"].as_array().map(Vec::len), Some(1), "{}", rows[1]);
+    assert!(rows[1]["source"].as_str().is_some_and(|s| s.starts_with("file:")));
+    Ok(())
+}
+both_backends!(metadata_file_changes_are_audited, file_changes);

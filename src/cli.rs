@@ -198,6 +198,17 @@ pub fn demo(listen: &str, data_dir: &Path) -> anyhow::Result<()> {
     let raw = demo_config(listen, data_dir, &idp, &secret)?;
     let cfg = config::validate(raw, "(demo)", data_dir).map_err(|e| anyhow::anyhow!("{e}"))?;
     let admin_password = demo_admin(&cfg)?;
+    // The CLI (`user`, `admin`, `audit`, …) needs a config file; this one names the demo's
+    // database with an absolute path, so it works from any directory.
+    let db = std::fs::canonicalize(data_dir)
+        .with_context(|| format!("resolve {}", data_dir.display()))?
+        .join("ssobroker.db");
+    let cli_config = data_dir.join("cli.toml");
+    std::fs::write(
+        &cli_config,
+        format!("# Written by `ssobroker demo`: the CLI on the demo database.\nissuer = \"{issuer}\"\ndatabase_url = \"sqlite://{}\"\n", db.display()),
+    )
+    .with_context(|| format!("write {}", cli_config.display()))?;
     let demo = DemoState {
         idp,
         connection_id: "dev-idp".into(),
@@ -215,6 +226,7 @@ pub fn demo(listen: &str, data_dir: &Path) -> anyhow::Result<()> {
     println!("    name: {DEMO_ADMIN}   password: {admin_password}   (new on every start)");
     println!("    or sign in through the development IdP with the group IT-Admins.");
     println!("  User portal:   {issuer}/");
+    println!("  CLI on this database: target/debug/ssobroker user list --config {}", cli_config.display());
     println!();
     run(cfg, Some(demo))
 }

@@ -108,13 +108,14 @@ async fn acs_handler(
         Ok(Err((_, reason))) => state.metrics.login(&counted, LoginResult::Refused, reason),
     }
     match outcome? {
-        Err((reference, _)) => Err(WebError::Page {
+        Err((reference, reason)) => Err(WebError::Page {
             status: StatusCode::FORBIDDEN,
             title: "Sign-in failed",
-            message: "Your identity provider's response could not be accepted. Try again from your application; if it keeps failing, give your administrator the reference below.".into(),
+            message: refusal_message(reason).into(),
             reference: Some(reference),
         }),
-        Ok(LoginOutcome::Code { redirect, session, .. }) | Ok(LoginOutcome::AccessDenied { redirect, session, .. }) => {
+        Ok(LoginOutcome::Code { redirect, session, .. })
+        | Ok(LoginOutcome::AccessDenied { redirect, session, .. }) => {
             let mut resp = found(&redirect);
             resp.add_cookie(&session_cookie(&state, session)).map_err(|e| WebError::internal(&e))?;
             Ok(resp)
@@ -124,5 +125,25 @@ async fn acs_handler(
             resp.add_cookie(&session_cookie(&state, session)).map_err(|e| WebError::internal(&e))?;
             Ok(resp)
         }
+    }
+}
+
+/// The refusal page's text: an account the broker's rules turn away is told so (which rule stays
+/// in the audit log, found by the reference); anything else is the IdP's response.
+fn refusal_message(reason: &str) -> &'static str {
+    const ACCOUNT: &[&str] = &[
+        "user_disabled",
+        "domain_not_allowed",
+        "not_provisioned",
+        "email_conflict",
+        "email_missing",
+        "transient_name_id",
+        "subject_missing",
+        "mfa_required",
+    ];
+    if ACCOUNT.contains(&reason) {
+        "Your account cannot sign in here. Ask your administrator for access and give them the reference below."
+    } else {
+        "Your identity provider's response could not be accepted. Try again from your application; if it keeps failing, give your administrator the reference below."
     }
 }

@@ -124,5 +124,14 @@ async fn demo_login_end_to_end() -> TestResult {
     assert!(page.contains("\"engineer\""), "role from the Engineering group: {page}");
     assert!(page.contains("\"sub\""));
     assert!(dir.path().join("data/demo/ssobroker.db").exists(), "SQLite under the default data dir");
+    // The CLI config the demo writes works from any directory (README's admin steps use it).
+    let cli = dir.path().join("data/demo/cli.toml");
+    let out = Command::new(env!("CARGO_BIN_EXE_ssobroker"))
+        .args(["user", "list", "--config"])
+        .arg(&cli)
+        .current_dir(std::env::temp_dir())
+        .output()?;
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && listed.contains("grace@example.com"), "{listed}");
     Ok(())
 }

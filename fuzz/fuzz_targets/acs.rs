@@ -19,7 +19,7 @@ use std::sync::OnceLock;
 use base64::Engine;
 use chrono::{DateTime, Duration, Utc};
 use libfuzzer_sys::fuzz_target;
-use ssobroker::saml::{validate_post_response, IdpMetadata, SpSettings, SsoBinding};
+use ssobroker::saml::{validate_post_response, DecryptionKey, IdpMetadata, SpSettings, SsoBinding};
 
 // Must agree with src/saml/fuzz_seeds.rs, which signs the seeds.
 const SP_ENTITY: &str = "https://broker.example/saml/fuzz/metadata";
@@ -34,6 +34,8 @@ const SIGNED_VALUES: &[&str] = &["alice@example.com", "Engineering", "IT Admins"
 
 /// The dev IdP certificate the seeds were signed with (public; the key is not kept).
 const IDP_CERT_DER: &[u8] = include_bytes!("../keys/idp-cert.der");
+/// The SP key the encrypted seeds are encrypted to. Generated for fuzzing, used nowhere else.
+const SP_KEY_PEM: &[u8] = include_bytes!("../keys/sp-key.pem");
 
 fn settings() -> &'static SpSettings {
     static SP: OnceLock<SpSettings> = OnceLock::new();
@@ -45,6 +47,7 @@ fn settings() -> &'static SpSettings {
             sso_url: IDP_SSO.into(),
             sso_binding: SsoBinding::Redirect,
             signing_certs: vec![IDP_CERT_DER.to_vec()],
+            want_authn_requests_signed: false,
         },
         // The wider configuration: with SHA-1 allowed, samael's own algorithm allow-list is off
         // and the broker's policy module is the only one.
@@ -52,6 +55,12 @@ fn settings() -> &'static SpSettings {
         clock_skew: Duration::seconds(60),
         max_response_bytes: 256 * 1024,
         requested_authn_context: vec![],
+        // Encrypted seeds include an unsigned Response around an encrypted, signed Assertion:
+        // decryption then runs before any signature check, on whatever the fuzzer made of it.
+        decryption_keys: vec![DecryptionKey::from_pem(SP_KEY_PEM).expect("fuzz/keys/sp-key.pem")],
+        encryption_cert: None,
+        sign_authn_requests: false,
+        signing_key: None,
     })
 }
 

@@ -1,7 +1,8 @@
 //! The fuzz target's seed corpus (`fuzz/seeds/acs/`) and the checks that keep it honest.
 //!
 //! `write_fuzz_seeds` (ignored; run by hand, see fuzz/README.md) signs fresh responses with a new
-//! dev IdP key and writes them with that IdP's certificate (`fuzz/keys/idp-cert.der`). The
+//! dev IdP key and writes them with that IdP's certificate (`fuzz/keys/idp-cert.der`) and the
+//! fuzz-only SP key the encrypted ones are encrypted to (`fuzz/keys/sp-key.pem`). The
 //! other tests run the committed seeds through the fuzz target's settings, so a seed that no
 //! longer reaches the stage it was written for shows up in `cargo test`, not as a silently
 //! weaker fuzz run. The names and constants here must agree with `fuzz/fuzz_targets/acs.rs`.
@@ -14,7 +15,7 @@ use base64::Engine;
 use chrono::{DateTime, Duration, Utc};
 
 use super::*;
-use crate::devidp::{DevIdp, ResponseSpec, SigAlg, SignMode};
+use crate::devidp::{DevIdp, Encryption, ResponseSpec, SigAlg, SignMode};
 
 type TestResult = Result<(), Box<dyn Error>>;
 /// A seed's file name and bytes.
@@ -41,6 +42,7 @@ fn seeds_dir() -> PathBuf {
 /// The fuzz target's settings, with the committed certificate.
 fn fuzz_sp() -> Result<SpSettings, Box<dyn Error>> {
     let cert = std::fs::read(fuzz_dir().join("keys").join("idp-cert.der"))?;
+    let key = DecryptionKey::from_pem(&std::fs::read(fuzz_dir().join("keys").join("sp-key.pem"))?)?;
     Ok(SpSettings {
         entity_id: SP_ENTITY.into(),
         acs_url: ACS.into(),
@@ -49,11 +51,16 @@ fn fuzz_sp() -> Result<SpSettings, Box<dyn Error>> {
             sso_url: IDP_SSO.into(),
             sso_binding: SsoBinding::Redirect,
             signing_certs: vec![cert],
+            want_authn_requests_signed: false,
         },
         allow_sha1: true,
         clock_skew: Duration::seconds(60),
         max_response_bytes: 256 * 1024,
         requested_authn_context: vec![],
+        decryption_keys: vec![key],
+        encryption_cert: None,
+        sign_authn_requests: false,
+        signing_key: None,
     })
 }
 
@@ -105,7 +112,7 @@ fn spec(idp: &DevIdp, mode: SignMode) -> ResponseSpec {
 
 /// Every seed: file name and bytes. Names starting with `ok-` must be accepted by the fuzz
 /// target's settings; the rest must be refused.
-fn build_seeds(idp: &DevIdp) -> Result<Vec<Seed>, Box<dyn Error>> {
+fn build_seeds(idp: &DevIdp, sp_public_der: &[u8]) -> Result<Vec<Seed>, Box<dyn Error>> {
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s).into_bytes();
     let mut seeds: Vec<Seed> = Vec::new();
     let mut add = |name: &str, xml: String| seeds.push((name.to_string(), xml.into_bytes()));
@@ -135,6 +142,25 @@ fn build_seeds(idp: &DevIdp) -> Result<Vec<Seed>, Box<dyn Error>> {
     s.destination = None;
     add("ok-minimal-response-signed.xml", idp.sign_response(&s)?);
     add("ok-bom.xml", format!("\u{feff}{assertion}"));
+
+    // Encrypted: the inner-signed ones (the ADFS / Shibboleth / Okta default) are decrypted
+    // before any signature is checked; CBC and GCM both.
+    let encryption = |gcm| Some(Encryption { public_key_der: sp_public_der.to_vec(), gcm });
+    for (name, mode, gcm) in [
+        ("ok-enc-assertion-signed-cbc.xml", SignMode::Assertion, false),
+        ("ok-enc-assertion-signed-gcm.xml", SignMode::Assertion, true),
+        ("ok-enc-response-signed-gcm.xml", SignMode::Response, true),
+        ("ok-enc-both-signed-cbc.xml", SignMode::Both, false),
+        ("enc-unsigned.xml", SignMode::Unsigned, true),
+    ] {
+        let mut s = spec(idp, mode);
+        s.encryption = encryption(gcm);
+        add(name, idp.sign_response(&s)?);
+    }
+    let other = openssl::rsa::Rsa::generate(2048)?.public_key_to_der()?;
+    let mut s = spec(idp, SignMode::Assertion);
+    s.encryption = Some(Encryption { public_key_der: other, gcm: false });
+    add("enc-other-key.xml", idp.sign_response(&s)?);
 
     add("unsigned.xml", idp.sign_response(&spec(idp, SignMode::Unsigned))?);
     let mut s = spec(idp, SignMode::Response);
@@ -216,7 +242,7 @@ fn build_seeds(idp: &DevIdp) -> Result<Vec<Seed>, Box<dyn Error>> {
     });
     add("latin1-declaration.xml", format!("<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?>{body}"));
     add(
-        "encrypted-assertion.xml",
+        "enc-empty-data.xml",
         format!(
             "{}<saml:EncryptedAssertion><xenc:EncryptedData xmlns:xenc=\"http://www.w3.org/2001/04/xmlenc#\"/></saml:EncryptedAssertion>{}",
             &response[..span(&response, "<saml:Assertion", "</saml:Assertion>")?.0],
@@ -263,7 +289,10 @@ fn write_fuzz_seeds() -> TestResult {
     std::fs::create_dir_all(&dir)?;
     std::fs::create_dir_all(fuzz_dir().join("keys"))?;
     std::fs::write(fuzz_dir().join("keys").join("idp-cert.der"), idp.cert_der())?;
-    for (name, bytes) in build_seeds(&idp)? {
+    let sp_key_pem = openssl::rsa::Rsa::generate(2048)?.private_key_to_pem()?;
+    std::fs::write(fuzz_dir().join("keys").join("sp-key.pem"), &sp_key_pem)?;
+    let sp_public_der = DecryptionKey::from_pem(&sp_key_pem)?.public_key_der();
+    for (name, bytes) in build_seeds(&idp, &sp_public_der)? {
         std::fs::write(dir.join(name), bytes)?;
     }
     Ok(())

@@ -568,6 +568,28 @@ fn sha1_only_when_allowed() -> TestResult {
     Ok(())
 }
 
+/// Found with the fuzz target: one start tag with tens of thousands of attributes, inside the size limit,
+/// took roxmltree about a minute (its duplicate-attribute check is quadratic). The prescan now
+/// refuses it before any parser builds a tree.
+#[test]
+fn refuses_start_tag_with_too_many_attributes_quickly() -> TestResult {
+    let (sp, _, xml) = signed(SignMode::Assertion)?;
+    let attributes: String = (0..20_000).map(|i| format!(" a{i:05}=\"\"")).collect();
+    let forged = replace_once(&xml, "<samlp:Response ", &format!("<samlp:Response{attributes} "))?;
+    assert!(forged.len() < sp.max_response_bytes);
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&forged);
+    let started = std::time::Instant::now();
+    let err = refused(validate_post_response(&sp, &b64, now()))?;
+    assert!(matches!(err.reason(), Some(Reason::Malformed)), "{err}");
+    assert!(err.to_string().contains("attributes on one element"), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "took {:?}", started.elapsed());
+    // 64 attributes on one element are still fine (the signed Response carries a handful).
+    let few: String = (0..50).map(|i| format!(" xmlns:p{i}=\"urn:x:{i}\"")).collect();
+    let ok = replace_once(&xml, "<samlp:Response ", &format!("<samlp:Response{few} "))?;
+    validate_response_xml(&sp, &ok, now())?;
+    Ok(())
+}
+
 #[test]
 fn refuses_oversized() -> TestResult {
     let (sp, _, xml) = signed(SignMode::Assertion)?;

@@ -12,6 +12,8 @@ mod validate;
 pub(crate) mod xml;
 
 #[cfg(test)]
+mod fuzz_seeds;
+#[cfg(test)]
 mod tests;
 
 pub use decrypt::{encrypt_for_tests, DecryptionKey};

@@ -568,6 +568,58 @@ fn sha1_only_when_allowed() -> TestResult {
     Ok(())
 }
 
+/// Found with the fuzz target: one start tag with tens of thousands of attributes, inside the size limit,
+/// took roxmltree about a minute (its duplicate-attribute check is quadratic). The prescan now
+/// refuses it before any parser builds a tree.
+#[test]
+fn refuses_start_tag_with_too_many_attributes_quickly() -> TestResult {
+    let (sp, _, xml) = signed(SignMode::Assertion)?;
+    let attributes: String = (0..20_000).map(|i| format!(" a{i:05}=\"\"")).collect();
+    let forged = replace_once(&xml, "<samlp:Response ", &format!("<samlp:Response{attributes} "))?;
+    assert!(forged.len() < sp.max_response_bytes);
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&forged);
+    let started = std::time::Instant::now();
+    let err = refused(validate_post_response(&sp, &b64, now()))?;
+    assert!(matches!(err.reason(), Some(Reason::Malformed)), "{err}");
+    assert!(err.to_string().contains("attributes on one element"), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "took {:?}", started.elapsed());
+    // 64 attributes on one element are still fine (the signed Response carries a handful).
+    let few: String = (0..50).map(|i| format!(" xmlns:p{i}=\"urn:x:{i}\"")).collect();
+    let ok = replace_once(&xml, "<samlp:Response ", &format!("<samlp:Response{few} "))?;
+    validate_response_xml(&sp, &ok, now())?;
+    Ok(())
+}
+
+/// Found by fuzzing with LeakSanitizer: with only the Assertion signed, samael never freed the
+/// Response wrapper it unlinks, so a response padded with unsigned elements leaked megabytes a
+/// call (a DoS for anyone holding one validly signed response, expired or not).
+#[cfg(target_os = "linux")]
+#[test]
+fn assertion_signed_validation_does_not_leak_the_wrapper() -> TestResult {
+    fn rss_kib() -> Result<u64, Box<dyn Error>> {
+        let status = std::fs::read_to_string("/proc/self/status")?;
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).ok_or("no VmRSS")?;
+        Ok(line.split_whitespace().nth(1).ok_or("VmRSS value")?.parse()?)
+    }
+    let (sp, _, xml) = signed(SignMode::Assertion)?;
+    let padding: String = (0..5_000).map(|i| format!("<x ID=\"_p{i}\"/>")).collect();
+    let padded = replace_once(
+        &xml,
+        "<samlp:Status>",
+        &format!("<samlp:Extensions>{padding}</samlp:Extensions><samlp:Status>"),
+    )?;
+    validate_response_xml(&sp, &padded, now())?;
+    let before = rss_kib()?;
+    for _ in 0..40 {
+        validate_response_xml(&sp, &padded, now())?;
+    }
+    // The leak was about 1.7 MB a call here (68 MB in all); what remains is allocator noise and
+    // the other tests running alongside.
+    let grown = rss_kib()?.saturating_sub(before);
+    assert!(grown < 32 * 1024, "RSS grew by {grown} KiB over 40 validations");
+    Ok(())
+}
+
 #[test]
 fn refuses_oversized() -> TestResult {
     let (sp, _, xml) = signed(SignMode::Assertion)?;

@@ -45,6 +45,11 @@ pub(crate) fn escape(value: &str) -> String {
 /// Deepest element nesting accepted. SAML documents are about a dozen levels deep; roxmltree
 /// recurses per level, so unbounded depth would overflow the stack of the worker thread.
 const MAX_DEPTH: usize = 64;
+/// Most attributes (namespace declarations included) accepted on one element. roxmltree checks
+/// each attribute against every earlier one of its element, so a quarter-megabyte start tag of
+/// 23,000 attributes cost about a minute of CPU (found with a hand-made input run through the
+/// fuzz target). SAML elements carry fewer than a dozen.
+const MAX_ATTRIBUTES: usize = 64;
 /// Most `xmlns` declarations accepted in one document. roxmltree copies every namespace in
 /// scope into each element that declares one, so many declarations cost quadratic time.
 const MAX_NAMESPACE_DECLARATIONS: usize = 128;
@@ -55,14 +60,16 @@ pub(crate) enum XmlError {
     TooDeep,
     #[error("more than {MAX_NAMESPACE_DECLARATIONS} namespace declarations")]
     TooManyNamespaces,
+    #[error("more than {MAX_ATTRIBUTES} attributes on one element")]
+    TooManyAttributes,
     #[error("not well-formed: {0}")]
     Scan(String),
     #[error(transparent)]
     Parse(#[from] roxmltree::Error),
 }
 
-/// A flat, non-recursive pass that bounds depth and namespace declarations before the
-/// recursive parser sees the document.
+/// A flat, non-recursive pass that bounds depth, attributes per element and namespace
+/// declarations before the recursive parser sees the document.
 fn prescan(xml: &str) -> Result<(), XmlError> {
     use quick_xml::events::{BytesStart, Event};
     // One BOM was stripped by the caller; another is content before the document.
@@ -71,8 +78,11 @@ fn prescan(xml: &str) -> Result<(), XmlError> {
     }
     let mut reader = quick_xml::Reader::from_str(xml);
     let (mut depth, mut namespaces) = (0usize, 0usize);
-    let mut count_ns = |e: &BytesStart<'_>| -> Result<(), XmlError> {
-        for attr in e.attributes().with_checks(false) {
+    let mut check_attributes = |e: &BytesStart<'_>| -> Result<(), XmlError> {
+        for (index, attr) in e.attributes().with_checks(false).enumerate() {
+            if index >= MAX_ATTRIBUTES {
+                return Err(XmlError::TooManyAttributes);
+            }
             let attr = attr.map_err(|e| XmlError::Scan(e.to_string()))?;
             if attr.key.as_ref().starts_with(b"xmlns") {
                 // XInclude is never part of SAML: refuse it outright rather than trust that
@@ -97,13 +107,13 @@ fn prescan(xml: &str) -> Result<(), XmlError> {
                 if depth > MAX_DEPTH {
                     return Err(XmlError::TooDeep);
                 }
-                count_ns(&e)?;
+                check_attributes(&e)?;
             }
             Event::Empty(e) => {
                 if depth + 1 > MAX_DEPTH {
                     return Err(XmlError::TooDeep);
                 }
-                count_ns(&e)?;
+                check_attributes(&e)?;
             }
             Event::End(_) => depth = depth.saturating_sub(1),
             // The bytes are decoded as UTF-8; a declaration claiming anything else means two

@@ -261,7 +261,6 @@ fn start_tag_end(element: &str) -> Option<usize> {
     None
 }
 
-/// Whether a start tag already declares `attr` (`xmlns` or `xmlns:p`).
 /// The Assertion alone, as its own document, with every namespace in scope at it declared on
 /// its start tag. Used when only the Assertion is signed: given the whole response, samael
 /// 0.0.22 moves the verified Assertion up to the document root and never frees the Response it
@@ -293,6 +292,7 @@ fn standalone_assertion(xml: &str, assertion: Node<'_, '_>) -> Result<String, Sa
     Ok(format!("{}{}{}", &element[..name_end], declarations, &element[name_end..]))
 }
 
+/// Whether a start tag already declares `attr` (`xmlns` or `xmlns:p`).
 fn declares(tag: &str, attr: &str) -> bool {
     tag.match_indices(attr).any(|(i, _)| {
         let before_ok = tag[..i].ends_with(char::is_whitespace);

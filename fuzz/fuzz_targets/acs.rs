@@ -33,9 +33,9 @@ const SIGNED_NAME_IDS: &[&str] = &["alice@example.com", "o'brien&co <x>@example.
 const SIGNED_VALUES: &[&str] = &["alice@example.com", "Engineering", "IT Admins", "bob@example.com"];
 
 /// The dev IdP certificate the seeds were signed with (public; the key is not kept).
-const IDP_CERT_DER: &[u8] = include_bytes!("../keys/idp-cert.der");
+const IDP_CERT_DER: &[u8] = include_bytes!("../../tests/fixtures/fuzz-keys/idp-cert.der");
 /// The SP key the encrypted seeds are encrypted to. Generated for fuzzing, used nowhere else.
-const SP_KEY_PEM: &[u8] = include_bytes!("../keys/sp-key.pem");
+const SP_KEY_PEM: &[u8] = include_bytes!("../../tests/fixtures/fuzz-keys/sp-key.pem");
 
 fn settings() -> &'static SpSettings {
     static SP: OnceLock<SpSettings> = OnceLock::new();
@@ -57,7 +57,7 @@ fn settings() -> &'static SpSettings {
         requested_authn_context: vec![],
         // Encrypted seeds include an unsigned Response around an encrypted, signed Assertion:
         // decryption then runs before any signature check, on whatever the fuzzer made of it.
-        decryption_keys: vec![DecryptionKey::from_pem(SP_KEY_PEM).expect("fuzz/keys/sp-key.pem")],
+        decryption_keys: vec![DecryptionKey::from_pem(SP_KEY_PEM).expect("tests/fixtures/fuzz-keys/sp-key.pem")],
         encryption_cert: None,
         sign_authn_requests: false,
         signing_key: None,

@@ -1,8 +1,8 @@
 //! The fuzz target's seed corpus (`fuzz/seeds/acs/`) and the checks that keep it honest.
 //!
 //! `write_fuzz_seeds` (ignored; run by hand, see fuzz/README.md) signs fresh responses with a new
-//! dev IdP key and writes them with that IdP's certificate (`fuzz/keys/idp-cert.der`) and the
-//! fuzz-only SP key the encrypted ones are encrypted to (`fuzz/keys/sp-key.pem`). The
+//! dev IdP key and writes them with that IdP's certificate (`tests/fixtures/fuzz-keys/idp-cert.der`) and the
+//! fuzz-only SP key the encrypted ones are encrypted to (`tests/fixtures/fuzz-keys/sp-key.pem`). The
 //! other tests run the committed seeds through the fuzz target's settings, so a seed that no
 //! longer reaches the stage it was written for shows up in `cargo test`, not as a silently
 //! weaker fuzz run. The names and constants here must agree with `fuzz/fuzz_targets/acs.rs`.
@@ -35,14 +35,19 @@ fn fuzz_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz")
 }
 
+/// The test-only key material the seeds are made with (kept under tests/, read by the target).
+fn keys_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("fixtures").join("fuzz-keys")
+}
+
 fn seeds_dir() -> PathBuf {
     fuzz_dir().join("seeds").join("acs")
 }
 
 /// The fuzz target's settings, with the committed certificate.
 fn fuzz_sp() -> Result<SpSettings, Box<dyn Error>> {
-    let cert = std::fs::read(fuzz_dir().join("keys").join("idp-cert.der"))?;
-    let key = DecryptionKey::from_pem(&std::fs::read(fuzz_dir().join("keys").join("sp-key.pem"))?)?;
+    let cert = std::fs::read(keys_dir().join("idp-cert.der"))?;
+    let key = DecryptionKey::from_pem(&std::fs::read(keys_dir().join("sp-key.pem"))?)?;
     Ok(SpSettings {
         entity_id: SP_ENTITY.into(),
         acs_url: ACS.into(),
@@ -277,7 +282,7 @@ fn build_seeds(idp: &DevIdp, sp_public_der: &[u8]) -> Result<Vec<Seed>, Box<dyn 
     Ok(seeds)
 }
 
-/// Regenerates `fuzz/seeds/acs/` and `fuzz/keys/idp-cert.der` with a new dev IdP key.
+/// Regenerates `fuzz/seeds/acs/` and `tests/fixtures/fuzz-keys/idp-cert.der` with a new dev IdP key.
 #[test]
 #[ignore = "writes the fuzz seed corpus; run by hand (fuzz/README.md)"]
 fn write_fuzz_seeds() -> TestResult {
@@ -287,10 +292,10 @@ fn write_fuzz_seeds() -> TestResult {
         std::fs::remove_dir_all(&dir)?;
     }
     std::fs::create_dir_all(&dir)?;
-    std::fs::create_dir_all(fuzz_dir().join("keys"))?;
-    std::fs::write(fuzz_dir().join("keys").join("idp-cert.der"), idp.cert_der())?;
+    std::fs::create_dir_all(keys_dir())?;
+    std::fs::write(keys_dir().join("idp-cert.der"), idp.cert_der())?;
     let sp_key_pem = openssl::rsa::Rsa::generate(2048)?.private_key_to_pem()?;
-    std::fs::write(fuzz_dir().join("keys").join("sp-key.pem"), &sp_key_pem)?;
+    std::fs::write(keys_dir().join("sp-key.pem"), &sp_key_pem)?;
     let sp_public_der = DecryptionKey::from_pem(&sp_key_pem)?.public_key_der();
     for (name, bytes) in build_seeds(&idp, &sp_public_der)? {
         std::fs::write(dir.join(name), bytes)?;

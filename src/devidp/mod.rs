@@ -31,8 +31,6 @@ const SIG_RSA_SHA256: &str = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
 const SIG_RSA_SHA1: &str = "http://www.w3.org/2000/09/xmldsig#rsa-sha1";
 const DIGEST_SHA256: &str = "http://www.w3.org/2001/04/xmlenc#sha256";
 const DIGEST_SHA1: &str = "http://www.w3.org/2000/09/xmldsig#sha1";
-const EXC_C14N: &str = "http://www.w3.org/2001/10/xml-exc-c14n#";
-const ENVELOPED: &str = "http://www.w3.org/2000/09/xmldsig#enveloped-signature";
 const AC_PASSWORD_PROTECTED: &str = "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport";
 const AC_UNSPECIFIED: &str = "urn:oasis:names:tc:SAML:2.0:ac:classes:unspecified";
 
@@ -335,26 +333,7 @@ impl DevIdp {
             SigAlg::RsaSha256 => (SIG_RSA_SHA256, DIGEST_SHA256),
             SigAlg::RsaSha1 => (SIG_RSA_SHA1, DIGEST_SHA1),
         };
-        format!(
-            concat!(
-                r#"<ds:Signature xmlns:ds="{ds}"><ds:SignedInfo>"#,
-                r#"<ds:CanonicalizationMethod Algorithm="{c14n}"/>"#,
-                r#"<ds:SignatureMethod Algorithm="{method}"/>"#,
-                r##"<ds:Reference URI="#{id}"><ds:Transforms>"##,
-                r#"<ds:Transform Algorithm="{enveloped}"/><ds:Transform Algorithm="{c14n}"/>"#,
-                r#"</ds:Transforms><ds:DigestMethod Algorithm="{digest}"/><ds:DigestValue/>"#,
-                r#"</ds:Reference></ds:SignedInfo><ds:SignatureValue/>"#,
-                r#"<ds:KeyInfo><ds:X509Data><ds:X509Certificate>{cert}</ds:X509Certificate>"#,
-                r#"</ds:X509Data></ds:KeyInfo></ds:Signature>"#
-            ),
-            ds = NS_DSIG,
-            c14n = EXC_C14N,
-            method = method,
-            id = escape(reference_id),
-            enveloped = ENVELOPED,
-            digest = digest,
-            cert = self.cert_b64(),
-        )
+        crate::saml::signature_template(reference_id, method, digest, &self.cert_der)
     }
 }
 

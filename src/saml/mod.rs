@@ -19,6 +19,7 @@ mod tests;
 pub use decrypt::{encrypt_for_tests, DecryptionKey};
 pub use metadata::{parse_idp_metadata, sp_metadata_xml};
 pub use request::{authn_request, authn_request_redirect};
+pub(crate) use sign::signature_template;
 pub use sign::{GeneratedSpKey, SpSigningKey};
 pub(crate) use validate::xmlsec_lock;
 pub use validate::{validate_post_response, validate_response_xml};

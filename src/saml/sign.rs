@@ -97,29 +97,36 @@ impl SpSigningKey {
     pub(crate) fn sign_xml(&self, xml: &str, id: &str) -> Result<String, String> {
         let marker = "</saml:Issuer>";
         let at = xml.find(marker).map(|i| i + marker.len()).ok_or("no Issuer to sign after")?;
-        let template = format!(
-            concat!(
-                r#"<ds:Signature xmlns:ds="{ds}"><ds:SignedInfo>"#,
-                r#"<ds:CanonicalizationMethod Algorithm="{c14n}"/>"#,
-                r#"<ds:SignatureMethod Algorithm="{method}"/>"#,
-                r##"<ds:Reference URI="#{id}"><ds:Transforms>"##,
-                r#"<ds:Transform Algorithm="{enveloped}"/><ds:Transform Algorithm="{c14n}"/>"#,
-                r#"</ds:Transforms><ds:DigestMethod Algorithm="{digest}"/><ds:DigestValue/>"#,
-                r#"</ds:Reference></ds:SignedInfo><ds:SignatureValue/>"#,
-                r#"<ds:KeyInfo><ds:X509Data><ds:X509Certificate>{cert}</ds:X509Certificate>"#,
-                r#"</ds:X509Data></ds:KeyInfo></ds:Signature>"#
-            ),
-            ds = NS_DSIG,
-            c14n = EXC_C14N,
-            method = SIG_RSA_SHA256,
-            id = escape(id),
-            enveloped = ENVELOPED,
-            digest = DIGEST_SHA256,
-            cert = base64::engine::general_purpose::STANDARD.encode(&self.cert_der),
-        );
+        let template = signature_template(id, SIG_RSA_SHA256, DIGEST_SHA256, &self.cert_der);
         let templated = format!("{}{}{}", &xml[..at], template, &xml[at..]);
         let key_der = self.key.rsa().and_then(|r| r.private_key_to_der()).map_err(|e| e.to_string())?;
         let _guard = super::xmlsec_lock();
         samael::crypto::Crypto::sign_xml(&templated, &key_der).map_err(|e| format!("{e} ({e:?})"))
     }
+}
+
+/// An enveloped-signature template over the element with ID `reference_id` (exclusive C14N,
+/// the given algorithms, the certificate in KeyInfo) for xmlsec to fill in: the one shape the
+/// broker's signature policy accepts, used for our AuthnRequests and the dev IdP's responses.
+pub(crate) fn signature_template(reference_id: &str, method: &str, digest: &str, cert_der: &[u8]) -> String {
+    format!(
+        concat!(
+            r#"<ds:Signature xmlns:ds="{ds}"><ds:SignedInfo>"#,
+            r#"<ds:CanonicalizationMethod Algorithm="{c14n}"/>"#,
+            r#"<ds:SignatureMethod Algorithm="{method}"/>"#,
+            r##"<ds:Reference URI="#{id}"><ds:Transforms>"##,
+            r#"<ds:Transform Algorithm="{enveloped}"/><ds:Transform Algorithm="{c14n}"/>"#,
+            r#"</ds:Transforms><ds:DigestMethod Algorithm="{digest}"/><ds:DigestValue/>"#,
+            r#"</ds:Reference></ds:SignedInfo><ds:SignatureValue/>"#,
+            r#"<ds:KeyInfo><ds:X509Data><ds:X509Certificate>{cert}</ds:X509Certificate>"#,
+            r#"</ds:X509Data></ds:KeyInfo></ds:Signature>"#
+        ),
+        ds = NS_DSIG,
+        c14n = EXC_C14N,
+        method = method,
+        id = escape(reference_id),
+        enveloped = ENVELOPED,
+        digest = digest,
+        cert = base64::engine::general_purpose::STANDARD.encode(cert_der),
+    )
 }

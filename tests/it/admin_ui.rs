@@ -444,3 +444,40 @@ async fn per_address_limit(b: Backend) -> TestResult {
     Ok(())
 }
 both_backends!(admin_sign_in_rate_limited_per_address, per_address_limit);
+
+/// Client ids become URL path segments on the console: anything but letters, digits and
+/// `- _ . : @` is refused everywhere a client is registered, and nothing is written.
+async fn client_ids_are_path_safe(b: Backend) -> TestResult {
+    use ssobroker::console::{clients, Actor};
+    let app = app(b).start().await?;
+    let before = app.counts()?;
+    let mut c = app.pool.get()?;
+    for id in ["../users/x/disable?", "a/b", "..", "has space", "tab\tid", "café", ""] {
+        let new = clients::NewClient {
+            client_id: id.into(),
+            redirect_uris: vec!["https://app.example.com/cb".into()],
+            ..clients::NewClient::default()
+        };
+        let refused = clients::create(&mut c, &app.cfg, new, &Actor::cli(), &Default::default(), app.now());
+        assert!(refused.is_err(), "{id:?} accepted");
+    }
+    drop(c);
+    assert_eq!(app.counts()?, before, "refused registrations write nothing");
+
+    // The same rule for the CLI and the config file.
+    let dir = tempfile::tempdir()?;
+    let cli = Cli::new(&format!("sqlite://{}", dir.path().join("c.db").display()))?;
+    let err = cli.fails(&["client", "add", "../x", "--redirect-uri", "https://app.example.com/cb"])?;
+    assert!(err.contains("client id"), "{err}");
+    let started = app_with_client_id(b, "../x").await;
+    assert!(started.is_err(), "a config client id with a path is refused at start");
+    Ok(())
+}
+both_backends!(client_ids_must_be_path_safe, client_ids_are_path_safe);
+
+async fn app_with_client_id(b: Backend, id: &'static str) -> Result<TestApp, Box<dyn std::error::Error>> {
+    app(b)
+        .with_config(move |c| c.clients.push(FileClient::new(id, "https://app.example.com/cb")))
+        .start()
+        .await
+}

@@ -15,6 +15,7 @@ use ssobroker::devidp::DevIdp;
 struct MetadataServer {
     url: String,
     body: Arc<Mutex<Option<String>>>,
+    trickle: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl MetadataServer {
@@ -23,11 +24,23 @@ impl MetadataServer {
         let url = format!("http://{}/idp/metadata", listener.local_addr()?);
         let body: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
         let shared = Arc::clone(&body);
+        let trickle = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let slow = Arc::clone(&trickle);
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(mut stream) = stream else { continue };
                 let mut buf = [0u8; 4096];
                 let _ = stream.read(&mut buf);
+                if slow.load(std::sync::atomic::Ordering::SeqCst) {
+                    // Headers at once, then one byte a second: every read succeeds, none ends.
+                    std::thread::spawn(move || {
+                        let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n");
+                        while stream.write_all(b"<").is_ok() {
+                            std::thread::sleep(std::time::Duration::from_secs(1));
+                        }
+                    });
+                    continue;
+                }
                 let current = shared.lock().map(|b| b.clone()).unwrap_or(None);
                 let reply = match current {
                     Some(doc) => format!(
@@ -40,7 +53,7 @@ impl MetadataServer {
                 let _ = stream.write_all(reply.as_bytes());
             }
         });
-        Ok(MetadataServer { url, body })
+        Ok(MetadataServer { url, body, trickle })
     }
 
     fn serve(&self, doc: Option<String>) {
@@ -252,3 +265,26 @@ async fn file_changes(backend: Backend) -> TestResult {
     Ok(())
 }
 both_backends!(metadata_file_changes_are_audited, file_changes);
+
+/// A metadata URL that answers but never finishes (a byte a second) cannot hold a refresh: the
+/// whole fetch is bounded, and the stored copy stays trusted.
+async fn trickling(backend: Backend) -> TestResult {
+    let server = Arc::new(MetadataServer::start()?);
+    let (srv, url) = (Arc::clone(&server), server.url.clone());
+    let app = app(backend)
+        .with_config(move |f| {
+            let file = std::mem::take(&mut f.connections[0].metadata_file);
+            srv.serve(Some(std::fs::read_to_string(file).unwrap_or_default()));
+            f.connections[0].metadata_url = Some(url);
+        })
+        .start()
+        .await?;
+    server.trickle.store(true, std::sync::atomic::Ordering::SeqCst);
+    let started = std::time::Instant::now();
+    assert_eq!(app.state.refresh_trust().await?, 0, "nothing changes");
+    assert!(started.elapsed() < std::time::Duration::from_secs(20), "bounded: {:?}", started.elapsed());
+    let q = app.login_code("ada@example.com", &[]).await?;
+    assert!(q.contains_key("code"), "still trusting the stored copy");
+    Ok(())
+}
+both_backends!(metadata_url_trickling_is_cut_off, trickling);

@@ -162,6 +162,22 @@ pub enum DenyReason {
 }
 
 impl DenyReason {
+    pub const ALL: [DenyReason; 8] = [
+        DenyReason::DomainNotAllowed,
+        DenyReason::EmailMissing,
+        DenyReason::NotProvisioned,
+        DenyReason::UserDisabled,
+        DenyReason::EmailConflict,
+        DenyReason::TransientNameId,
+        DenyReason::SubjectMissing,
+        DenyReason::MfaRequired,
+    ];
+
+    /// Whether an audit reason code is one of these (the account, not the response, was refused).
+    pub fn is_code(code: &str) -> bool {
+        Self::ALL.iter().any(|r| r.code() == code)
+    }
+
     pub fn code(self) -> &'static str {
         match self {
             DenyReason::DomainNotAllowed => "domain_not_allowed",

@@ -131,17 +131,7 @@ async fn acs_handler(
 /// The refusal page's text: an account the broker's rules turn away is told so (which rule stays
 /// in the audit log, found by the reference); anything else is the IdP's response.
 fn refusal_message(reason: &str) -> &'static str {
-    const ACCOUNT: &[&str] = &[
-        "user_disabled",
-        "domain_not_allowed",
-        "not_provisioned",
-        "email_conflict",
-        "email_missing",
-        "transient_name_id",
-        "subject_missing",
-        "mfa_required",
-    ];
-    if ACCOUNT.contains(&reason) {
+    if crate::provisioning::DenyReason::is_code(reason) {
         "Your account cannot sign in here. Ask your administrator for access and give them the reference below."
     } else {
         "Your identity provider's response could not be accepted. Try again from your application; if it keeps failing, give your administrator the reference below."

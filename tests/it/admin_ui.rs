@@ -145,6 +145,8 @@ async fn admin_journey(b: Backend) -> TestResult {
         )
         .await?;
     assert_eq!(resp.status(), 403);
+    let refusal = resp.text().await?;
+    assert!(refusal.contains("Your account cannot sign in here"), "an account refusal says so: {refusal}");
     let (status, page) =
         get_text(&admin, format!("{}/admin/audit?kind=login.failed&user=ada@example.com", app.base)).await?;
     assert_eq!(status, 200);

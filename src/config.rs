@@ -258,6 +258,11 @@ pub struct FileConnection {
     /// Signed with the `sp_key_file` pair, else with a key the broker generates and stores.
     #[serde(default)]
     pub sign_authn_requests: Option<bool>,
+    /// Single logout with the IdP. Unset: on when the IdP metadata publishes a
+    /// SingleLogoutService. `true`: also before it does (SP metadata then lists our endpoint and
+    /// signing certificate for the IdP admin to enter first). `false`: off.
+    #[serde(default)]
+    pub single_logout: Option<bool>,
     /// Earlier SP keys still accepted for decryption during a key rollover.
     #[serde(default)]
     pub previous_sp_key_files: Vec<PathBuf>,
@@ -300,6 +305,7 @@ impl FileConnection {
             sp_key_file: None,
             sp_cert_file: None,
             sign_authn_requests: None,
+            single_logout: None,
             idp_initiated_client: None,
             previous_sp_key_files: Vec::new(),
             attributes: AttributeOverrides::default(),
@@ -396,6 +402,8 @@ pub struct Connection {
     pub allow_idp_initiated: bool,
     /// The configured choice (unset: follow the IdP metadata's WantAuthnRequestsSigned).
     pub sign_authn_requests: Option<bool>,
+    /// The configured choice (unset: follow the IdP metadata's SingleLogoutService).
+    pub single_logout: Option<bool>,
     /// Where an IdP-initiated login lands when that client admits the user (else the portal).
     pub idp_initiated_client: Option<String>,
     /// Where the IdP metadata comes from when it is fetched rather than a file.
@@ -404,6 +412,27 @@ pub struct Connection {
     pub metadata_file: Option<PathBuf>,
     pub sp: SpSettings,
     pub policy: Policy,
+}
+
+impl Connection {
+    /// Single logout is on for this connection: configured so, or left unset while the IdP
+    /// metadata publishes a SingleLogoutService.
+    pub fn single_logout_on(&self) -> bool {
+        self.single_logout.unwrap_or(self.sp.idp.slo.is_some())
+    }
+
+    /// The connection needs an SP signing key: for AuthnRequests, or for logout messages.
+    pub fn needs_signing_key(&self) -> bool {
+        self.sp.sign_authn_requests || self.single_logout_on()
+    }
+
+    /// Where a sign-out sends our LogoutRequest: single logout on, the IdP publishes an
+    /// endpoint, and there is a key to sign with (a `single_logout` left unset and an endpoint
+    /// that only a later metadata refresh added have none until the next start).
+    pub fn slo_to_idp(&self) -> Option<&crate::saml::SloEndpoint> {
+        let ready = self.single_logout_on() && self.sp.signing_key.is_some() && !self.sp.slo_url.is_empty();
+        self.sp.idp.slo.as_ref().filter(|_| ready)
+    }
 }
 
 /// A connection's metadata URL and how often it is fetched again.
@@ -785,6 +814,7 @@ pub fn validate(raw: FileConfig, file: &str, base_dir: &Path) -> Result<Config, 
                         sso_binding: crate::saml::SsoBinding::Redirect,
                         signing_certs: Vec::new(),
                         want_authn_requests_signed: false,
+                        slo: None,
                     };
                     let source = MetadataUrl {
                         url: url.clone(),
@@ -818,6 +848,11 @@ pub fn validate(raw: FileConfig, file: &str, base_dir: &Path) -> Result<Config, 
             encryption_cert,
             sign_authn_requests,
             signing_key,
+            slo_url: if c.single_logout == Some(false) {
+                String::new()
+            } else {
+                format!("{issuer}/saml/{}/slo", c.id)
+            },
         };
         if (c.link_by_email || c.provisioning == ProvisioningMode::Manual) && domains.is_empty() {
             // Linking by email is only safe for addresses in domains this IdP owns.
@@ -848,6 +883,7 @@ pub fn validate(raw: FileConfig, file: &str, base_dir: &Path) -> Result<Config, 
             domains,
             allow_idp_initiated: c.allow_idp_initiated,
             sign_authn_requests: c.sign_authn_requests,
+            single_logout: c.single_logout,
             idp_initiated_client: c.idp_initiated_client.clone(),
             metadata_url,
             metadata_file,

@@ -48,6 +48,7 @@ fn settings() -> &'static SpSettings {
             sso_binding: SsoBinding::Redirect,
             signing_certs: vec![IDP_CERT_DER.to_vec()],
             want_authn_requests_signed: false,
+            slo: None,
         },
         // The wider configuration: with SHA-1 allowed, samael's own algorithm allow-list is off
         // and the broker's policy module is the only one.
@@ -61,6 +62,7 @@ fn settings() -> &'static SpSettings {
         encryption_cert: None,
         sign_authn_requests: false,
         signing_key: None,
+        slo_url: String::new(),
     })
 }
 

@@ -52,6 +52,9 @@ pub struct DevIdp {
     cert_der: Vec<u8>,
     pub entity_id: String,
     pub sso_url: String,
+    /// The IdP's SingleLogoutService (published in its metadata for HTTP-Redirect and
+    /// HTTP-POST), if it has one.
+    pub slo_url: Option<String>,
 }
 
 impl std::fmt::Debug for DevIdp {
@@ -191,7 +194,13 @@ impl DevIdp {
         builder.sign(&pkey, MessageDigest::sha256())?;
         let cert_der = builder.build().to_der()?;
 
-        Ok(DevIdp { key_der, cert_der, entity_id: entity_id.to_string(), sso_url: sso_url.to_string() })
+        Ok(DevIdp {
+            key_der,
+            cert_der,
+            entity_id: entity_id.to_string(),
+            sso_url: sso_url.to_string(),
+            slo_url: None,
+        })
     }
 
     pub fn cert_der(&self) -> &[u8] {
@@ -248,6 +257,7 @@ impl DevIdp {
             sso_binding: SsoBinding::Redirect,
             signing_certs: vec![self.cert_der.clone()],
             want_authn_requests_signed: false,
+            slo: None,
         }
     }
 
@@ -430,6 +440,111 @@ fn response_xml(
     }
     x.push_str("</saml:Assertion></samlp:Response>");
     x
+}
+
+/// One LogoutRequest from the dev IdP. `new` gives a valid one; tests change fields to build
+/// the invalid ones.
+#[derive(Debug, Clone)]
+pub struct LogoutRequestSpec {
+    pub id: String,
+    pub issuer: String,
+    pub destination: Option<String>,
+    pub issue_instant: DateTime<Utc>,
+    pub not_on_or_after: Option<DateTime<Utc>>,
+    pub name_id: String,
+    pub name_id_format: Option<String>,
+    pub session_indexes: Vec<String>,
+    pub alg: SigAlg,
+}
+
+impl LogoutRequestSpec {
+    /// Issued `now` by `idp` to `destination` (the SP's SingleLogoutService) for `name_id`
+    /// (every session: no SessionIndex), valid five minutes, rsa-sha256, a random ID.
+    pub fn new(idp: &DevIdp, destination: &str, name_id: &str, now: DateTime<Utc>) -> Self {
+        let _ = (idp, destination, name_id, now);
+        todo!()
+    }
+}
+
+/// One LogoutResponse from the dev IdP.
+#[derive(Debug, Clone)]
+pub struct LogoutResponseSpec {
+    pub id: String,
+    pub issuer: String,
+    pub destination: Option<String>,
+    pub in_response_to: String,
+    pub issue_instant: DateTime<Utc>,
+    pub status: String,
+    pub sub_status: Option<String>,
+    pub alg: SigAlg,
+}
+
+impl LogoutResponseSpec {
+    /// Success, issued `now` by `idp` to `destination`, answering `in_response_to`.
+    pub fn new(idp: &DevIdp, destination: &str, in_response_to: &str, now: DateTime<Utc>) -> Self {
+        let _ = (idp, destination, in_response_to, now);
+        todo!()
+    }
+}
+
+/// The SP's LogoutRequest as the dev IdP reads it (no signature check: tests verify that
+/// themselves against the SP metadata's certificate).
+#[derive(Debug, Clone)]
+pub struct ParsedLogoutRequest {
+    pub id: String,
+    pub issuer: Option<String>,
+    pub destination: Option<String>,
+    pub name_id: String,
+    pub name_id_format: Option<String>,
+    pub session_indexes: Vec<String>,
+}
+
+impl DevIdp {
+    /// The LogoutRequest XML, unsigned.
+    pub fn logout_request_xml(&self, spec: &LogoutRequestSpec) -> String {
+        let _ = spec;
+        todo!()
+    }
+
+    /// The LogoutResponse XML, unsigned.
+    pub fn logout_response_xml(&self, spec: &LogoutResponseSpec) -> String {
+        let _ = spec;
+        todo!()
+    }
+
+    /// An enveloped signature (HTTP-POST binding) over the root element with `id`, placed after
+    /// its Issuer.
+    pub fn sign_message(&self, xml: &str, id: &str, alg: SigAlg) -> Result<String, DevIdpError> {
+        let _ = (xml, id, alg);
+        todo!()
+    }
+
+    /// HTTP-Redirect binding: the raw query `param=…[&RelayState=…]&SigAlg=…&Signature=…`
+    /// (`param` is SAMLRequest or SAMLResponse; the XML deflated and base64-encoded), signed
+    /// with the IdP key.
+    pub fn redirect_query(
+        &self,
+        param: &str,
+        xml: &str,
+        relay_state: Option<&str>,
+        alg: SigAlg,
+    ) -> Result<String, DevIdpError> {
+        let _ = (param, xml, relay_state, alg);
+        todo!()
+    }
+}
+
+/// HTTP-Redirect binding without a signature: `param=…[&RelayState=…]`.
+pub fn redirect_query_unsigned(param: &str, xml: &str, relay_state: Option<&str>) -> String {
+    let _ = (param, xml, relay_state);
+    todo!()
+}
+
+/// Decodes the SP's LogoutRequest: an HTTP-Redirect `SAMLRequest` value (base64 of raw
+/// DEFLATE, already URL-decoded) or, with `deflated: false`, an HTTP-POST one (base64 XML).
+pub fn parse_logout_request(saml_request: &str, deflated: bool) -> Result<ParsedLogoutRequest, DevIdpError> {
+    let _ = (saml_request, deflated);
+    todo!()
 }
 
 /// Decodes an HTTP-Redirect `SAMLRequest` value (base64 of raw DEFLATE, already URL-decoded).

@@ -142,6 +142,9 @@ fn finish_once(conn: &mut DbConnection, input: &FinishInput<'_>) -> Result<Login
             acr: prov.acr.clone(),
             amr: amr.clone(),
             last_seen_at: ts,
+            saml_name_id: Some(assertion.name_id.clone()),
+            saml_name_id_format: assertion.name_id_format.clone(),
+            saml_session_index: assertion.session_index.clone(),
         },
     )?;
 

@@ -18,14 +18,14 @@ pub enum SpKeyError {
     Stored { connection: String, detail: String },
 }
 
-/// Gives every connection that signs AuthnRequests a key: its configured pair, or the stored
-/// (first generated) one.
+/// Gives every connection that signs AuthnRequests or logout messages a key: its configured
+/// pair, or the stored (first generated) one.
 pub fn ensure_signing_keys(
     conn: &mut DbConnection,
     cfg: &mut Config,
     now: DateTime<Utc>,
 ) -> Result<(), SpKeyError> {
-    for c in cfg.connections.iter_mut().filter(|c| c.sp.sign_authn_requests && c.sp.signing_key.is_none()) {
+    for c in cfg.connections.iter_mut().filter(|c| c.needs_signing_key() && c.sp.signing_key.is_none()) {
         let row = match store::sp_keys::get(conn, &c.id)? {
             Some(row) => row,
             None => {
@@ -40,7 +40,7 @@ pub fn ensure_signing_keys(
                         created_at: now.timestamp(),
                     },
                 )?;
-                tracing::info!(connection = %c.id, "generated the SP signing key for AuthnRequests");
+                tracing::info!(connection = %c.id, "generated the SP signing key for AuthnRequests and logout messages");
                 // Another instance may have stored its own first: read back the one that won.
                 store::sp_keys::get(conn, &c.id)?.ok_or(diesel::result::Error::NotFound)?
             }

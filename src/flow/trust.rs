@@ -117,6 +117,7 @@ fn same_trust(a: &IdpMetadata, b: &IdpMetadata) -> bool {
         && a.sso_binding == b.sso_binding
         && a.signing_certs == b.signing_certs
         && a.want_authn_requests_signed == b.want_authn_requests_signed
+        && a.slo == b.slo
 }
 
 /// Stores a freshly fetched copy; a change of what is trusted is audited (`trust.changed`, with

@@ -57,6 +57,7 @@ fn fuzz_sp() -> Result<SpSettings, Box<dyn Error>> {
             sso_binding: SsoBinding::Redirect,
             signing_certs: vec![cert],
             want_authn_requests_signed: false,
+            slo: None,
         },
         allow_sha1: true,
         clock_skew: Duration::seconds(60),
@@ -66,6 +67,7 @@ fn fuzz_sp() -> Result<SpSettings, Box<dyn Error>> {
         encryption_cert: None,
         sign_authn_requests: false,
         signing_key: None,
+        slo_url: String::new(),
     })
 }
 

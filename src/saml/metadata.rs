@@ -55,7 +55,8 @@ pub fn parse_idp_metadata(xml: &str) -> Result<IdpMetadata, SamlError> {
     }
 
     let want_authn_requests_signed = matches!(idp.attribute("WantAuthnRequestsSigned"), Some("true" | "1"));
-    Ok(IdpMetadata { entity_id, sso_url, sso_binding, signing_certs, want_authn_requests_signed })
+    let slo = None;
+    Ok(IdpMetadata { entity_id, sso_url, sso_binding, signing_certs, want_authn_requests_signed, slo })
 }
 
 fn saml2_idp_descriptor<'a, 'i>(entity: Node<'a, 'i>) -> Option<Node<'a, 'i>> {

@@ -4,6 +4,7 @@
 //! (see SAML-NOTES in the design folder) lives here and returns a stable reason code.
 
 mod decrypt;
+mod logout;
 mod metadata;
 mod policy;
 mod request;
@@ -17,6 +18,11 @@ mod fuzz_seeds;
 mod tests;
 
 pub use decrypt::{encrypt_for_tests, DecryptionKey};
+pub use logout::{
+    logout_request, logout_response, verify_logout_request, verify_logout_response, Inbound, LogoutRequestOut,
+    LogoutSubject, Outbound, VerifiedLogoutRequest, VerifiedLogoutResponse, STATUS_PARTIAL_LOGOUT, STATUS_REQUESTER,
+    STATUS_RESPONDER, STATUS_SUCCESS,
+};
 pub use metadata::{parse_idp_metadata, sp_metadata_xml};
 pub use request::{authn_request, authn_request_redirect};
 pub(crate) use sign::signature_template;
@@ -43,6 +49,17 @@ pub struct IdpMetadata {
     pub signing_certs: Vec<Vec<u8>>,
     /// The IdP's metadata says `WantAuthnRequestsSigned="true"`.
     pub want_authn_requests_signed: bool,
+    /// The IdP's SingleLogoutService (HTTP-Redirect preferred, else HTTP-POST), if it has one.
+    pub slo: Option<SloEndpoint>,
+}
+
+/// Where the IdP takes LogoutRequests (`url`) and LogoutResponses (`response_url`: the
+/// metadata's ResponseLocation, else Location), over one binding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SloEndpoint {
+    pub binding: SsoBinding,
+    pub url: String,
+    pub response_url: String,
 }
 
 /// One connection's SP-side settings: everything response validation needs.
@@ -64,7 +81,11 @@ pub struct SpSettings {
     /// Sign AuthnRequests (the connection or the IdP metadata asks for it).
     pub sign_authn_requests: bool,
     /// The key AuthnRequests are signed with: configured, or generated and stored at start.
+    /// Logout messages are signed with it too.
     pub signing_key: Option<SpSigningKey>,
+    /// Our SingleLogoutService URL (`<issuer>/saml/<id>/slo`): the Destination inbound logout
+    /// messages must name. Empty: single logout is off for the connection (not in SP metadata).
+    pub slo_url: String,
 }
 
 /// The AuthnRequest, ready to send over HTTP-Redirect.
@@ -160,6 +181,8 @@ pub enum Reason {
     MissingTimeBounds,
     InResponseToMismatch,
     NameIdInvalid,
+    /// A logout endpoint got something other than a LogoutRequest / LogoutResponse.
+    NotALogoutMessage,
 }
 
 impl Reason {
@@ -189,6 +212,7 @@ impl Reason {
             Reason::MissingTimeBounds => "missing_time_bounds",
             Reason::InResponseToMismatch => "in_response_to_mismatch",
             Reason::NameIdInvalid => "name_id_invalid",
+            Reason::NotALogoutMessage => "not_a_logout_message",
         }
     }
 }

@@ -43,6 +43,7 @@ fn sp(idp: &DevIdp) -> SpSettings {
         encryption_cert: None,
         sign_authn_requests: false,
         signing_key: None,
+        slo_url: String::new(),
     }
 }
 

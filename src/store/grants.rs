@@ -21,6 +21,11 @@ pub struct Session {
     pub amr: String,
     /// Last request this session answered (idle timeout).
     pub last_seen_at: i64,
+    /// The IdP's NameID, its Format and SessionIndex from the assertion that started the
+    /// session (single logout).
+    pub saml_name_id: Option<String>,
+    pub saml_name_id_format: Option<String>,
+    pub saml_session_index: Option<String>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]

@@ -11,6 +11,7 @@ pub mod clients;
 pub mod grants;
 pub mod idp_metadata;
 pub mod logins;
+pub mod logouts;
 pub mod refresh;
 pub mod schema;
 pub mod sp_keys;
@@ -216,6 +217,7 @@ pub fn table_counts(conn: &mut DbConnection) -> QueryResult<std::collections::BT
     m.insert("user_roles", user_roles::table.count().get_result(conn)?);
     m.insert("login_transactions", login_transactions::table.count().get_result(conn)?);
     m.insert("saml_replay", saml_replay::table.count().get_result(conn)?);
+    m.insert("saml_logouts", saml_logouts::table.count().get_result(conn)?);
     m.insert("sessions", sessions::table.count().get_result(conn)?);
     m.insert("auth_grants", auth_grants::table.count().get_result(conn)?);
     m.insert("signing_keys", signing_keys::table.count().get_result(conn)?);
@@ -235,6 +237,7 @@ pub fn purge_expired(conn: &mut DbConnection, now: i64, grant_horizon: i64) -> Q
     let mut n = diesel::delete(login_transactions::table.filter(login_transactions::expires_at.le(now)))
         .execute(conn)?;
     n += diesel::delete(saml_replay::table.filter(saml_replay::expires_at.le(now))).execute(conn)?;
+    n += diesel::delete(saml_logouts::table.filter(saml_logouts::expires_at.le(now))).execute(conn)?;
     n += diesel::delete(sessions::table.filter(sessions::expires_at.le(now))).execute(conn)?;
     n += diesel::delete(admin_sessions::table.filter(admin_sessions::expires_at.le(now))).execute(conn)?;
     n += diesel::delete(refresh_tokens::table.filter(refresh_tokens::expires_at.le(now))).execute(conn)?;

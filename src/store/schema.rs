@@ -73,6 +73,20 @@ diesel::table! {
         acr -> Nullable<Text>,
         amr -> Text,
         last_seen_at -> BigInt,
+        saml_name_id -> Nullable<Text>,
+        saml_name_id_format -> Nullable<Text>,
+        saml_session_index -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    saml_logouts (request_id) {
+        request_id -> Text,
+        connection_id -> Text,
+        user_id -> Text,
+        redirect_to -> Nullable<Text>,
+        created_at -> BigInt,
+        expires_at -> BigInt,
     }
 }
 
@@ -209,6 +223,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     user_roles,
     login_transactions,
     saml_replay,
+    saml_logouts,
     sessions,
     auth_grants,
     signing_keys,

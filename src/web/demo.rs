@@ -97,6 +97,7 @@ async fn idp_submit_handler(
     .with_attribute("groups", &groups);
     let signed = d.idp.sign_response_b64(&spec).map_err(|e| WebError::internal(&e))?;
     let page = AutoPost {
+        heading: "Continuing sign-in…",
         action: connection.sp.acs_url.clone(),
         fields: vec![
             Field { name: "SAMLResponse", value: signed },

@@ -130,6 +130,8 @@ async fn authorize_post_handler(
 /// An auto-submitting form (SAML HTTP-POST binding).
 #[derive(Serialize)]
 pub struct AutoPost {
+    /// The page heading ("Continuing sign-in…", "Signing out…").
+    pub heading: &'static str,
     pub action: String,
     pub fields: Vec<Field>,
     pub dev_banner: bool,
@@ -191,6 +193,7 @@ async fn authorize(
                 AuthnStart::Post { url, saml_request, relay_state, .. } => state.views.page(
                     "autopost",
                     &AutoPost {
+                        heading: "Continuing sign-in…",
                         action: url,
                         fields: vec![
                             Field { name: "SAMLRequest", value: saml_request },
@@ -509,10 +512,18 @@ struct LogoutParams {
 }
 
 #[derive(Serialize)]
-struct LogoutPage {
+pub(crate) struct LogoutPage {
     title: &'static str,
     confirm: bool,
     hidden: Vec<Hidden>,
+    /// The IdP answered our LogoutRequest without ending its own session.
+    idp_incomplete: bool,
+}
+
+impl LogoutPage {
+    pub(crate) fn signed_out(idp_signed_out: bool) -> Self {
+        LogoutPage { title: "Signed out", confirm: false, hidden: vec![], idp_incomplete: !idp_signed_out }
+    }
 }
 
 async fn logout_get_handler(
@@ -564,6 +575,7 @@ async fn logout(
     let now = state.clock.now();
     let meta = request_meta(&req);
     let cookie_name = session_cookie_name(&state);
+    let mut onward = None;
     if let Some(cookie) = req.cookie(&cookie_name).map(|c| c.value().to_string()) {
         let c2 = cookie.clone();
         let user = state.db(move |c| flow::logout::session_user(c, &c2, now)).await?;
@@ -581,16 +593,24 @@ async fn logout(
                         hidden.push(Hidden { name, value: v.clone() });
                     }
                 }
-                return state.views.page("logout", &LogoutPage { title: "Sign out", confirm: true, hidden });
+                return state.views.page("logout", &LogoutPage { title: "Sign out", confirm: true, hidden, idp_incomplete: false });
             }
             let cid = client_id.clone();
-            state.db(move |c| flow::logout::end_session(c, &cookie, cid.as_deref(), &meta, now)).await?;
+            let (st, after) = (state.clone(), redirect.clone());
+            onward = state
+                .db(move |c| -> Result<_, WebError> {
+                    let ended = flow::logout::end_session(c, &cookie, cid.as_deref(), &meta, now)?;
+                    Ok(ended.and_then(|ended| start_single_logout(c, &st, &ended, after.as_deref(), now)))
+                })
+                .await?;
         }
     }
-    let mut resp = match redirect {
-        Some(url) => found(&url),
-        None => {
-            state.views.page("logout", &LogoutPage { title: "Signed out", confirm: false, hidden: vec![] })?
+    let mut resp = match (onward, redirect) {
+        // The IdP's LogoutResponse comes back to /saml/{id}/slo, which then goes on to `redirect`.
+        (Some(outbound), _) => outbound_response(&state, outbound, "Signing out…")?,
+        (None, Some(url)) => found(&url),
+        (None, None) => {
+            state.views.page("logout", &LogoutPage::signed_out(true))?
         }
     };
     let mut gone =
@@ -598,6 +618,47 @@ async fn logout(
     gone.make_removal();
     resp.add_cookie(&gone).map_err(|e| WebError::internal(&e))?;
     Ok(resp)
+}
+
+/// Our LogoutRequest to the IdP of a session that just ended, when its connection has single
+/// logout. A failure here is logged and the sign-out goes on without it: the broker session has
+/// already ended, which is what the user asked for.
+fn start_single_logout(
+    conn: &mut store::DbConnection,
+    state: &AppState,
+    ended: &flow::logout::EndedSession,
+    redirect_to: Option<&str>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<crate::saml::Outbound> {
+    let connection = state.cfg.connection(&ended.connection_id)?;
+    let live = state.live_connection(connection);
+    match flow::logout::start_idp_logout(conn, &live, ended, redirect_to, now) {
+        Ok(outbound) => outbound,
+        Err(e) => {
+            let reference = super::error::reference_id();
+            tracing::error!(reference = %reference, connection = %connection.id, error = %e,
+                "single logout could not start; the broker session ended without it");
+            None
+        }
+    }
+}
+
+/// Sends the browser on with a SAML message: a redirect, or an auto-submitting form.
+pub fn outbound_response(
+    state: &AppState,
+    outbound: crate::saml::Outbound,
+    heading: &'static str,
+) -> Result<HttpResponse, WebError> {
+    match outbound {
+        crate::saml::Outbound::Redirect(url) => Ok(found(&url)),
+        crate::saml::Outbound::Post { url, field, value, relay_state } => {
+            let mut fields = vec![Field { name: field, value }];
+            if let Some(relay_state) = relay_state {
+                fields.push(Field { name: "RelayState", value: relay_state });
+            }
+            state.views.page("autopost", &AutoPost { heading, action: url, fields, dev_banner: false })
+        }
+    }
 }
 
 /// A client from the config file, or else from the database (`ssobroker client add`); the

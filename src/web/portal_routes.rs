@@ -161,6 +161,7 @@ pub(super) async fn start_broker_login(
         AuthnStart::Post { url, saml_request, relay_state, .. } => state.views.page(
             "autopost",
             &AutoPost {
+                heading: "Continuing sign-in…",
                 action: url,
                 fields: vec![
                     Field { name: "SAMLRequest", value: saml_request },

@@ -1,4 +1,5 @@
-//! SAML SP endpoints: SP metadata and the assertion consumer service (HTTP-POST).
+//! SAML SP endpoints: SP metadata, the assertion consumer service (HTTP-POST) and the single
+//! logout service (HTTP-Redirect and HTTP-POST).
 
 use super::oidc_routes::{browser_cookie_name, found, session_cookie};
 use super::{error::reference_id, request_meta, AppState, WebError};
@@ -15,6 +16,13 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             // Refused before the body is read: a flood costs no XML work and writes nothing.
             .wrap(from_fn(super::ops::rate_limit_acs))
             .route(web::post().to(acs_handler)),
+    )
+    .service(
+        web::resource("/saml/{connection}/slo")
+            // The same budget as the ACS: every message costs a signature verification.
+            .wrap(from_fn(super::ops::rate_limit_acs))
+            .route(web::get().to(slo_redirect_handler))
+            .route(web::post().to(slo_post_handler)),
     );
 }
 
@@ -136,4 +144,183 @@ fn refusal_message(reason: &str) -> &'static str {
     } else {
         "Your identity provider's response could not be accepted. Try again from your application; if it keeps failing, give your administrator the reference below."
     }
+}
+
+#[derive(Deserialize)]
+struct SloForm {
+    #[serde(rename = "SAMLRequest")]
+    saml_request: Option<String>,
+    #[serde(rename = "SAMLResponse")]
+    saml_response: Option<String>,
+    #[serde(rename = "RelayState")]
+    relay_state: Option<String>,
+}
+
+/// The two kinds of message our SingleLogoutService takes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum SloKind {
+    Request,
+    Response,
+}
+
+/// HTTP-Redirect binding: the message kind is read from the parameter names; the signature is
+/// checked over the raw query by the SAML room.
+async fn slo_redirect_handler(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, WebError> {
+    let query = req.query_string().to_string();
+    let names: Vec<String> = url::form_urlencoded::parse(query.as_bytes()).map(|(k, _)| k.into_owned()).collect();
+    let kind = match (names.iter().any(|n| n == "SAMLRequest"), names.iter().any(|n| n == "SAMLResponse")) {
+        (true, false) => SloKind::Request,
+        (false, true) => SloKind::Response,
+        _ => return Err(WebError::bad_request("Expected one SAMLRequest or SAMLResponse.")),
+    };
+    slo(state, req, path.into_inner(), kind, SloMessage::Redirect(query)).await
+}
+
+async fn slo_post_handler(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    form: web::Form<SloForm>,
+) -> Result<HttpResponse, WebError> {
+    let SloForm { saml_request, saml_response, relay_state } = form.into_inner();
+    let (kind, message) = match (saml_request, saml_response) {
+        (Some(m), None) => (SloKind::Request, m),
+        (None, Some(m)) => (SloKind::Response, m),
+        _ => return Err(WebError::bad_request("Expected one SAMLRequest or SAMLResponse.")),
+    };
+    slo(state, req, path.into_inner(), kind, SloMessage::Post { message, relay_state }).await
+}
+
+/// A logout message as it arrived, owned (it crosses to the blocking pool).
+enum SloMessage {
+    Redirect(String),
+    Post { message: String, relay_state: Option<String> },
+}
+
+impl SloMessage {
+    fn inbound(&self) -> crate::saml::Inbound<'_> {
+        match self {
+            SloMessage::Redirect(raw_query) => crate::saml::Inbound::Redirect { raw_query },
+            SloMessage::Post { message, relay_state } => {
+                crate::saml::Inbound::Post { message_b64: message, relay_state: relay_state.as_deref() }
+            }
+        }
+    }
+}
+
+enum Verified {
+    Request(crate::saml::VerifiedLogoutRequest),
+    Response(crate::saml::VerifiedLogoutResponse),
+}
+
+/// What the single logout service does next.
+enum SloNext {
+    /// Our LogoutResponse to the IdP's LogoutRequest (the named sessions have ended).
+    Answer { outbound: Option<crate::saml::Outbound>, ended: usize },
+    /// The IdP answered our LogoutRequest.
+    Answered(flow::logout::IdpLogoutAnswer),
+}
+
+async fn slo(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    connection_id: String,
+    kind: SloKind,
+    message: SloMessage,
+) -> Result<HttpResponse, WebError> {
+    // Single logout off for the connection: no such endpoint (nor in the SP metadata).
+    match state.cfg.connection(&connection_id) {
+        Some(c) if !c.sp.slo_url.is_empty() => {}
+        _ => return Err(WebError::NotFound),
+    }
+    let now = state.clock.now();
+    let meta = request_meta(&req);
+    let st = state.clone();
+    let outcome = state
+        .blocking(move |db| -> Result<Result<SloNext, String>, WebError> {
+            let Some(connection) = st.cfg.connection(&connection_id) else { return Err(WebError::NotFound) };
+            let live = st.live_connection(connection);
+            // Verified before a database connection is taken, like the ACS.
+            let verified = match kind {
+                SloKind::Request => {
+                    crate::saml::verify_logout_request(&live.sp, message.inbound(), now).map(Verified::Request)
+                }
+                SloKind::Response => {
+                    crate::saml::verify_logout_response(&live.sp, message.inbound(), now).map(Verified::Response)
+                }
+            };
+            let c = db.conn()?;
+            let result = verified.map_err(FlowError::from).and_then(|verified| match verified {
+                Verified::Request(request) => {
+                    let ended = flow::logout::idp_initiated_logout(c, &live, &request, &meta, now)?;
+                    // An IdP without a SingleLogoutService of its own gets no answer (it could not
+                    // take one); the browser sees our "signed out" page.
+                    let outbound = match live.sp.idp.slo {
+                        Some(_) => Some(crate::saml::logout_response(
+                            &live.sp,
+                            &request.id,
+                            crate::saml::STATUS_SUCCESS,
+                            request.relay_state.as_deref(),
+                            now,
+                        )?),
+                        None => None,
+                    };
+                    Ok(SloNext::Answer { outbound, ended })
+                }
+                Verified::Response(response) => {
+                    flow::logout::finish_idp_logout(c, &live, &response, &meta, now).map(SloNext::Answered)
+                }
+            });
+            match result {
+                Ok(next) => Ok(Ok(next)),
+                Err(err) => {
+                    let reference = reference_id();
+                    match &err {
+                        FlowError::Store(e) => tracing::error!(reference = %reference, connection = %connection.id, error = %e, "logout failed: database"),
+                        other => tracing::warn!(reference = %reference, connection = %connection.id, error = %other, "logout message refused"),
+                    }
+                    flow::logout::audit_refused(c, now, &meta, &connection.id, &err, &reference)?;
+                    Ok(Err(reference))
+                }
+            }
+        })
+        .await?;
+    let cookie_name = super::oidc_routes::session_cookie_name(&state);
+    let mut resp = match outcome {
+        Err(reference) => {
+            return Err(WebError::Page {
+                status: StatusCode::BAD_REQUEST,
+                title: "Sign-out failed",
+                message: "The sign-out message could not be accepted. If you meant to sign out, sign out again from your application; if it keeps failing, give your administrator the reference below.".into(),
+                reference: Some(reference),
+            })
+        }
+        Ok(SloNext::Answer { outbound, ended }) => {
+            tracing::info!(ended, "identity provider signed the user out");
+            match outbound {
+                Some(outbound) => super::oidc_routes::outbound_response(&state, outbound, "Signing out…")?,
+                None => state.views.page("logout", &super::oidc_routes::LogoutPage::signed_out(true))?,
+            }
+        }
+        Ok(SloNext::Answered(answer)) => match answer.redirect_to {
+            Some(url) => found(&url),
+            None => state.views.page(
+                "logout",
+                &super::oidc_routes::LogoutPage::signed_out(answer.idp_signed_out),
+            )?,
+        },
+    };
+    // The browser that carried an IdP's LogoutRequest is the signed-out user's: its cookie goes too.
+    let mut gone = actix_web::cookie::Cookie::build(cookie_name, "")
+        .path("/")
+        .http_only(true)
+        .secure(state.cfg.issuer_is_https)
+        .finish();
+    gone.make_removal();
+    resp.add_cookie(&gone).map_err(|e| WebError::internal(&e))?;
+    Ok(resp)
 }

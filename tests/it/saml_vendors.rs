@@ -63,6 +63,7 @@ fn settings(certs: Vec<Vec<u8>>, issuer: &str, acs: &str, audience: &str, sha1: 
             sso_binding: SsoBinding::Redirect,
             signing_certs: certs,
             want_authn_requests_signed: false,
+            slo: None,
         },
         allow_sha1: sha1,
         clock_skew: Duration::seconds(60),
@@ -72,6 +73,7 @@ fn settings(certs: Vec<Vec<u8>>, issuer: &str, acs: &str, audience: &str, sha1: 
         encryption_cert: None,
         sign_authn_requests: false,
         signing_key: None,
+        slo_url: String::new(),
     }
 }
 

@@ -1,0 +1,17 @@
+-- Single logout: a session remembers whom the IdP asserted (NameID, its Format, SessionIndex)
+-- so our LogoutRequest names the IdP session and an IdP's LogoutRequest finds ours.
+ALTER TABLE sessions ADD COLUMN saml_name_id TEXT;
+ALTER TABLE sessions ADD COLUMN saml_name_id_format TEXT;
+ALTER TABLE sessions ADD COLUMN saml_session_index TEXT;
+CREATE INDEX sessions_saml_subject ON sessions (connection_id, saml_name_id);
+-- Our LogoutRequests awaiting the IdP's LogoutResponse (one per sign-out), shared by every
+-- instance: the response may reach another one.
+CREATE TABLE saml_logouts (
+    request_id TEXT PRIMARY KEY NOT NULL,
+    connection_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    redirect_to TEXT,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL
+);
+CREATE INDEX saml_logouts_expires ON saml_logouts (expires_at);

@@ -144,7 +144,8 @@ pub fn finish_idp_logout(
     meta: &RequestMeta,
     now: DateTime<Utc>,
 ) -> Result<IdpLogoutAnswer, FlowError> {
-    let Some(pending) = logouts::consume(conn, &connection.id, &response.in_response_to, now.timestamp())? else {
+    let Some(pending) = logouts::consume(conn, &connection.id, &response.in_response_to, now.timestamp())?
+    else {
         return Err(FlowError::refused(
             "logout_response_unknown",
             "no pending LogoutRequest of this connection has this InResponseTo (unknown, answered or expired)",
@@ -180,7 +181,8 @@ pub fn idp_initiated_logout(
     store::transaction(conn, |c| -> Result<usize, FlowError> {
         // The replay cache is shared with assertions; the prefix keeps the two kinds of ID apart.
         let replay_key = format!("LogoutRequest:{}", request.id);
-        if let Err(e) = store::logins::record_assertion(c, &connection.id, &replay_key, request.replay_until.timestamp())
+        if let Err(e) =
+            store::logins::record_assertion(c, &connection.id, &replay_key, request.replay_until.timestamp())
         {
             return Err(if store::is_unique_violation(&e) {
                 FlowError::refused("logout_request_replayed", "LogoutRequest ID seen before")

@@ -19,9 +19,9 @@ mod tests;
 
 pub use decrypt::{encrypt_for_tests, DecryptionKey};
 pub use logout::{
-    logout_request, logout_response, verify_logout_request, verify_logout_response, Inbound, LogoutRequestOut,
-    LogoutSubject, Outbound, VerifiedLogoutRequest, VerifiedLogoutResponse, STATUS_PARTIAL_LOGOUT, STATUS_REQUESTER,
-    STATUS_RESPONDER, STATUS_SUCCESS,
+    logout_request, logout_response, verify_logout_request, verify_logout_response, Inbound,
+    LogoutRequestOut, LogoutSubject, Outbound, VerifiedLogoutRequest, VerifiedLogoutResponse,
+    STATUS_PARTIAL_LOGOUT, STATUS_REQUESTER, STATUS_RESPONDER, STATUS_SUCCESS,
 };
 pub use metadata::{parse_idp_metadata, sp_metadata_xml};
 pub use request::{authn_request, authn_request_redirect};

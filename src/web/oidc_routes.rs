@@ -593,7 +593,10 @@ async fn logout(
                         hidden.push(Hidden { name, value: v.clone() });
                     }
                 }
-                return state.views.page("logout", &LogoutPage { title: "Sign out", confirm: true, hidden, idp_incomplete: false });
+                return state.views.page(
+                    "logout",
+                    &LogoutPage { title: "Sign out", confirm: true, hidden, idp_incomplete: false },
+                );
             }
             let cid = client_id.clone();
             let (st, after) = (state.clone(), redirect.clone());
@@ -609,9 +612,7 @@ async fn logout(
         // The IdP's LogoutResponse comes back to /saml/{id}/slo, which then goes on to `redirect`.
         (Some(outbound), _) => outbound_response(&state, outbound, "Signing out…")?,
         (None, Some(url)) => found(&url),
-        (None, None) => {
-            state.views.page("logout", &LogoutPage::signed_out(true))?
-        }
+        (None, None) => state.views.page("logout", &LogoutPage::signed_out(true))?,
     };
     let mut gone =
         Cookie::build(cookie_name, "").path("/").http_only(true).secure(state.cfg.issuer_is_https).finish();

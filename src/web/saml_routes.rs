@@ -11,19 +11,20 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/saml/{connection}/metadata", web::get().to(metadata_handler)).service(
-        web::resource("/saml/{connection}/acs")
-            // Refused before the body is read: a flood costs no XML work and writes nothing.
-            .wrap(from_fn(super::ops::rate_limit_acs))
-            .route(web::post().to(acs_handler)),
-    )
-    .service(
-        web::resource("/saml/{connection}/slo")
-            // The same budget as the ACS: every message costs a signature verification.
-            .wrap(from_fn(super::ops::rate_limit_acs))
-            .route(web::get().to(slo_redirect_handler))
-            .route(web::post().to(slo_post_handler)),
-    );
+    cfg.route("/saml/{connection}/metadata", web::get().to(metadata_handler))
+        .service(
+            web::resource("/saml/{connection}/acs")
+                // Refused before the body is read: a flood costs no XML work and writes nothing.
+                .wrap(from_fn(super::ops::rate_limit_acs))
+                .route(web::post().to(acs_handler)),
+        )
+        .service(
+            web::resource("/saml/{connection}/slo")
+                // The same budget as the ACS: every message costs a signature verification.
+                .wrap(from_fn(super::ops::rate_limit_acs))
+                .route(web::get().to(slo_redirect_handler))
+                .route(web::post().to(slo_post_handler)),
+        );
 }
 
 async fn metadata_handler(
@@ -171,7 +172,8 @@ async fn slo_redirect_handler(
     path: web::Path<String>,
 ) -> Result<HttpResponse, WebError> {
     let query = req.query_string().to_string();
-    let names: Vec<String> = url::form_urlencoded::parse(query.as_bytes()).map(|(k, _)| k.into_owned()).collect();
+    let names: Vec<String> =
+        url::form_urlencoded::parse(query.as_bytes()).map(|(k, _)| k.into_owned()).collect();
     let kind = match (names.iter().any(|n| n == "SAMLRequest"), names.iter().any(|n| n == "SAMLResponse")) {
         (true, false) => SloKind::Request,
         (false, true) => SloKind::Response,

@@ -27,4 +27,5 @@ mod saml_attacks;
 mod saml_encryption;
 mod saml_requests;
 mod saml_vendors;
+mod slo;
 mod trust;

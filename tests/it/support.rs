@@ -73,6 +73,7 @@ pub struct Builder {
     tweak: Vec<ConfigTweak>,
     metadata_edit: Option<fn(String) -> String>,
     now: DateTime<Utc>,
+    idp_slo: Option<String>,
 }
 
 impl Builder {
@@ -88,6 +89,13 @@ impl Builder {
         self
     }
 
+    /// The IdP publishes a SingleLogoutService at this URL (single logout then comes on).
+    #[allow(dead_code)]
+    pub fn with_idp_slo(mut self, url: &str) -> Self {
+        self.idp_slo = Some(url.to_string());
+        self
+    }
+
     /// Pins the broker's clock (default: now).
     #[allow(dead_code)]
     pub fn at(mut self, now: DateTime<Utc>) -> Self {
@@ -99,7 +107,8 @@ impl Builder {
         let dir = tempfile::tempdir()?;
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let base = format!("http://{}", listener.local_addr()?);
-        let idp = DevIdp::generate("https://idp.test/metadata", "https://idp.test/sso")?;
+        let mut idp = DevIdp::generate("https://idp.test/metadata", "https://idp.test/sso")?;
+        idp.slo_url = self.idp_slo;
         let metadata = dir.path().join("idp.xml");
         let xml = idp.metadata_xml();
         std::fs::write(&metadata, self.metadata_edit.map(|f| f(xml.clone())).unwrap_or(xml))?;
@@ -233,7 +242,7 @@ impl Drop for PgTestDatabase {
 }
 
 pub fn app(backend: Backend) -> Builder {
-    Builder { backend, tweak: Vec::new(), metadata_edit: None, now: Utc::now() }
+    Builder { backend, tweak: Vec::new(), metadata_edit: None, now: Utc::now(), idp_slo: None }
 }
 
 /// What the IdP saw: the AuthnRequest ID and the RelayState to echo.

@@ -44,6 +44,9 @@ pub fn check_config(path: &Path) -> anyhow::Result<()> {
     );
     for c in &cfg.connections {
         println!("  connection {}: SP entity ID {} · ACS {}", c.id, c.sp.entity_id, c.sp.acs_url);
+        if c.single_logout_on() && !c.sp.slo_url.is_empty() {
+            println!("    single logout: {}", c.sp.slo_url);
+        }
         if let Some(source) = &c.metadata_url {
             // Not fatal: a running broker falls back to its stored copy.
             match crate::flow::trust::fetch(&source.url)
@@ -193,7 +196,9 @@ const DEMO_ADMIN: &str = "admin";
 
 pub fn demo(listen: &str, data_dir: &Path) -> anyhow::Result<()> {
     let issuer = format!("http://{listen}");
-    let idp = DevIdp::generate(&format!("{issuer}/dev-idp/metadata"), &format!("{issuer}/dev-idp/sso"))?;
+    let mut idp = DevIdp::generate(&format!("{issuer}/dev-idp/metadata"), &format!("{issuer}/dev-idp/sso"))?;
+    // The dev IdP takes part in single logout, so the demo shows a whole sign-out too.
+    idp.slo_url = Some(format!("{issuer}/dev-idp/slo"));
     let secret = random_token(32);
     let raw = demo_config(listen, data_dir, &idp, &secret)?;
     let cfg = config::validate(raw, "(demo)", data_dir).map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -114,6 +114,12 @@ pub fn vendor_name(v: Vendor) -> &'static str {
 
 /// What to do at the vendor's admin console, with this connection's own values filled in.
 pub fn setup_steps(c: &Connection, issuer: &str) -> Vec<Step> {
+    let mut steps = vendor_steps(c, issuer);
+    steps.extend(slo_step(c));
+    steps
+}
+
+fn vendor_steps(c: &Connection, issuer: &str) -> Vec<Step> {
     let acs = c.sp.acs_url.as_str();
     let entity = c.sp.entity_id.as_str();
     let metadata = format!("{issuer}/saml/{}/metadata", c.id);
@@ -168,6 +174,46 @@ pub fn setup_steps(c: &Connection, issuer: &str) -> Vec<Step> {
             step("Send an email NameID (or an email attribute) and sign the assertion or the response with RSA-SHA256. Save the IdP's metadata XML for metadata_file.", &[]),
         ],
     }
+}
+
+/// Single logout as the console shows it: off, waiting for the IdP's endpoint, or on (and where).
+pub fn single_logout_summary(c: &Connection) -> String {
+    if !c.single_logout_on() || c.sp.slo_url.is_empty() {
+        return "off".into();
+    }
+    match (&c.sp.idp.slo, c.slo_to_idp()) {
+        (_, Some(idp)) => format!("on: the IdP's endpoint {} · ours {}", idp.url, c.sp.slo_url),
+        (Some(_), None) => format!(
+            "the IdP publishes an endpoint but there is no SP signing key yet (restart the broker) · ours {}",
+            c.sp.slo_url
+        ),
+        (None, None) => format!(
+            "waiting: the IdP metadata has no SingleLogoutService yet; IdP sign-outs are taken at {}",
+            c.sp.slo_url
+        ),
+    }
+}
+
+/// The setup step for single logout at the vendor, when it is on and the vendor has one.
+fn slo_step(c: &Connection) -> Option<Step> {
+    if !c.single_logout_on() || c.sp.slo_url.is_empty() {
+        return None;
+    }
+    let slo = c.sp.slo_url.as_str();
+    let entity = c.sp.entity_id.as_str();
+    Some(match c.policy.vendor {
+        Vendor::Okta => step(
+            "Single logout: General → SAML Settings → Show Advanced Settings → Enable Single Logout, and upload the SP signing certificate (KeyDescriptor use=\"signing\" in the SP metadata). Then download the IdP metadata again: it now lists Okta's logout endpoint.",
+            &[("Single Logout URL", slo), ("SP Issuer", entity)],
+        ),
+        Vendor::Azure => step("Single logout: Basic SAML Configuration → Logout URL.", &[("Logout Url", slo)]),
+        Vendor::Onelogin => step("Single logout: Configuration tab → Single Logout URL.", &[("Single Logout URL", slo)]),
+        Vendor::Google => return None,
+        Vendor::Generic => step(
+            "Single logout: the SP's SingleLogoutService (HTTP-Redirect or HTTP-POST; messages signed with the SP signing certificate from the SP metadata).",
+            &[("Single logout URL", slo)],
+        ),
+    })
 }
 
 /// A URL as a regular expression matching only itself (OneLogin's ACS validator).

@@ -951,6 +951,7 @@ struct ConnectionPage {
     last_failure: String,
     domains: String,
     idp_initiated: bool,
+    single_logout: String,
     certs: Vec<CertView>,
     steps: Vec<console::connections::Step>,
 }
@@ -1000,6 +1001,7 @@ async fn connection_handler(
         last_failure: last_failure(&s.last_failure),
         domains: if c.domains.is_empty() { "any".into() } else { c.domains.join(", ") },
         idp_initiated: c.allow_idp_initiated,
+        single_logout: console::connections::single_logout_summary(c),
         certs: s
             .certs
             .iter()

@@ -1,9 +1,11 @@
-//! Demo-only routes: the development IdP (a form that signs a SAML response) and a sample app
-//! registered as an OIDC client. Mounted only when the state carries a `DemoState`.
+//! Demo-only routes: the development IdP (a form that signs a SAML response, and an answer to
+//! the broker's LogoutRequest) and a sample app registered as an OIDC client. Mounted only when the state carries a `DemoState`.
 
 use super::oidc_routes::{found, AutoPost, Field};
 use super::{AppState, WebError};
-use crate::devidp::{parse_authn_request, DevIdp, ResponseSpec};
+use crate::devidp::{
+    parse_authn_request, parse_logout_request, DevIdp, LogoutResponseSpec, ResponseSpec, SigAlg,
+};
 use crate::oidc::{random_token, Secret};
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -25,6 +27,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/dev-idp/sso", web::get().to(idp_form_handler))
         .route("/dev-idp/sso", web::post().to(idp_submit_handler))
         .route("/dev-idp/metadata", web::get().to(idp_metadata_handler))
+        .route("/dev-idp/slo", web::get().to(idp_slo_handler))
         .route("/demo-app/", web::get().to(app_home_handler))
         .route("/demo-app/login", web::get().to(app_login_handler))
         .route("/demo-app/callback", web::get().to(app_callback_handler));
@@ -108,12 +111,45 @@ async fn idp_submit_handler(
     state.views.page("autopost", &page)
 }
 
+#[derive(Deserialize)]
+struct SloQuery {
+    #[serde(rename = "SAMLRequest")]
+    saml_request: String,
+    #[serde(rename = "RelayState")]
+    relay_state: Option<String>,
+}
+
+/// The broker's LogoutRequest (HTTP-Redirect): the dev IdP keeps no sessions, so it answers
+/// Success at once with a signed LogoutResponse to the broker's single logout service.
+async fn idp_slo_handler(
+    state: web::Data<AppState>,
+    q: web::Query<SloQuery>,
+) -> Result<HttpResponse, WebError> {
+    let d = demo(&state)?;
+    let connection = state.cfg.connection(&d.connection_id).ok_or(WebError::NotFound)?;
+    let request = parse_logout_request(&q.saml_request, true)
+        .map_err(|_| WebError::bad_request("Not a valid LogoutRequest."))?;
+    let spec = LogoutResponseSpec::new(&d.idp, &connection.sp.slo_url, &request.id, state.clock.now());
+    let query = d
+        .idp
+        .redirect_query(
+            "SAMLResponse",
+            &d.idp.logout_response_xml(&spec),
+            q.relay_state.as_deref(),
+            SigAlg::RsaSha256,
+        )
+        .map_err(|e| WebError::internal(&e))?;
+    Ok(found(&format!("{}?{query}", connection.sp.slo_url)))
+}
+
 #[derive(Serialize, Default)]
 struct AppPage {
     client_id: String,
     claims: Option<String>,
     userinfo: Option<String>,
     error: Option<String>,
+    /// RP-initiated logout with this login's ID token (and on to the IdP's single logout).
+    logout_url: Option<String>,
 }
 
 async fn app_home_handler(state: web::Data<AppState>) -> Result<HttpResponse, WebError> {
@@ -214,6 +250,12 @@ async fn app_callback_handler(
         .map_err(|e| WebError::internal(&e))?;
     let userinfo: serde_json::Value = ui.json().await.map_err(|e| WebError::internal(&e))?;
     let pretty = |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap_or_default();
+    let mut logout_url =
+        url::Url::parse(&format!("{}/logout", d.broker_url)).map_err(|e| WebError::internal(&e))?;
+    logout_url
+        .query_pairs_mut()
+        .append_pair("id_token_hint", &tokens.id_token)
+        .append_pair("post_logout_redirect_uri", &format!("{}/demo-app/", d.broker_url));
     state.views.page(
         "demo_app",
         &AppPage {
@@ -221,6 +263,7 @@ async fn app_callback_handler(
             claims: Some(pretty(&claims)),
             userinfo: Some(pretty(&userinfo)),
             error: None,
+            logout_url: Some(logout_url.into()),
         },
     )
 }

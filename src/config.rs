@@ -421,14 +421,28 @@ impl Connection {
         self.single_logout.unwrap_or(self.sp.idp.slo.is_some())
     }
 
-    /// The connection needs an SP signing key: for AuthnRequests, or for logout messages.
+    /// The connection needs an SP signing key: for AuthnRequests, or for logout messages. A
+    /// `metadata_url` connection has one unless both are configured off: a refresh may bring
+    /// `WantAuthnRequestsSigned` or a SingleLogoutService, and the key must then be there.
     pub fn needs_signing_key(&self) -> bool {
-        self.sp.sign_authn_requests || self.single_logout_on()
+        let refreshed = self.metadata_url.is_some()
+            && !(self.sign_authn_requests == Some(false) && self.single_logout == Some(false));
+        self.sp.sign_authn_requests || self.single_logout_on() || refreshed
+    }
+
+    /// This connection with refreshed IdP metadata: what the metadata decides (signed
+    /// AuthnRequests, single logout) follows it unless the configuration decides.
+    pub fn with_metadata(&self, idp: IdpMetadata) -> Connection {
+        let mut live = self.clone();
+        live.sp.idp = idp;
+        if live.sign_authn_requests.is_none() {
+            live.sp.sign_authn_requests = live.sp.idp.want_authn_requests_signed;
+        }
+        live
     }
 
     /// Where a sign-out sends our LogoutRequest: single logout on, the IdP publishes an
-    /// endpoint, and there is a key to sign with (a `single_logout` left unset and an endpoint
-    /// that only a later metadata refresh added have none until the next start).
+    /// endpoint, and there is a key to sign with.
     pub fn slo_to_idp(&self) -> Option<&crate::saml::SloEndpoint> {
         let ready = self.single_logout_on() && self.sp.signing_key.is_some() && !self.sp.slo_url.is_empty();
         self.sp.idp.slo.as_ref().filter(|_| ready)

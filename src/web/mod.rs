@@ -169,11 +169,7 @@ impl AppState {
     pub fn live_connection<'a>(&self, c: &'a Connection) -> std::borrow::Cow<'a, Connection> {
         match self.trust.get(&c.id) {
             None => std::borrow::Cow::Borrowed(c),
-            Some(idp) => {
-                let mut live = c.clone();
-                live.sp.idp = (*idp).clone();
-                std::borrow::Cow::Owned(live)
-            }
+            Some(idp) => std::borrow::Cow::Owned(c.with_metadata((*idp).clone())),
         }
     }
 
@@ -186,7 +182,7 @@ impl AppState {
         let mut cfg = (*self.cfg).clone();
         for c in cfg.connections.iter_mut() {
             if let Some(idp) = self.trust.get(&c.id) {
-                c.sp.idp = (*idp).clone();
+                *c = c.with_metadata((*idp).clone());
             }
         }
         std::borrow::Cow::Owned(cfg)

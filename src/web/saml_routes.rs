@@ -32,9 +32,11 @@ async fn metadata_handler(
     path: web::Path<String>,
 ) -> Result<HttpResponse, WebError> {
     let connection = state.cfg.connection(&path).ok_or(WebError::NotFound)?;
+    // With refreshed IdP metadata: whether requests are signed follows it.
+    let live = state.live_connection(connection);
     Ok(HttpResponse::Ok()
         .content_type("application/samlmetadata+xml")
-        .body(crate::saml::sp_metadata_xml(&connection.sp)))
+        .body(crate::saml::sp_metadata_xml(&live.sp)))
 }
 
 #[derive(Deserialize)]

@@ -288,3 +288,47 @@ async fn trickling(backend: Backend) -> TestResult {
     Ok(())
 }
 both_backends!(metadata_url_trickling_is_cut_off, trickling);
+
+/// A refresh that brings `WantAuthnRequestsSigned` and a SingleLogoutService takes effect at
+/// once: a `metadata_url` connection has its SP signing key from the start.
+async fn refresh_brings_signing_and_slo(backend: Backend) -> TestResult {
+    let server = Arc::new(MetadataServer::start()?);
+    let (srv, url) = (Arc::clone(&server), server.url.clone());
+    let mut app = app(backend)
+        .with_config(move |f| {
+            let file = std::mem::take(&mut f.connections[0].metadata_file);
+            srv.serve(Some(std::fs::read_to_string(file).unwrap_or_default()));
+            f.connections[0].metadata_url = Some(url);
+        })
+        .start()
+        .await?;
+    let to_idp = |resp: reqwest::Response| -> Result<String, Box<dyn std::error::Error>> {
+        Ok(resp.headers().get("location").ok_or("no Location")?.to_str()?.to_string())
+    };
+    let sp_metadata = format!("{}/saml/{CONNECTION}/metadata", app.base);
+    assert!(!to_idp(app.browser.get(app.auth_url(&[])).send().await?)?.contains("&Signature="));
+    assert!(!reqwest::get(&sp_metadata).await?.text().await?.contains("SingleLogoutService"));
+
+    let mut idp = app.idp.clone();
+    idp.slo_url = Some("https://idp.test/slo".into());
+    let wants =
+        idp.metadata_xml().replace(r#"WantAuthnRequestsSigned="false""#, r#"WantAuthnRequestsSigned="true""#);
+    server.serve(Some(wants));
+    assert_eq!(app.state.refresh_trust().await?, 1);
+    app.new_browser()?;
+    assert!(to_idp(app.browser.get(app.auth_url(&[])).send().await?)?.contains("&Signature="));
+    let xml = reqwest::get(&sp_metadata).await?.text().await?;
+    assert!(xml.contains("SingleLogoutService") && xml.contains(r#"AuthnRequestsSigned="true""#), "{xml}");
+
+    // And a sign-out now goes on to the IdP's new endpoint.
+    assert!(redirect_query(login_at(&app, &app.base.clone(), &idp, "ada@example.com").await?)
+        .await?
+        .contains_key("code"));
+    let page = app.browser.get(format!("{}/logout", app.base)).send().await?.text().await?;
+    let confirm =
+        page.split("name=\"confirm\" value=\"").nth(1).and_then(|s| s.split('"').next()).ok_or("no form")?;
+    let resp = app.browser.post(format!("{}/logout", app.base)).form(&[("confirm", confirm)]).send().await?;
+    assert!(to_idp(resp)?.starts_with("https://idp.test/slo?SAMLRequest="));
+    Ok(())
+}
+both_backends!(metadata_refresh_brings_request_signing_and_single_logout, refresh_brings_signing_and_slo);

@@ -1,6 +1,6 @@
 //! The README's run command path: the real `ssobroker demo` binary, walked like a browser
 //! (cookies, redirects by hand, forms as the pages render them) from the sample app's login
-//! link through the development IdP to the claims page.
+//! link through the development IdP to the claims page, and back out through single logout.
 
 use crate::support::TestResult;
 use std::collections::BTreeMap;
@@ -123,6 +123,40 @@ async fn demo_login_end_to_end() -> TestResult {
     assert!(page.contains("\"email\": \"grace@example.com\""), "claims shown: {page}");
     assert!(page.contains("\"engineer\""), "role from the Engineering group: {page}");
     assert!(page.contains("\"sub\""));
+
+    // Log out: the broker, then the dev IdP (our LogoutRequest, its signed LogoutResponse), then
+    // back to the sample app.
+    let logout = page
+        .split("href=\"")
+        .map(|s| &s[..s.find('"').unwrap_or(s.len())])
+        .find(|h| h.contains("/logout?"))
+        .ok_or("the claims page offers a logout link")?
+        .to_string();
+    let mut url = logout;
+    let mut hops = Vec::new();
+    for _ in 0..5 {
+        let resp = browser.get(&url).send().await?;
+        if resp.status() != 302 {
+            break;
+        }
+        url = resp.headers()["location"].to_str()?.to_string();
+        if url.starts_with('/') {
+            url = format!("{base}{url}");
+        }
+        hops.push(url.split('?').next().unwrap_or_default().to_string());
+    }
+    assert_eq!(
+        hops,
+        [format!("{base}/dev-idp/slo"), format!("{base}/saml/dev-idp/slo"), format!("{base}/demo-app/")],
+        "logout walks the broker, the IdP's single logout and back to the app"
+    );
+    let resp = browser.get(format!("{base}/demo-app/login")).send().await?;
+    let to = resp.headers()["location"].to_str()?.to_string();
+    let resp = browser.get(&to).send().await?;
+    assert!(
+        resp.headers()["location"].to_str()?.contains("/dev-idp/sso"),
+        "signed out: the next login goes to the IdP again"
+    );
     assert!(dir.path().join("data/demo/ssobroker.db").exists(), "SQLite under the default data dir");
     // The CLI config the demo writes works from any directory (README's admin steps use it).
     let cli = dir.path().join("data/demo/cli.toml");

@@ -7,6 +7,7 @@ mod decrypt;
 mod logout;
 mod metadata;
 mod policy;
+mod redirect;
 mod request;
 mod sign;
 mod validate;
@@ -19,11 +20,12 @@ mod tests;
 
 pub use decrypt::{encrypt_for_tests, DecryptionKey};
 pub use logout::{
-    logout_request, logout_response, verify_logout_request, verify_logout_response, Inbound, LogoutRequestOut,
-    LogoutSubject, Outbound, VerifiedLogoutRequest, VerifiedLogoutResponse, STATUS_PARTIAL_LOGOUT, STATUS_REQUESTER,
-    STATUS_RESPONDER, STATUS_SUCCESS,
+    logout_request, logout_response, verify_logout_request, verify_logout_response, Inbound,
+    LogoutRequestOut, LogoutSubject, Outbound, VerifiedLogoutRequest, VerifiedLogoutResponse,
+    STATUS_PARTIAL_LOGOUT, STATUS_REQUESTER, STATUS_RESPONDER, STATUS_SUCCESS,
 };
 pub use metadata::{parse_idp_metadata, sp_metadata_xml};
+pub(crate) use redirect::encode_query;
 pub use request::{authn_request, authn_request_redirect};
 pub(crate) use sign::signature_template;
 pub use sign::{GeneratedSpKey, SpSigningKey};

@@ -684,4 +684,4 @@ pub fn parse_authn_request(saml_request: &str) -> Result<ParsedAuthnRequest, Dev
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -9,13 +9,13 @@ use super::*;
 
 type TestResult = Result<(), Box<dyn Error>>;
 
-fn xmlsec1_available() -> bool {
+pub(crate) fn xmlsec1_available() -> bool {
     Command::new("xmlsec1").arg("--version").output().is_ok()
 }
 
 /// Verifies the n-th signature (1-based, document order) against the pinned certificate,
 /// with the signature's own KeyInfo ignored by pinning (`--pubkey-cert-pem`).
-fn xmlsec1_verify(xml: &str, cert_pem: &str, nth: usize) -> Result<bool, Box<dyn Error>> {
+pub(crate) fn xmlsec1_verify(xml: &str, cert_pem: &str, nth: usize) -> Result<bool, Box<dyn Error>> {
     let dir = tempfile::tempdir()?;
     let xml_path = dir.path().join("response.xml");
     let cert_path = dir.path().join("idp.pem");
@@ -28,6 +28,8 @@ fn xmlsec1_verify(xml: &str, cert_pem: &str, nth: usize) -> Result<bool, Box<dyn
         .arg(&cert_path)
         .args(["--id-attr:ID", "urn:oasis:names:tc:SAML:2.0:protocol:Response"])
         .args(["--id-attr:ID", "urn:oasis:names:tc:SAML:2.0:assertion:Assertion"])
+        .args(["--id-attr:ID", "urn:oasis:names:tc:SAML:2.0:protocol:LogoutRequest"])
+        .args(["--id-attr:ID", "urn:oasis:names:tc:SAML:2.0:protocol:LogoutResponse"])
         .arg("--node-xpath")
         .arg(&xpath)
         .arg(&xml_path)

@@ -16,6 +16,8 @@ pub(crate) mod xml;
 #[cfg(test)]
 mod fuzz_seeds;
 #[cfg(test)]
+mod logout_tests;
+#[cfg(test)]
 mod tests;
 
 pub use decrypt::{encrypt_for_tests, DecryptionKey};

@@ -9,7 +9,8 @@ use roxmltree::Node;
 use super::policy::{check_signature, scan};
 use super::redirect::{sp_redirect_url, verify_query};
 use super::validate::{
-    decode_base64_capped, read_name_id, status_codes, time_attr, utf8_xml, verify_and_reduce, Window,
+    decode_base64_capped, parse_untrusted, read_name_id, status_codes, time_attr, utf8_xml,
+    verify_and_reduce, Window,
 };
 use super::xml::{
     child, children_named, escape, format_time, is, parse_strict, random_id, text_content, NS_ASSERTION,
@@ -324,7 +325,7 @@ fn verified_message(sp: &SpSettings, inbound: Inbound<'_>, kind: Kind) -> Result
     match inbound {
         Inbound::Redirect { raw_query } => {
             let query = verify_query(sp, raw_query, kind.param(), kind.other().param())?;
-            let doc = parse_raw(sp, &query.xml, kind)?;
+            let (_, doc) = parse_raw(sp, &query.xml, kind)?;
             // The binding says a signature inside the message MUST be removed (bindings 3.4.4.1);
             // one left there is unverified and, to a reader that trusts it, a second signature.
             if !scan(doc.root_element()).signatures.is_empty() {
@@ -338,7 +339,7 @@ fn verified_message(sp: &SpSettings, inbound: Inbound<'_>, kind: Kind) -> Result
                 decode_base64_capped(message_b64, sp.max_response_bytes, kind.param())?,
                 kind.param(),
             )?;
-            let doc = parse_raw(sp, &xml, kind)?;
+            let (xml, doc) = parse_raw(sp, &xml, kind)?;
             let root = doc.root_element();
             let signature = match scan(root).signatures.as_slice() {
                 [] => {
@@ -360,7 +361,7 @@ fn verified_message(sp: &SpSettings, inbound: Inbound<'_>, kind: Kind) -> Result
             if sp.idp.signing_certs.is_empty() {
                 return Err(reject(Reason::NoTrustedKey, "the connection has no IdP signing certificate"));
             }
-            let reduced = verify_and_reduce(sp, xml.strip_prefix('\u{feff}').unwrap_or(&xml), uses_sha1)?;
+            let reduced = verify_and_reduce(sp, xml, uses_sha1)?;
             let reduced_doc = parse_verified(&reduced)?;
             let signed_root = reduced_doc.root_element();
             if !is(signed_root, NS_PROTOCOL, kind.root())
@@ -379,16 +380,12 @@ fn verified_message(sp: &SpSettings, inbound: Inbound<'_>, kind: Kind) -> Result
 
 /// The checks on the document as it arrived, before anything in it is trusted: size, no DTD,
 /// a strict parse, nothing a signature could be split around, and the expected root.
-fn parse_raw<'i>(sp: &SpSettings, xml: &'i str, kind: Kind) -> Result<roxmltree::Document<'i>, SamlError> {
-    if xml.len() > sp.max_response_bytes {
-        return Err(reject(Reason::TooLarge, format!("message of {} bytes", xml.len())));
-    }
-    // Refused before any parser runs: libxml2 (inside samael) recovers and would expand entities.
-    if xml.contains("<!DOCTYPE") {
-        return Err(reject(Reason::DtdForbidden, "document type declaration"));
-    }
-    let xml = xml.strip_prefix('\u{feff}').unwrap_or(xml);
-    let doc = parse_strict(xml).map_err(|e| reject(Reason::Malformed, e.to_string()))?;
+fn parse_raw<'i>(
+    sp: &SpSettings,
+    xml: &'i str,
+    kind: Kind,
+) -> Result<(&'i str, roxmltree::Document<'i>), SamlError> {
+    let (xml, doc) = parse_untrusted(xml, sp.max_response_bytes)?;
     let root = doc.root_element();
     if !is(root, NS_PROTOCOL, kind.root()) {
         return Err(reject(
@@ -402,7 +399,7 @@ fn parse_raw<'i>(sp: &SpSettings, xml: &'i str, kind: Kind) -> Result<roxmltree:
     if root.descendants().skip(1).any(|n| n.is_element() && n.tag_name().name() == kind.root()) {
         return Err(reject(Reason::SignaturePolicy, format!("a {} inside the {}", kind.root(), kind.root())));
     }
-    Ok(doc)
+    Ok((xml, doc))
 }
 
 fn parse_verified(xml: &str) -> Result<roxmltree::Document<'_>, SamlError> {

@@ -11,6 +11,7 @@ use openssl::hash::MessageDigest;
 use openssl::pkey::{PKey, Private};
 use openssl::x509::X509;
 
+use super::sign::SIG_RSA_SHA256;
 use super::tests::{idp, now, replace_once, sp, span, TestResult, IDP_ENTITY, SP_ENTITY};
 use super::*;
 use crate::devidp::tests::{xmlsec1_available, xmlsec1_verify};
@@ -22,7 +23,6 @@ const OUR_SLO: &str = "https://broker.example/saml/acme/slo";
 /// With a query of its own, which must stay first and outside the signature.
 const IDP_SLO: &str = "https://idp.example/slo?tenant=7";
 const IDP_SLO_RESPONSE: &str = "https://idp.example/slo/return";
-const RSA_SHA256: &str = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256";
 const ECDSA_SHA256: &str = "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256";
 const ALICE: &str = "alice@example.com";
 
@@ -197,7 +197,7 @@ fn our_logout_request_redirect_verifies_and_round_trips() -> TestResult {
     assert!(openssl_verifies_query(ours)?);
 
     let params = decoded_params(ours);
-    assert_eq!(params["SigAlg"], RSA_SHA256);
+    assert_eq!(params["SigAlg"], SIG_RSA_SHA256);
     assert_eq!(params["RelayState"], relay);
     let parsed = parse_logout_request(&params["SAMLRequest"], true)?;
     assert_eq!(parsed.id, out.request_id);
@@ -368,7 +368,7 @@ fn accepts_ecdsa_query_signature() -> TestResult {
     assert_eq!(verify_logout_request(&sp, redirect(&query), now())?.name_id, ALICE);
 
     // The same signature named as RSA finds no RSA certificate to check it.
-    let as_rsa = query.replace(&enc(ECDSA_SHA256), &enc(RSA_SHA256));
+    let as_rsa = query.replace(&enc(ECDSA_SHA256), &enc(SIG_RSA_SHA256));
     assert_eq!(request_refused(&sp, redirect(&as_rsa))?, Reason::SignatureInvalid);
     Ok(())
 }
@@ -752,7 +752,7 @@ fn refuses_deflate_bomb_and_oversized_input() -> TestResult {
 
 #[test]
 fn refuses_bad_encoding_after_a_valid_signature() -> TestResult {
-    let sig_alg = enc(RSA_SHA256);
+    let sig_alg = enc(SIG_RSA_SHA256);
     let not_deflate = enc(&b64("<samlp:LogoutRequest/>"));
     let not_utf8 = {
         let mut e = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());

@@ -68,15 +68,11 @@ pub(super) fn utf8_xml(bytes: Vec<u8>, what: &str) -> Result<String, SamlError> 
         .map_err(|_| reject(Reason::Malformed, format!("decoded {what} is not UTF-8 XML")))
 }
 
-/// Validates a decoded response document. InResponseTo is returned, not checked: the caller
-/// consumes it from its login transactions.
-pub fn validate_response_xml(
-    sp: &SpSettings,
-    xml: &str,
-    now: DateTime<Utc>,
-) -> Result<ValidatedAssertion, SamlError> {
-    if xml.len() > sp.max_response_bytes {
-        return Err(reject(Reason::TooLarge, format!("response of {} bytes", xml.len())));
+/// The checks an inbound document gets before any parser runs, then the strict parse. Returns
+/// the document without its byte order mark, and its tree.
+pub(super) fn parse_untrusted(xml: &str, max: usize) -> Result<(&str, roxmltree::Document<'_>), SamlError> {
+    if xml.len() > max {
+        return Err(reject(Reason::TooLarge, format!("document of {} bytes", xml.len())));
     }
     // Refused before any parser runs: libxml2 (inside samael) recovers and would expand entities.
     if xml.contains("<!DOCTYPE") {
@@ -84,6 +80,17 @@ pub fn validate_response_xml(
     }
     let xml = xml.strip_prefix('\u{feff}').unwrap_or(xml);
     let doc = parse_strict(xml).map_err(|e| reject(Reason::Malformed, e.to_string()))?;
+    Ok((xml, doc))
+}
+
+/// Validates a decoded response document. InResponseTo is returned, not checked: the caller
+/// consumes it from its login transactions.
+pub fn validate_response_xml(
+    sp: &SpSettings,
+    xml: &str,
+    now: DateTime<Utc>,
+) -> Result<ValidatedAssertion, SamlError> {
+    let (xml, doc) = parse_untrusted(xml, sp.max_response_bytes)?;
     let response = doc.root_element();
     if !is(response, NS_PROTOCOL, "Response") {
         return Err(reject(

@@ -19,10 +19,11 @@ use openssl::x509::{X509Builder, X509NameBuilder};
 use samael::crypto::CryptoProvider;
 
 use crate::saml::xml::{
-    child, escape, format_time, is, parse_strict, random_id, text_content, BINDING_REDIRECT, CM_BEARER,
-    NAMEID_EMAIL, NAMEID_UNSPECIFIED, NS_ASSERTION, NS_DSIG, NS_METADATA, NS_PROTOCOL, STATUS_SUCCESS,
+    child, children_named, escape, format_time, is, parse_strict, random_id, text_content, BINDING_POST,
+    BINDING_REDIRECT, CM_BEARER, NAMEID_EMAIL, NAMEID_UNSPECIFIED, NS_ASSERTION, NS_DSIG, NS_METADATA,
+    NS_PROTOCOL, STATUS_SUCCESS,
 };
-use crate::saml::{IdpMetadata, SsoBinding};
+use crate::saml::{IdpMetadata, SloEndpoint, SsoBinding};
 
 /// Longest inflated AuthnRequest accepted; real ones are well under 4 KiB.
 const MAX_AUTHN_REQUEST_BYTES: u64 = 64 * 1024;
@@ -222,7 +223,8 @@ impl DevIdp {
         pem
     }
 
-    /// IdP metadata: one signing KeyDescriptor and the SSO service at `sso_url` (HTTP-Redirect).
+    /// IdP metadata: one signing KeyDescriptor, the SSO service at `sso_url` (HTTP-Redirect) and,
+    /// with a `slo_url`, the SingleLogoutService there (HTTP-Redirect and HTTP-POST).
     pub fn metadata_xml(&self) -> String {
         format!(
             concat!(
@@ -236,6 +238,7 @@ impl DevIdp {
                 "\n    <md:NameIDFormat>{email}</md:NameIDFormat>",
                 "\n    ",
                 r#"<md:SingleSignOnService Binding="{redirect}" Location="{sso}"/>"#,
+                "{slo}",
                 "\n  </md:IDPSSODescriptor>\n</md:EntityDescriptor>\n"
             ),
             md = NS_METADATA,
@@ -246,6 +249,18 @@ impl DevIdp {
             email = NAMEID_EMAIL,
             redirect = BINDING_REDIRECT,
             sso = escape(&self.sso_url),
+            slo = self.slo_url.as_deref().map_or_else(String::new, |url| {
+                // SingleLogoutService comes before NameIDFormat in the schema.
+                [BINDING_REDIRECT, BINDING_POST]
+                    .iter()
+                    .map(|b| {
+                        format!(
+                            "\n    <md:SingleLogoutService Binding=\"{b}\" Location=\"{}\"/>",
+                            escape(url)
+                        )
+                    })
+                    .collect()
+            }),
         )
     }
 
@@ -257,7 +272,11 @@ impl DevIdp {
             sso_binding: SsoBinding::Redirect,
             signing_certs: vec![self.cert_der.clone()],
             want_authn_requests_signed: false,
-            slo: None,
+            slo: self.slo_url.as_ref().map(|url| SloEndpoint {
+                binding: SsoBinding::Redirect,
+                url: url.clone(),
+                response_url: url.clone(),
+            }),
         }
     }
 
@@ -281,13 +300,7 @@ impl DevIdp {
                 // signature must cover the finished Assertion signature: inner first.
                 let inner = self.signature_template(&spec.assertion_id, spec.alg);
                 let signed = self.sign(&response_xml(spec, None, Some(&inner)))?;
-                let marker = "</saml:Issuer>";
-                let at = signed
-                    .find(marker)
-                    .map(|i| i + marker.len())
-                    .ok_or_else(|| DevIdpError::Sign("no Response Issuer in output".into()))?;
-                let outer = self.signature_template(&spec.response_id, spec.alg);
-                self.sign(&format!("{}{}{}", &signed[..at], outer, &signed[at..]))
+                self.sign_message(&signed, &spec.response_id, spec.alg)
             }
         }
     }
@@ -318,13 +331,7 @@ impl DevIdp {
         if !outer {
             return Ok(xml);
         }
-        let marker = "</saml:Issuer>";
-        let at = xml
-            .find(marker)
-            .map(|i| i + marker.len())
-            .ok_or_else(|| DevIdpError::Sign("no Issuer".into()))?;
-        let template = self.signature_template(&spec.response_id, spec.alg);
-        self.sign(&format!("{}{}{}", &xml[..at], template, &xml[at..]))
+        self.sign_message(&xml, &spec.response_id, spec.alg)
     }
 
     /// `sign_response`, base64-encoded as the HTTP-POST binding's `SAMLResponse` value.
@@ -461,8 +468,18 @@ impl LogoutRequestSpec {
     /// Issued `now` by `idp` to `destination` (the SP's SingleLogoutService) for `name_id`
     /// (every session: no SessionIndex), valid five minutes, rsa-sha256, a random ID.
     pub fn new(idp: &DevIdp, destination: &str, name_id: &str, now: DateTime<Utc>) -> Self {
-        let _ = (idp, destination, name_id, now);
-        todo!()
+        let name_id_format = if name_id.contains('@') { NAMEID_EMAIL } else { NAMEID_UNSPECIFIED };
+        LogoutRequestSpec {
+            id: random_id(),
+            issuer: idp.entity_id.clone(),
+            destination: Some(destination.to_string()),
+            issue_instant: now,
+            not_on_or_after: Some(now + Duration::minutes(5)),
+            name_id: name_id.to_string(),
+            name_id_format: Some(name_id_format.to_string()),
+            session_indexes: Vec::new(),
+            alg: SigAlg::RsaSha256,
+        }
     }
 }
 
@@ -482,8 +499,16 @@ pub struct LogoutResponseSpec {
 impl LogoutResponseSpec {
     /// Success, issued `now` by `idp` to `destination`, answering `in_response_to`.
     pub fn new(idp: &DevIdp, destination: &str, in_response_to: &str, now: DateTime<Utc>) -> Self {
-        let _ = (idp, destination, in_response_to, now);
-        todo!()
+        LogoutResponseSpec {
+            id: random_id(),
+            issuer: idp.entity_id.clone(),
+            destination: Some(destination.to_string()),
+            in_response_to: in_response_to.to_string(),
+            issue_instant: now,
+            status: STATUS_SUCCESS.to_string(),
+            sub_status: None,
+            alg: SigAlg::RsaSha256,
+        }
     }
 }
 
@@ -502,21 +527,52 @@ pub struct ParsedLogoutRequest {
 impl DevIdp {
     /// The LogoutRequest XML, unsigned.
     pub fn logout_request_xml(&self, spec: &LogoutRequestSpec) -> String {
-        let _ = spec;
-        todo!()
+        let mut x = message_start("LogoutRequest", &spec.id, spec.issue_instant, spec.destination.as_deref());
+        if let Some(t) = spec.not_on_or_after {
+            x.push_str(&format!(r#" NotOnOrAfter="{}""#, format_time(t)));
+        }
+        x.push_str(&format!("><saml:Issuer>{}</saml:Issuer><saml:NameID", escape(&spec.issuer)));
+        if let Some(format) = &spec.name_id_format {
+            x.push_str(&format!(r#" Format="{}""#, escape(format)));
+        }
+        x.push_str(&format!(">{}</saml:NameID>", escape(&spec.name_id)));
+        for index in &spec.session_indexes {
+            x.push_str(&format!("<samlp:SessionIndex>{}</samlp:SessionIndex>", escape(index)));
+        }
+        x.push_str("</samlp:LogoutRequest>");
+        x
     }
 
     /// The LogoutResponse XML, unsigned.
     pub fn logout_response_xml(&self, spec: &LogoutResponseSpec) -> String {
-        let _ = spec;
-        todo!()
+        let mut x =
+            message_start("LogoutResponse", &spec.id, spec.issue_instant, spec.destination.as_deref());
+        x.push_str(&format!(
+            r#" InResponseTo="{}"><saml:Issuer>{}</saml:Issuer><samlp:Status><samlp:StatusCode Value="{}""#,
+            escape(&spec.in_response_to),
+            escape(&spec.issuer),
+            escape(&spec.status),
+        ));
+        match &spec.sub_status {
+            Some(sub) => {
+                x.push_str(&format!(r#"><samlp:StatusCode Value="{}"/></samlp:StatusCode>"#, escape(sub)))
+            }
+            None => x.push_str("/>"),
+        }
+        x.push_str("</samlp:Status></samlp:LogoutResponse>");
+        x
     }
 
     /// An enveloped signature (HTTP-POST binding) over the root element with `id`, placed after
     /// its Issuer.
     pub fn sign_message(&self, xml: &str, id: &str, alg: SigAlg) -> Result<String, DevIdpError> {
-        let _ = (xml, id, alg);
-        todo!()
+        let marker = "</saml:Issuer>";
+        let at = xml
+            .find(marker)
+            .map(|i| i + marker.len())
+            .ok_or_else(|| DevIdpError::Sign("no Issuer".into()))?;
+        let template = self.signature_template(id, alg);
+        self.sign(&format!("{}{}{}", &xml[..at], template, &xml[at..]))
     }
 
     /// HTTP-Redirect binding: the raw query `param=…[&RelayState=…]&SigAlg=…&Signature=…`
@@ -529,39 +585,91 @@ impl DevIdp {
         relay_state: Option<&str>,
         alg: SigAlg,
     ) -> Result<String, DevIdpError> {
-        let _ = (param, xml, relay_state, alg);
-        todo!()
+        let (method, digest) = match alg {
+            SigAlg::RsaSha256 => (SIG_RSA_SHA256, MessageDigest::sha256()),
+            SigAlg::RsaSha1 => (SIG_RSA_SHA1, MessageDigest::sha1()),
+        };
+        let key = PKey::from_rsa(Rsa::private_key_from_der(&self.key_der)?)?;
+        let sign = |data: &[u8]| -> Result<String, String> {
+            let mut signer = openssl::sign::Signer::new(digest, &key).map_err(|e| e.to_string())?;
+            signer.update(data).map_err(|e| e.to_string())?;
+            let signature = signer.sign_to_vec().map_err(|e| e.to_string())?;
+            Ok(base64::engine::general_purpose::STANDARD.encode(signature))
+        };
+        crate::saml::encode_query(param, xml, relay_state, Some((method, &sign))).map_err(DevIdpError::Sign)
     }
 }
 
 /// HTTP-Redirect binding without a signature: `param=…[&RelayState=…]`.
 pub fn redirect_query_unsigned(param: &str, xml: &str, relay_state: Option<&str>) -> String {
-    let _ = (param, xml, relay_state);
-    todo!()
+    // Deflating into a Vec cannot fail; the error arm only exists for the signer.
+    crate::saml::encode_query(param, xml, relay_state, None).unwrap_or_default()
+}
+
+/// `<samlp:{root} … ID IssueInstant [Destination]`, the start tag left open for the rest.
+fn message_start(root: &str, id: &str, issue_instant: DateTime<Utc>, destination: Option<&str>) -> String {
+    let mut x = format!(
+        r#"<samlp:{root} xmlns:samlp="{NS_PROTOCOL}" xmlns:saml="{NS_ASSERTION}" ID="{}" Version="2.0" IssueInstant="{}""#,
+        escape(id),
+        format_time(issue_instant),
+    );
+    if let Some(destination) = destination {
+        x.push_str(&format!(r#" Destination="{}""#, escape(destination)));
+    }
+    x
 }
 
 /// Decodes the SP's LogoutRequest: an HTTP-Redirect `SAMLRequest` value (base64 of raw
 /// DEFLATE, already URL-decoded) or, with `deflated: false`, an HTTP-POST one (base64 XML).
 pub fn parse_logout_request(saml_request: &str, deflated: bool) -> Result<ParsedLogoutRequest, DevIdpError> {
-    let _ = (saml_request, deflated);
-    todo!()
+    let bad = |m: &str| DevIdpError::BadRequest(m.to_string());
+    let xml = decode_request(saml_request, deflated)?;
+    let doc = parse_strict(&xml).map_err(|e| DevIdpError::BadRequest(format!("not XML: {e}")))?;
+    let root = doc.root_element();
+    if !is(root, NS_PROTOCOL, "LogoutRequest") {
+        return Err(bad("root is not samlp:LogoutRequest"));
+    }
+    let id = root.attribute("ID").filter(|id| !id.is_empty()).ok_or_else(|| bad("no ID"))?.to_string();
+    let name_id = child(root, NS_ASSERTION, "NameID").ok_or_else(|| bad("no NameID"))?;
+    Ok(ParsedLogoutRequest {
+        id,
+        issuer: child(root, NS_ASSERTION, "Issuer").map(|i| text_content(i).trim().to_string()),
+        destination: root.attribute("Destination").map(str::to_string),
+        name_id: text_content(name_id).trim().to_string(),
+        name_id_format: name_id.attribute("Format").map(str::to_string),
+        session_indexes: children_named(root, NS_PROTOCOL, "SessionIndex")
+            .map(|s| text_content(s).trim().to_string())
+            .collect(),
+    })
+}
+
+/// A request's XML from its binding value: base64 of raw DEFLATE (HTTP-Redirect, already
+/// URL-decoded) or, with `deflated: false`, plain base64 (HTTP-POST).
+fn decode_request(saml_request: &str, deflated: bool) -> Result<String, DevIdpError> {
+    let bad = |m: String| DevIdpError::BadRequest(m);
+    let compact: Vec<u8> = saml_request.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(&compact)
+        .map_err(|e| bad(format!("not base64: {e}")))?;
+    let mut xml = String::new();
+    let read = if deflated {
+        flate2::read::DeflateDecoder::new(bytes.as_slice())
+            .take(MAX_AUTHN_REQUEST_BYTES + 1)
+            .read_to_string(&mut xml)
+    } else {
+        bytes.as_slice().take(MAX_AUTHN_REQUEST_BYTES + 1).read_to_string(&mut xml)
+    };
+    read.map_err(|e| bad(format!("not (raw DEFLATE of) UTF-8: {e}")))?;
+    if xml.len() as u64 > MAX_AUTHN_REQUEST_BYTES {
+        return Err(bad("too large".into()));
+    }
+    Ok(xml)
 }
 
 /// Decodes an HTTP-Redirect `SAMLRequest` value (base64 of raw DEFLATE, already URL-decoded).
 pub fn parse_authn_request(saml_request: &str) -> Result<ParsedAuthnRequest, DevIdpError> {
     let bad = |m: String| DevIdpError::BadRequest(m);
-    let compact: Vec<u8> = saml_request.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    let deflated = base64::engine::general_purpose::STANDARD
-        .decode(&compact)
-        .map_err(|e| bad(format!("not base64: {e}")))?;
-    let mut xml = String::new();
-    flate2::read::DeflateDecoder::new(deflated.as_slice())
-        .take(MAX_AUTHN_REQUEST_BYTES + 1)
-        .read_to_string(&mut xml)
-        .map_err(|e| bad(format!("not raw DEFLATE of UTF-8: {e}")))?;
-    if xml.len() as u64 > MAX_AUTHN_REQUEST_BYTES {
-        return Err(bad("too large".into()));
-    }
+    let xml = decode_request(saml_request, true)?;
     let doc = parse_strict(&xml).map_err(|e| bad(format!("not XML: {e}")))?;
     let root = doc.root_element();
     if !is(root, NS_PROTOCOL, "AuthnRequest") {
@@ -576,4 +684,4 @@ pub fn parse_authn_request(saml_request: &str) -> Result<ParsedAuthnRequest, Dev
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

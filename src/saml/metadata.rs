@@ -7,7 +7,7 @@ use super::xml::{
     children_named, escape, is, parse_strict, text_content, BINDING_POST, BINDING_REDIRECT, NAMEID_EMAIL,
     NAMEID_PERSISTENT, NAMEID_UNSPECIFIED, NS_DSIG, NS_METADATA, NS_PROTOCOL,
 };
-use super::{IdpMetadata, SamlError, SpSettings, SsoBinding};
+use super::{IdpMetadata, SamlError, SloEndpoint, SpSettings, SsoBinding};
 
 fn meta_err(msg: impl Into<String>) -> SamlError {
     SamlError::Metadata(msg.into())
@@ -55,7 +55,7 @@ pub fn parse_idp_metadata(xml: &str) -> Result<IdpMetadata, SamlError> {
     }
 
     let want_authn_requests_signed = matches!(idp.attribute("WantAuthnRequestsSigned"), Some("true" | "1"));
-    let slo = None;
+    let slo = slo_endpoint(idp)?;
     Ok(IdpMetadata { entity_id, sso_url, sso_binding, signing_certs, want_authn_requests_signed, slo })
 }
 
@@ -67,27 +67,45 @@ fn saml2_idp_descriptor<'a, 'i>(entity: Node<'a, 'i>) -> Option<Node<'a, 'i>> {
 }
 
 fn sso_endpoint(idp: Node<'_, '_>) -> Result<(String, SsoBinding), SamlError> {
-    let location_for = |binding: &str| {
-        children_named(idp, NS_METADATA, "SingleSignOnService")
-            .find(|s| s.attribute("Binding") == Some(binding))
-            .and_then(|s| s.attribute("Location"))
-            .map(str::trim)
+    let (service, binding) = preferred_service(idp, "SingleSignOnService")
+        .ok_or_else(|| meta_err("no SingleSignOnService with the HTTP-Redirect or HTTP-POST binding"))?;
+    let location = http_location(service, "SingleSignOnService", "Location")?
+        .ok_or_else(|| meta_err("SingleSignOnService has no Location"))?;
+    Ok((location, binding))
+}
+
+/// The IdP's SingleLogoutService, HTTP-Redirect preferred (SOAP and other bindings are back
+/// channels the broker does not speak).
+fn slo_endpoint(idp: Node<'_, '_>) -> Result<Option<SloEndpoint>, SamlError> {
+    let Some((service, binding)) = preferred_service(idp, "SingleLogoutService") else { return Ok(None) };
+    let url = http_location(service, "SingleLogoutService", "Location")?
+        .ok_or_else(|| meta_err("SingleLogoutService has no Location"))?;
+    let response_url =
+        http_location(service, "SingleLogoutService", "ResponseLocation")?.unwrap_or_else(|| url.clone());
+    Ok(Some(SloEndpoint { binding, url, response_url }))
+}
+
+/// The first `element` with a Location and the HTTP-Redirect binding, else the first with
+/// HTTP-POST.
+fn preferred_service<'a, 'i>(idp: Node<'a, 'i>, element: &'a str) -> Option<(Node<'a, 'i>, SsoBinding)> {
+    let with = |binding: &str| {
+        children_named(idp, NS_METADATA, element)
+            .find(|s| s.attribute("Binding") == Some(binding) && s.attribute("Location").is_some())
     };
-    let (location, binding) = match location_for(BINDING_REDIRECT) {
-        Some(l) => (l, SsoBinding::Redirect),
-        None => match location_for(BINDING_POST) {
-            Some(l) => (l, SsoBinding::Post),
-            None => {
-                return Err(meta_err("no SingleSignOnService with the HTTP-Redirect or HTTP-POST binding"))
-            }
-        },
-    };
-    let url = url::Url::parse(location)
-        .map_err(|e| meta_err(format!("SingleSignOnService Location {location:?}: {e}")))?;
+    with(BINDING_REDIRECT)
+        .map(|s| (s, SsoBinding::Redirect))
+        .or_else(|| with(BINDING_POST).map(|s| (s, SsoBinding::Post)))
+}
+
+/// The endpoint attribute `attr`, which must be an http(s) URL when present.
+fn http_location(service: Node<'_, '_>, element: &str, attr: &str) -> Result<Option<String>, SamlError> {
+    let Some(location) = service.attribute(attr).map(str::trim) else { return Ok(None) };
+    let url =
+        url::Url::parse(location).map_err(|e| meta_err(format!("{element} {attr} {location:?}: {e}")))?;
     if url.scheme() != "https" && url.scheme() != "http" {
-        return Err(meta_err(format!("SingleSignOnService Location {location:?} is not an http(s) URL")));
+        return Err(meta_err(format!("{element} {attr} {location:?} is not an http(s) URL")));
     }
-    Ok((location.to_string(), binding))
+    Ok(Some(location.to_string()))
 }
 
 fn signing_certificates(idp: Node<'_, '_>) -> Result<Vec<Vec<u8>>, SamlError> {
@@ -143,6 +161,20 @@ pub fn sp_metadata_xml(sp: &SpSettings) -> String {
         )
     });
     let requests_signed = sp.sign_authn_requests && sp.signing_key.is_some();
+    // Our logout messages are always signed, so without a key there is no SingleLogoutService.
+    let slo = if !sp.slo_url.is_empty() && sp.signing_key.is_some() {
+        [BINDING_REDIRECT, BINDING_POST]
+            .iter()
+            .map(|b| {
+                format!(
+                    "\n    <md:SingleLogoutService Binding=\"{b}\" Location=\"{}\"/>",
+                    escape(&sp.slo_url)
+                )
+            })
+            .collect()
+    } else {
+        String::new()
+    };
     format!(
         concat!(
             r#"<?xml version="1.0" encoding="UTF-8"?>"#,
@@ -150,7 +182,7 @@ pub fn sp_metadata_xml(sp: &SpSettings) -> String {
             r#"<md:EntityDescriptor xmlns:md="{md}" entityID="{entity}">"#,
             "\n  ",
             r#"<md:SPSSODescriptor AuthnRequestsSigned="{requests_signed}" WantAssertionsSigned="true" protocolSupportEnumeration="{proto}">"#,
-            "{signing}{encryption}",
+            "{signing}{encryption}{slo}",
             "\n    <md:NameIDFormat>{email}</md:NameIDFormat>",
             "\n    <md:NameIDFormat>{persistent}</md:NameIDFormat>",
             "\n    <md:NameIDFormat>{unspecified}</md:NameIDFormat>",
@@ -164,6 +196,7 @@ pub fn sp_metadata_xml(sp: &SpSettings) -> String {
         requests_signed = requests_signed,
         signing = signing,
         encryption = encryption,
+        slo = slo,
         email = NAMEID_EMAIL,
         persistent = NAMEID_PERSISTENT,
         unspecified = NAMEID_UNSPECIFIED,

@@ -7,6 +7,7 @@ mod decrypt;
 mod logout;
 mod metadata;
 mod policy;
+mod redirect;
 mod request;
 mod sign;
 mod validate;
@@ -14,6 +15,8 @@ pub(crate) mod xml;
 
 #[cfg(test)]
 mod fuzz_seeds;
+#[cfg(test)]
+mod logout_tests;
 #[cfg(test)]
 mod tests;
 
@@ -24,6 +27,7 @@ pub use logout::{
     STATUS_PARTIAL_LOGOUT, STATUS_REQUESTER, STATUS_RESPONDER, STATUS_SUCCESS,
 };
 pub use metadata::{parse_idp_metadata, sp_metadata_xml};
+pub(crate) use redirect::encode_query;
 pub use request::{authn_request, authn_request_redirect};
 pub(crate) use sign::signature_template;
 pub use sign::{GeneratedSpKey, SpSigningKey};

@@ -1,4 +1,4 @@
-//! Checks on the raw response before xmlsec sees it: document shape and signature policy.
+//! Checks on a raw response or logout message before xmlsec sees it: document shape and signature policy.
 //!
 //! xmlsec runs Reference transforms (XSLT, XPath, external URIs) before it checks the signature
 //! value and has no allow-list of its own (SAML-NOTES L14). So everything a Signature may ask
@@ -15,7 +15,7 @@ use super::{reject, Reason, SamlError};
 const EXC_C14N: &str = "http://www.w3.org/2001/10/xml-exc-c14n#";
 const ENVELOPED: &str = "http://www.w3.org/2000/09/xmldsig#enveloped-signature";
 
-const STRONG_SIGNATURE_METHODS: &[&str] = &[
+pub(crate) const STRONG_SIGNATURE_METHODS: &[&str] = &[
     "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256",
     "http://www.w3.org/2001/04/xmldsig-more#rsa-sha384",
     "http://www.w3.org/2001/04/xmldsig-more#rsa-sha512",
@@ -28,7 +28,7 @@ const STRONG_DIGESTS: &[&str] = &[
     "http://www.w3.org/2001/04/xmldsig-more#sha384",
     "http://www.w3.org/2001/04/xmlenc#sha512",
 ];
-const SHA1_SIGNATURE_METHOD: &str = "http://www.w3.org/2000/09/xmldsig#rsa-sha1";
+pub(crate) const SHA1_SIGNATURE_METHOD: &str = "http://www.w3.org/2000/09/xmldsig#rsa-sha1";
 const SHA1_DIGEST: &str = "http://www.w3.org/2000/09/xmldsig#sha1";
 
 /// The one assertion of a response, as it sits in the raw document.
@@ -68,41 +68,18 @@ pub(crate) fn check_raw<'a, 'i>(
     allow_sha1: bool,
 ) -> Result<RawChecked<'a, 'i>, SamlError> {
     let root = doc.root_element();
-    let mut assertions = Vec::new();
-    let mut signatures = Vec::new();
-    let mut comment_or_pi = false;
-    let mut ids = HashSet::new();
-    let mut duplicate_id = None;
-
-    for node in root.descendants() {
-        match node.node_type() {
-            NodeType::Comment | NodeType::PI => comment_or_pi = true,
-            NodeType::Element => {
-                // Counted by local name in any namespace: a look-alike `saml:Assertion` bound to
-                // another namespace is a second assertion to anything that reads by prefix.
-                let name = node.tag_name().name();
-                if name == "Assertion" {
-                    assertions.push(RawAssertion::Plain(node));
-                } else if name == "EncryptedAssertion" {
-                    assertions.push(RawAssertion::Encrypted(node));
-                } else if is(node, NS_DSIG, "Signature") {
-                    signatures.push(node);
-                }
-                // Both kinds resolve a "#id" Reference in libxml2: ID is registered by samael,
-                // xml:id by libxml2 itself.
-                for attr in node.attributes() {
-                    let is_id = match attr.namespace() {
-                        None => attr.name() == "ID",
-                        Some(ns) => ns == NS_XML && attr.name() == "id",
-                    };
-                    if is_id && !ids.insert(attr.value()) && duplicate_id.is_none() {
-                        duplicate_id = Some(attr.value());
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
+    // Counted by local name in any namespace: a look-alike `saml:Assertion` bound to another
+    // namespace is a second assertion to anything that reads by prefix.
+    let assertions: Vec<RawAssertion> = root
+        .descendants()
+        .filter(|n| n.is_element())
+        .filter_map(|n| match n.tag_name().name() {
+            "Assertion" => Some(RawAssertion::Plain(n)),
+            "EncryptedAssertion" => Some(RawAssertion::Encrypted(n)),
+            _ => None,
+        })
+        .collect();
+    let scan = scan(root);
 
     let raw_assertion = match assertions.as_slice() {
         [] => return Err(reject(Reason::NoAssertion, "the response has no Assertion")),
@@ -123,15 +100,9 @@ pub(crate) fn check_raw<'a, 'i>(
     if assertion.parent_element() != Some(root) {
         return Err(reject(Reason::NoAssertion, "the Assertion is not a direct child of the Response"));
     }
-    // A comment splits a text node; a verifier that ignores it and a reader that stops at it
-    // would see different NameIDs (SAML-NOTES L5). Nothing legitimate needs one.
-    if comment_or_pi {
-        return Err(reject(Reason::SignaturePolicy, "comment or processing instruction inside the Response"));
-    }
-    if let Some(id) = duplicate_id {
-        return Err(reject(Reason::SignaturePolicy, format!("duplicate ID value {id:?}")));
-    }
+    scan.refuse_comments_and_duplicate_ids()?;
 
+    let signatures = scan.signatures;
     let any_signature = !signatures.is_empty();
     let mut uses_sha1 = false;
     let mut signed_parents = Vec::new();
@@ -156,12 +127,63 @@ pub(crate) fn check_raw<'a, 'i>(
     Ok(RawChecked { assertion: raw_assertion, uses_sha1, response_signed, any_signature })
 }
 
+/// What one pass over a raw document found: its Signatures, and what no signed SAML message
+/// may hold.
+pub(crate) struct Scan<'a, 'i> {
+    /// Every ds:Signature element, in document order.
+    pub signatures: Vec<Node<'a, 'i>>,
+    comment_or_pi: bool,
+    duplicate_id: Option<&'a str>,
+}
+
+pub(crate) fn scan<'a, 'i>(root: Node<'a, 'i>) -> Scan<'a, 'i> {
+    let mut found = Scan { signatures: Vec::new(), comment_or_pi: false, duplicate_id: None };
+    let mut ids = HashSet::new();
+    for node in root.descendants() {
+        match node.node_type() {
+            NodeType::Comment | NodeType::PI => found.comment_or_pi = true,
+            NodeType::Element => {
+                if is(node, NS_DSIG, "Signature") {
+                    found.signatures.push(node);
+                }
+                // Both kinds resolve a "#id" Reference in libxml2: ID is registered by samael,
+                // xml:id by libxml2 itself.
+                for attr in node.attributes() {
+                    let is_id = match attr.namespace() {
+                        None => attr.name() == "ID",
+                        Some(ns) => ns == NS_XML && attr.name() == "id",
+                    };
+                    if is_id && !ids.insert(attr.value()) && found.duplicate_id.is_none() {
+                        found.duplicate_id = Some(attr.value());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    found
+}
+
+impl Scan<'_, '_> {
+    pub(crate) fn refuse_comments_and_duplicate_ids(&self) -> Result<(), SamlError> {
+        // A comment splits a text node; a verifier that ignores it and a reader that stops at
+        // it would see different NameIDs (SAML-NOTES L5). Nothing legitimate needs one.
+        if self.comment_or_pi {
+            return Err(policy("comment or processing instruction inside the message"));
+        }
+        if let Some(id) = self.duplicate_id {
+            return Err(reject(Reason::SignaturePolicy, format!("duplicate ID value {id:?}")));
+        }
+        Ok(())
+    }
+}
+
 fn policy(detail: &str) -> SamlError {
     reject(Reason::SignaturePolicy, detail)
 }
 
 /// One enveloped signature over its parent. Returns whether it uses SHA-1.
-fn check_signature(
+pub(crate) fn check_signature(
     signature: Node<'_, '_>,
     parent: Node<'_, '_>,
     allow_sha1: bool,
@@ -271,7 +293,7 @@ fn only_inclusive_namespaces(node: Node<'_, '_>) -> bool {
 }
 
 /// Ok(true) when the algorithm is SHA-1 and SHA-1 is allowed.
-fn algorithm_allowed(
+pub(crate) fn algorithm_allowed(
     algorithm: Option<&str>,
     strong: &[&str],
     sha1: &str,

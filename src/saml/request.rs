@@ -1,13 +1,9 @@
 //! Our own AuthnRequest (samael's IDs carry only 32 random bits) and its HTTP-Redirect encoding.
 
-use std::io::Write;
-
 use base64::Engine;
 use chrono::{DateTime, Utc};
-use flate2::write::DeflateEncoder;
-use flate2::Compression;
 
-use super::sign::SIG_RSA_SHA256;
+use super::redirect::sp_redirect_url;
 use super::xml::{
     escape, format_time, random_id, BINDING_POST, NAMEID_UNSPECIFIED, NS_ASSERTION, NS_PROTOCOL,
 };
@@ -66,41 +62,15 @@ fn redirect_with(
 ) -> Result<AuthnRedirect, SamlError> {
     let request_id = random_id();
     let xml = authn_request_xml(sp, &request_id, now, force_authn);
-
-    let mut encoder = DeflateEncoder::new(Vec::new(), Compression::default());
-    let deflated = encoder
-        .write_all(xml.as_bytes())
-        .and_then(|()| encoder.finish())
-        .map_err(|e| SamlError::Metadata(format!("cannot deflate AuthnRequest: {e}")))?;
-    let saml_request = base64::engine::general_purpose::STANDARD.encode(deflated);
-
-    let mut url = url::Url::parse(&sp.idp.sso_url)
-        .map_err(|e| SamlError::Metadata(format!("IdP SSO URL {:?} is invalid: {e}", sp.idp.sso_url)))?;
-    let key = signing_key(sp)?;
-    let mut ours = url::form_urlencoded::Serializer::new(String::new());
-    ours.append_pair("SAMLRequest", &saml_request);
-    if !relay_state.is_empty() {
-        ours.append_pair("RelayState", relay_state);
-    }
-    if key.is_some() {
-        ours.append_pair("SigAlg", SIG_RSA_SHA256);
-    }
-    let mut ours = ours.finish();
-    if let Some(key) = key {
-        // The binding signs these exact encoded bytes (SAML bindings 3.4.4.1), not a re-encoding.
-        let signature = key
-            .sign_b64(ours.as_bytes())
-            .map_err(|e| SamlError::Metadata(format!("cannot sign the AuthnRequest: {e}")))?;
-        ours.push_str("&Signature=");
-        ours.extend(url::form_urlencoded::byte_serialize(signature.as_bytes()));
-    }
-    // Parameters already in the IdP's SSO URL stay first and outside the signature.
-    let query = match url.query() {
-        Some(existing) if !existing.is_empty() => format!("{existing}&{ours}"),
-        _ => ours,
-    };
-    url.set_query(Some(&query));
-    Ok(AuthnRedirect { request_id, url: url.into() })
+    let url = sp_redirect_url(
+        &sp.idp.sso_url,
+        "SAMLRequest",
+        &xml,
+        Some(relay_state),
+        signing_key(sp)?,
+        "AuthnRequest",
+    )?;
+    Ok(AuthnRedirect { request_id, url })
 }
 
 fn signing_key(sp: &SpSettings) -> Result<Option<&SpSigningKey>, SamlError> {

@@ -9,20 +9,20 @@ use chrono::{DateTime, Duration, Utc};
 use super::*;
 use crate::devidp::{parse_authn_request, DevIdp, ResponseSpec, SigAlg, SignMode};
 
-type TestResult = Result<(), Box<dyn Error>>;
+pub(super) type TestResult = Result<(), Box<dyn Error>>;
 
-const SP_ENTITY: &str = "https://broker.example/saml/acme/metadata";
-const ACS: &str = "https://broker.example/saml/acme/acs";
-const IDP_ENTITY: &str = "https://idp.example/entity";
+pub(super) const SP_ENTITY: &str = "https://broker.example/saml/acme/metadata";
+pub(super) const ACS: &str = "https://broker.example/saml/acme/acs";
+pub(super) const IDP_ENTITY: &str = "https://idp.example/entity";
 const IDP_SSO: &str = "https://idp.example/sso";
 const REQUEST_ID: &str = "_4d6c8f0e2a1b3c5d7e9f00112233445566";
 
-fn now() -> DateTime<Utc> {
+pub(super) fn now() -> DateTime<Utc> {
     DateTime::<Utc>::UNIX_EPOCH + Duration::seconds(1_716_206_400) // 2024-05-20T12:00:00Z
 }
 
 /// One key for the whole module: RSA key generation is the slow part of these tests.
-fn idp() -> Result<&'static DevIdp, Box<dyn Error>> {
+pub(super) fn idp() -> Result<&'static DevIdp, Box<dyn Error>> {
     static IDP: OnceLock<DevIdp> = OnceLock::new();
     if IDP.get().is_none() {
         let _ = IDP.set(DevIdp::generate(IDP_ENTITY, IDP_SSO)?);
@@ -30,7 +30,7 @@ fn idp() -> Result<&'static DevIdp, Box<dyn Error>> {
     Ok(IDP.get().ok_or("dev IdP not initialised")?)
 }
 
-fn sp(idp: &DevIdp) -> SpSettings {
+pub(super) fn sp(idp: &DevIdp) -> SpSettings {
     SpSettings {
         entity_id: SP_ENTITY.into(),
         acs_url: ACS.into(),
@@ -68,14 +68,14 @@ fn refused(result: Result<ValidatedAssertion, SamlError>) -> Result<SamlError, B
     }
 }
 
-fn replace_once(haystack: &str, from: &str, to: &str) -> Result<String, Box<dyn Error>> {
+pub(super) fn replace_once(haystack: &str, from: &str, to: &str) -> Result<String, Box<dyn Error>> {
     if !haystack.contains(from) {
         return Err(format!("{from:?} not found").into());
     }
     Ok(haystack.replacen(from, to, 1))
 }
 
-fn span(xml: &str, open: &str, close: &str) -> Result<(usize, usize), Box<dyn Error>> {
+pub(super) fn span(xml: &str, open: &str, close: &str) -> Result<(usize, usize), Box<dyn Error>> {
     let start = xml.find(open).ok_or("open tag not found")?;
     let end = xml[start..].find(close).ok_or("close tag not found")? + start + close.len();
     Ok((start, end))

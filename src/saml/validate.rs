@@ -32,26 +32,55 @@ pub fn validate_post_response(
     saml_response_b64: &str,
     now: DateTime<Utc>,
 ) -> Result<ValidatedAssertion, SamlError> {
-    let max = sp.max_response_bytes;
-    // Base64 grows 4/3, plus line breaks some encoders insert every 64-76 characters.
-    let max_encoded = max.saturating_mul(3) / 2 + 64;
-    let trimmed = saml_response_b64.trim();
-    if trimmed.len() > max_encoded {
-        return Err(reject(Reason::TooLarge, format!("encoded response of {} bytes", trimmed.len())));
+    let bytes = decode_base64_capped(saml_response_b64, sp.max_response_bytes, "SAMLResponse")?;
+    let xml = utf8_xml(bytes, "SAMLResponse")?;
+    validate_response_xml(sp, &xml, now)
+}
+
+/// Longest base64 text that can decode to `max` bytes: base64 grows 4/3, plus the line breaks
+/// some encoders insert every 64-76 characters.
+pub(super) fn max_encoded(max: usize) -> usize {
+    max.saturating_mul(3) / 2 + 64
+}
+
+/// Decodes a base64 binding value (`what` names it) of at most `max` decoded bytes, refusing
+/// an oversized one before decoding it.
+pub(super) fn decode_base64_capped(value: &str, max: usize, what: &str) -> Result<Vec<u8>, SamlError> {
+    let trimmed = value.trim();
+    if trimmed.len() > max_encoded(max) {
+        return Err(reject(Reason::TooLarge, format!("encoded {what} of {} bytes", trimmed.len())));
     }
     let compact: Vec<u8> = trimmed.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
     if compact.len() / 4 * 3 > max.saturating_add(3) {
-        return Err(reject(Reason::TooLarge, format!("encoded response of {} bytes", compact.len())));
+        return Err(reject(Reason::TooLarge, format!("encoded {what} of {} bytes", compact.len())));
     }
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(&compact)
-        .map_err(|e| reject(Reason::BadEncoding, format!("SAMLResponse is not base64: {e}")))?;
+        .map_err(|e| reject(Reason::BadEncoding, format!("{what} is not base64: {e}")))?;
     if bytes.len() > max {
-        return Err(reject(Reason::TooLarge, format!("decoded response of {} bytes", bytes.len())));
+        return Err(reject(Reason::TooLarge, format!("decoded {what} of {} bytes", bytes.len())));
     }
-    let xml = String::from_utf8(bytes)
-        .map_err(|_| reject(Reason::Malformed, "decoded SAMLResponse is not UTF-8 XML"))?;
-    validate_response_xml(sp, &xml, now)
+    Ok(bytes)
+}
+
+pub(super) fn utf8_xml(bytes: Vec<u8>, what: &str) -> Result<String, SamlError> {
+    String::from_utf8(bytes)
+        .map_err(|_| reject(Reason::Malformed, format!("decoded {what} is not UTF-8 XML")))
+}
+
+/// The checks an inbound document gets before any parser runs, then the strict parse. Returns
+/// the document without its byte order mark, and its tree.
+pub(super) fn parse_untrusted(xml: &str, max: usize) -> Result<(&str, roxmltree::Document<'_>), SamlError> {
+    if xml.len() > max {
+        return Err(reject(Reason::TooLarge, format!("document of {} bytes", xml.len())));
+    }
+    // Refused before any parser runs: libxml2 (inside samael) recovers and would expand entities.
+    if xml.contains("<!DOCTYPE") {
+        return Err(reject(Reason::DtdForbidden, "document type declaration"));
+    }
+    let xml = xml.strip_prefix('\u{feff}').unwrap_or(xml);
+    let doc = parse_strict(xml).map_err(|e| reject(Reason::Malformed, e.to_string()))?;
+    Ok((xml, doc))
 }
 
 /// Validates a decoded response document. InResponseTo is returned, not checked: the caller
@@ -61,15 +90,7 @@ pub fn validate_response_xml(
     xml: &str,
     now: DateTime<Utc>,
 ) -> Result<ValidatedAssertion, SamlError> {
-    if xml.len() > sp.max_response_bytes {
-        return Err(reject(Reason::TooLarge, format!("response of {} bytes", xml.len())));
-    }
-    // Refused before any parser runs: libxml2 (inside samael) recovers and would expand entities.
-    if xml.contains("<!DOCTYPE") {
-        return Err(reject(Reason::DtdForbidden, "document type declaration"));
-    }
-    let xml = xml.strip_prefix('\u{feff}').unwrap_or(xml);
-    let doc = parse_strict(xml).map_err(|e| reject(Reason::Malformed, e.to_string()))?;
+    let (xml, doc) = parse_untrusted(xml, sp.max_response_bytes)?;
     let response = doc.root_element();
     if !is(response, NS_PROTOCOL, "Response") {
         return Err(reject(
@@ -302,21 +323,21 @@ fn declares(tag: &str, attr: &str) -> bool {
 }
 
 fn check_status(response: Node<'_, '_>) -> Result<(), SamlError> {
-    let code = child(response, NS_PROTOCOL, "Status")
-        .and_then(|s| child(s, NS_PROTOCOL, "StatusCode"))
-        .and_then(|c| c.attribute("Value"));
-    match code {
-        Some(STATUS_SUCCESS) => Ok(()),
-        Some(other) => {
-            let sub = child(response, NS_PROTOCOL, "Status")
-                .and_then(|s| child(s, NS_PROTOCOL, "StatusCode"))
-                .and_then(|c| child(c, NS_PROTOCOL, "StatusCode"))
-                .and_then(|c| c.attribute("Value"))
-                .unwrap_or_default();
-            Err(reject(Reason::StatusNotSuccess, format!("status {other} {sub}").trim_end().to_string()))
-        }
-        None => Err(reject(Reason::StatusNotSuccess, "no StatusCode")),
+    match status_codes(response) {
+        (Some(STATUS_SUCCESS), _) => Ok(()),
+        (Some(other), sub) => Err(reject(
+            Reason::StatusNotSuccess,
+            format!("status {other} {}", sub.unwrap_or_default()).trim_end().to_string(),
+        )),
+        (None, _) => Err(reject(Reason::StatusNotSuccess, "no StatusCode")),
     }
+}
+
+/// The top-level StatusCode value of a Response or LogoutResponse, and the one nested in it.
+pub(super) fn status_codes<'a>(message: Node<'a, '_>) -> (Option<&'a str>, Option<&'a str>) {
+    let top = child(message, NS_PROTOCOL, "Status").and_then(|s| child(s, NS_PROTOCOL, "StatusCode"));
+    let sub = top.and_then(|c| child(c, NS_PROTOCOL, "StatusCode")).and_then(|c| c.attribute("Value"));
+    (top.and_then(|c| c.attribute("Value")), sub)
 }
 
 /// Serialises xmlsec use: libxml2/xmlsec keep global state (SAML-NOTES L15) and a login is
@@ -326,7 +347,9 @@ pub(crate) fn xmlsec_lock() -> std::sync::MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn verify_and_reduce(sp: &SpSettings, xml: &str, uses_sha1: bool) -> Result<String, SamlError> {
+/// xmlsec verifies `xml` against the IdP's pinned certificates; the result holds only what a
+/// verified signature covered (SAML-NOTES L3).
+pub(super) fn verify_and_reduce(sp: &SpSettings, xml: &str, uses_sha1: bool) -> Result<String, SamlError> {
     let certs: Vec<CertificateDer> =
         sp.idp.signing_certs.iter().map(|der| CertificateDer::from(der.clone())).collect();
     // samael has no SHA-1 entry; with SHA-1 opted in, policy::check_raw is the allow-list.
@@ -356,7 +379,7 @@ fn signed_assertion<'a, 'i>(root: Node<'a, 'i>) -> Result<Node<'a, 'i>, SamlErro
     Err(reject(Reason::SignatureInvalid, "no single signed Assertion in the verified output"))
 }
 
-fn time_attr(node: Node<'_, '_>, name: &str) -> Result<Option<DateTime<Utc>>, SamlError> {
+pub(super) fn time_attr(node: Node<'_, '_>, name: &str) -> Result<Option<DateTime<Utc>>, SamlError> {
     match node.attribute(name) {
         None => Ok(None),
         Some(v) => parse_time(v)
@@ -365,13 +388,13 @@ fn time_attr(node: Node<'_, '_>, name: &str) -> Result<Option<DateTime<Utc>>, Sa
     }
 }
 
-struct Window {
+pub(super) struct Window {
     earliest: DateTime<Utc>,
     latest: DateTime<Utc>,
 }
 
 impl Window {
-    fn new(now: DateTime<Utc>, skew: Duration) -> Self {
+    pub(super) fn new(now: DateTime<Utc>, skew: Duration) -> Self {
         let skew = skew.max(Duration::zero());
         Window {
             earliest: now.checked_sub_signed(skew).unwrap_or(DateTime::<Utc>::MIN_UTC),
@@ -379,7 +402,7 @@ impl Window {
         }
     }
 
-    fn check(
+    pub(super) fn check(
         &self,
         not_before: Option<DateTime<Utc>>,
         not_on_or_after: DateTime<Utc>,
@@ -459,7 +482,8 @@ fn read_assertion(
     })
 }
 
-fn read_name_id(subject: Node<'_, '_>) -> Result<(String, Option<String>), SamlError> {
+/// The NameID child of `subject` (an assertion's Subject, or a LogoutRequest).
+pub(super) fn read_name_id(subject: Node<'_, '_>) -> Result<(String, Option<String>), SamlError> {
     let Some(name_id) = child(subject, NS_ASSERTION, "NameID") else {
         if child(subject, NS_ASSERTION, "EncryptedID").is_some() {
             return Err(reject(Reason::EncryptedUnsupported, "EncryptedID"));

@@ -44,7 +44,7 @@ pub fn check_config(path: &Path) -> anyhow::Result<()> {
     );
     for c in &cfg.connections {
         println!("  connection {}: SP entity ID {} · ACS {}", c.id, c.sp.entity_id, c.sp.acs_url);
-        if c.single_logout_on() && !c.sp.slo_url.is_empty() {
+        if c.slo_service_on() {
             println!("    single logout: {}", c.sp.slo_url);
         }
         if let Some(source) = &c.metadata_url {

@@ -441,10 +441,25 @@ impl Connection {
         live
     }
 
+    /// The SP settings our SP metadata describes: our SingleLogoutService only while single
+    /// logout is on (the endpoint answers only then).
+    pub fn advertised_sp(&self) -> SpSettings {
+        let mut sp = self.sp.clone();
+        if !self.single_logout_on() {
+            sp.slo_url.clear();
+        }
+        sp
+    }
+
+    /// Our single logout service answers: single logout on and not configured off.
+    pub fn slo_service_on(&self) -> bool {
+        self.single_logout_on() && !self.sp.slo_url.is_empty()
+    }
+
     /// Where a sign-out sends our LogoutRequest: single logout on, the IdP publishes an
     /// endpoint, and there is a key to sign with.
     pub fn slo_to_idp(&self) -> Option<&crate::saml::SloEndpoint> {
-        let ready = self.single_logout_on() && self.sp.signing_key.is_some() && !self.sp.slo_url.is_empty();
+        let ready = self.slo_service_on() && self.sp.signing_key.is_some();
         self.sp.idp.slo.as_ref().filter(|_| ready)
     }
 }

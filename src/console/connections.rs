@@ -178,7 +178,7 @@ fn vendor_steps(c: &Connection, issuer: &str) -> Vec<Step> {
 
 /// Single logout as the console shows it: off, waiting for the IdP's endpoint, or on (and where).
 pub fn single_logout_summary(c: &Connection) -> String {
-    if !c.single_logout_on() || c.sp.slo_url.is_empty() {
+    if !c.slo_service_on() {
         return "off".into();
     }
     match (&c.sp.idp.slo, c.slo_to_idp()) {
@@ -196,7 +196,7 @@ pub fn single_logout_summary(c: &Connection) -> String {
 
 /// The setup step for single logout at the vendor, when it is on and the vendor has one.
 fn slo_step(c: &Connection) -> Option<Step> {
-    if !c.single_logout_on() || c.sp.slo_url.is_empty() {
+    if !c.slo_service_on() {
         return None;
     }
     let slo = c.sp.slo_url.as_str();

@@ -36,7 +36,7 @@ async fn metadata_handler(
     let live = state.live_connection(connection);
     Ok(HttpResponse::Ok()
         .content_type("application/samlmetadata+xml")
-        .body(crate::saml::sp_metadata_xml(&live.sp)))
+        .body(crate::saml::sp_metadata_xml(&live.advertised_sp())))
 }
 
 #[derive(Deserialize)]
@@ -173,6 +173,7 @@ async fn slo_redirect_handler(
     req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, WebError> {
+    slo_on(&state, &path)?;
     let query = req.query_string().to_string();
     let names: Vec<String> =
         url::form_urlencoded::parse(query.as_bytes()).map(|(k, _)| k.into_owned()).collect();
@@ -216,6 +217,15 @@ impl SloMessage {
     }
 }
 
+/// Single logout off for the connection (or no such connection): no such endpoint, as in the SP
+/// metadata.
+fn slo_on(state: &AppState, connection_id: &str) -> Result<(), WebError> {
+    match state.cfg.connection(connection_id) {
+        Some(c) if state.live_connection(c).slo_service_on() => Ok(()),
+        _ => Err(WebError::NotFound),
+    }
+}
+
 enum Verified {
     Request(crate::saml::VerifiedLogoutRequest),
     Response(crate::saml::VerifiedLogoutResponse),
@@ -236,11 +246,7 @@ async fn slo(
     kind: SloKind,
     message: SloMessage,
 ) -> Result<HttpResponse, WebError> {
-    // Single logout off for the connection: no such endpoint (nor in the SP metadata).
-    match state.cfg.connection(&connection_id) {
-        Some(c) if !c.sp.slo_url.is_empty() => {}
-        _ => return Err(WebError::NotFound),
-    }
+    slo_on(&state, &connection_id)?;
     let now = state.clock.now();
     let meta = request_meta(&req);
     let st = state.clone();

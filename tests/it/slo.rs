@@ -217,11 +217,11 @@ async fn idp_initiated(b: Backend) -> TestResult {
     assert!(answer.contains(&format!("InResponseTo=\"{}\"", spec.id)), "{answer}");
     assert!(answer.contains("urn:oasis:names:tc:SAML:2.0:status:Success"), "{answer}");
     assert_eq!(live_sessions(&app, "ada@example.com")?, 1);
-    assert!(has_session(&app).await?, "the other browser's session lives on");
     let last = app.audit()?.pop().ok_or("no audit row")?;
     assert_eq!(last.kind, "logout.idp_initiated");
     let detail: serde_json::Value = serde_json::from_str(&last.detail)?;
     assert_eq!(detail["sessions_ended"], 1);
+    assert!(has_session(&app).await?, "the other browser's session lives on");
 
     // Replayed: refused, nothing changes.
     let before = app.counts()?;

@@ -14,7 +14,8 @@
 //       reported. With --pause-before-acs the script prints {"stage":"at_acs"} and waits for
 //       a line on stdin, so the caller can snapshot the database right before the ACS post.
 //       With --refresh-and-logout the login goes on: refresh grant (rotation, new tokens
-//       verified), replay of the used refresh token, then RP-initiated logout to P.
+//       verified), replay of the used refresh token, then RP-initiated logout to P through
+//       samlify's single logout (our signed LogoutRequest, its signed LogoutResponse).
 
 import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
@@ -93,9 +94,11 @@ function identityProvider() {
     privateKey: readFileSync(need('key')),
     signingCert: readFileSync(need('cert')),
     wantAuthnRequestsSigned: false,
+    // The broker's LogoutRequest is checked against the signing certificate in its SP metadata.
+    wantLogoutRequestSigned: true,
     nameIDFormat: [NAMEID_EMAIL],
     singleSignOnService: [{ Binding: BINDING_REDIRECT, Location: need('sso-url') }],
-    // Declared so samlify does not warn; the broker never sends a LogoutRequest here.
+    // With it in the metadata the broker turns single logout on (refreshAndLogout).
     singleLogoutService: [{ Binding: BINDING_REDIRECT, Location: need('sso-url').replace(/\/sso$/, '/slo') }],
     // RSA-SHA256 with SHA-256 digests and exc-c14n are samlify's defaults; stated to be sure.
     requestSignatureAlgorithm: 'http://www.w3.org/2001/04/xmldsig-more#rsa-sha256',
@@ -211,7 +214,7 @@ async function oauthError(call) {
  * Everything that can fail a strict RP is left to openid-client; what it reports comes back
  * to the Rust test.
  */
-async function refreshAndLogout(config, browser, tokens, redirectUri) {
+async function refreshAndLogout(config, browser, tokens, redirectUri, { idp, sp }) {
   const claims = tokens.claims();
   // Refresh: openid-client checks the new ID token as it did the first (signature via JWKS,
   // iss, aud, exp, iat). OIDC Core §12.2: iss, sub, aud and auth_time stay those of the login.
@@ -242,7 +245,38 @@ async function refreshAndLogout(config, browser, tokens, redirectUri) {
   });
   const before = new Map(browser.cookies);
   const bye = await browser.fetch(endSession);
-  const location = bye.status === 302 ? new URL(bye.headers.get('location')) : null;
+  // Single logout: the broker sends the browser on to samlify's SingleLogoutService with its
+  // signed LogoutRequest. samlify parses it and checks its query signature against the SP
+  // metadata's certificate (a tampered copy must fail that check), then answers with its own
+  // signed LogoutResponse, which the broker turns into the redirect back to the app.
+  let done = bye;
+  let slo = null;
+  const sloUrl = need('sso-url').replace(/\/sso$/, '/slo');
+  const toIdp = bye.status === 302 ? new URL(bye.headers.get('location')) : null;
+  if (toIdp && `${toIdp.origin}${toIdp.pathname}` === sloUrl) {
+    const query = Object.fromEntries(toIdp.searchParams);
+    // The octets the binding signs: the query as sent, up to the Signature parameter.
+    const octetString = toIdp.search.slice(1).replace(/&Signature=[^&]*/, '');
+    const requestInfo = await idp.parseLogoutRequest(sp, 'redirect', { query, octetString });
+    const forgedQuery = { ...query, RelayState: 'forged' };
+    const forgedOctets = octetString.replace(/(^|&)SigAlg=/, '$1RelayState=forged&SigAlg=');
+    const tamperRejected = await idp
+      .parseLogoutRequest(sp, 'redirect', { query: forgedQuery, octetString: forgedOctets })
+      .then(() => false, () => true);
+    const answer = idp.createLogoutResponse(sp, requestInfo, 'redirect', { relayState: query.RelayState ?? '' });
+    const answerUrl = new URL(answer.context);
+    done = await browser.fetch(answer.context);
+    slo = {
+      name_id: requestInfo.extract.nameID,
+      issuer: requestInfo.extract.issuer,
+      session_index: Boolean(requestInfo.extract.sessionIndex),
+      signature_checked: Boolean(query.Signature && query.SigAlg),
+      tamper_rejected: tamperRejected,
+      answer_to: `${answerUrl.origin}${answerUrl.pathname}`,
+      answer_signed: answerUrl.searchParams.has('Signature'),
+    };
+  }
+  const location = done.status === 302 ? new URL(done.headers.get('location')) : null;
   // The session is gone on the broker's side too: the cookies from before the logout, sent
   // again (a browser that kept them, or a copy), now lead to the IdP.
   const afterLogout = redirectTarget(
@@ -264,8 +298,9 @@ async function refreshAndLogout(config, browser, tokens, redirectUri) {
     rotated_after_replay: rotatedAfter,
     userinfo_after_replay: userinfoAfter,
     sso_before_logout: sso,
+    slo,
     logout: {
-      status: bye.status,
+      status: done.status,
       location: location && `${location.origin}${location.pathname}`,
       state_ok: location?.searchParams.get('state') === logoutState,
       cleared: [...before.keys()].filter((k) => !browser.cookies.has(k)),
@@ -330,7 +365,13 @@ async function login() {
   // The IdP: samlify learns the SP from the broker's own SP metadata, then parses (inflate,
   // schema-validate) the AuthnRequest and answers it.
   const spMetadata = await (await fetch(`${base}/saml/${conn}/metadata`)).text();
-  const sp = samlify.ServiceProvider({ metadata: spMetadata, wantMessageSigned: opt.sign === 'both' });
+  // wantLogoutResponseSigned: samlify signs the LogoutResponse it sends the broker (which
+  // refuses unsigned ones).
+  const sp = samlify.ServiceProvider({
+    metadata: spMetadata,
+    wantMessageSigned: opt.sign === 'both',
+    wantLogoutResponseSigned: true,
+  });
   const idp = identityProvider();
   const requestInfo = await idp.parseLoginRequest(sp, 'redirect', {
     query: { SAMLRequest: samlRequest, RelayState: relayState },
@@ -405,7 +446,9 @@ async function login() {
   const claims = tokens.claims();
   const info = await oidc.fetchUserInfo(config, tokens.access_token, claims.sub);
   const header = JSON.parse(Buffer.from(tokens.id_token.split('.')[0], 'base64url').toString('utf8'));
-  const lifecycle = opt['refresh-and-logout'] ? await refreshAndLogout(config, browser, tokens, redirectUri) : null;
+  const lifecycle = opt['refresh-and-logout']
+    ? await refreshAndLogout(config, browser, tokens, redirectUri, { idp, sp })
+    : null;
   return {
     sub: claims.sub,
     email: claims.email,

@@ -203,8 +203,17 @@ fn assert_lifecycle(v: &serde_json::Value, sub: &serde_json::Value, email: &str)
     assert_eq!(l["replay_error"], "invalid_grant", "{l}");
     assert_eq!(l["rotated_after_replay"], "invalid_grant", "replay revoked the rotated token: {l}");
     assert_eq!(l["userinfo_after_replay"], "invalid_token", "replay revoked the grant's access tokens: {l}");
-    // RP-initiated logout: SSO before it, the IdP again after it.
+    // RP-initiated logout: SSO before it, the IdP again after it. samlify's metadata lists a
+    // SingleLogoutService, so the logout went through it: our signed LogoutRequest, verified by
+    // samlify against our SP metadata, and samlify's signed LogoutResponse.
     assert_eq!(l["sso_before_logout"], "app", "the broker session answered without the IdP: {l}");
+    let slo = &l["slo"];
+    assert_eq!(slo["name_id"], email, "{l}");
+    assert_eq!(slo["session_index"], true, "{l}");
+    assert_eq!(slo["signature_checked"], true, "{l}");
+    assert_eq!(slo["tamper_rejected"], true, "samlify really checks our signature: {l}");
+    assert_eq!(slo["answer_signed"], true, "{l}");
+    assert!(slo["answer_to"].as_str().is_some_and(|a| a.ends_with("/slo")), "{l}");
     assert_eq!(l["logout"]["status"], 302, "{l}");
     assert_eq!(l["logout"]["location"], RP_POST_LOGOUT, "{l}");
     assert_eq!(l["logout"]["state_ok"], true, "state comes back to the app: {l}");

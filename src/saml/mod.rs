@@ -154,7 +154,7 @@ pub struct SamlAttribute {
 pub enum SamlError {
     #[error("metadata: {0}")]
     Metadata(String),
-    #[error("response rejected: {reason}: {detail}")]
+    #[error("rejected: {reason}: {detail}")]
     Rejected { reason: Reason, detail: String },
 }
 

@@ -516,13 +516,22 @@ pub(crate) struct LogoutPage {
     title: &'static str,
     confirm: bool,
     hidden: Vec<Hidden>,
+    /// Single logout reached the IdP and it ended its own session.
+    idp_signed_out: bool,
     /// The IdP answered our LogoutRequest without ending its own session.
     idp_incomplete: bool,
 }
 
 impl LogoutPage {
-    pub(crate) fn signed_out(idp_signed_out: bool) -> Self {
-        LogoutPage { title: "Signed out", confirm: false, hidden: vec![], idp_incomplete: !idp_signed_out }
+    /// `idp`: none when the IdP took no part, else whether it ended its own session.
+    pub(crate) fn signed_out(idp: Option<bool>) -> Self {
+        LogoutPage {
+            title: "Signed out",
+            confirm: false,
+            hidden: vec![],
+            idp_signed_out: idp == Some(true),
+            idp_incomplete: idp == Some(false),
+        }
     }
 }
 
@@ -595,7 +604,13 @@ async fn logout(
                 }
                 return state.views.page(
                     "logout",
-                    &LogoutPage { title: "Sign out", confirm: true, hidden, idp_incomplete: false },
+                    &LogoutPage {
+                        title: "Sign out",
+                        confirm: true,
+                        hidden,
+                        idp_signed_out: false,
+                        idp_incomplete: false,
+                    },
                 );
             }
             let cid = client_id.clone();
@@ -612,7 +627,7 @@ async fn logout(
         // The IdP's LogoutResponse comes back to /saml/{id}/slo, which then goes on to `redirect`.
         (Some(outbound), _) => outbound_response(&state, outbound, "Signing out…")?,
         (None, Some(url)) => found(&url),
-        (None, None) => state.views.page("logout", &LogoutPage::signed_out(true))?,
+        (None, None) => state.views.page("logout", &LogoutPage::signed_out(None))?,
     };
     let mut gone =
         Cookie::build(cookie_name, "").path("/").http_only(true).secure(state.cfg.issuer_is_https).finish();

@@ -166,6 +166,8 @@ enum SloKind {
     Response,
 }
 
+const NOT_A_SIGN_OUT: &str = "This address only takes sign-out messages from your identity provider.";
+
 /// HTTP-Redirect binding: the message kind is read from the parameter names; the signature is
 /// checked over the raw query by the SAML room.
 async fn slo_redirect_handler(
@@ -180,7 +182,7 @@ async fn slo_redirect_handler(
     let kind = match (names.iter().any(|n| n == "SAMLRequest"), names.iter().any(|n| n == "SAMLResponse")) {
         (true, false) => SloKind::Request,
         (false, true) => SloKind::Response,
-        _ => return Err(WebError::bad_request("Expected one SAMLRequest or SAMLResponse.")),
+        _ => return Err(WebError::bad_request(NOT_A_SIGN_OUT)),
     };
     slo(state, req, path.into_inner(), kind, SloMessage::Redirect(query)).await
 }
@@ -191,11 +193,12 @@ async fn slo_post_handler(
     path: web::Path<String>,
     form: web::Form<SloForm>,
 ) -> Result<HttpResponse, WebError> {
+    slo_on(&state, &path)?;
     let SloForm { saml_request, saml_response, relay_state } = form.into_inner();
     let (kind, message) = match (saml_request, saml_response) {
         (Some(m), None) => (SloKind::Request, m),
         (None, Some(m)) => (SloKind::Response, m),
-        _ => return Err(WebError::bad_request("Expected one SAMLRequest or SAMLResponse.")),
+        _ => return Err(WebError::bad_request(NOT_A_SIGN_OUT)),
     };
     slo(state, req, path.into_inner(), kind, SloMessage::Post { message, relay_state }).await
 }
@@ -233,8 +236,9 @@ enum Verified {
 
 /// What the single logout service does next.
 enum SloNext {
-    /// Our LogoutResponse to the IdP's LogoutRequest (the named sessions have ended).
-    Answer { outbound: Option<crate::saml::Outbound>, ended: usize },
+    /// Our LogoutResponse to the IdP's LogoutRequest (the named sessions have ended);
+    /// `browser_signed_out`: this browser's own session is not live any more.
+    Answer { outbound: Option<crate::saml::Outbound>, ended: usize, browser_signed_out: bool },
     /// The IdP answered our LogoutRequest.
     Answered(flow::logout::IdpLogoutAnswer),
 }
@@ -249,9 +253,11 @@ async fn slo(
     slo_on(&state, &connection_id)?;
     let now = state.clock.now();
     let meta = request_meta(&req);
+    let cookie_name = super::oidc_routes::session_cookie_name(&state);
+    let browser_session = req.cookie(&cookie_name).map(|c| c.value().to_string());
     let st = state.clone();
     let outcome = state
-        .blocking(move |db| -> Result<Result<SloNext, String>, WebError> {
+        .blocking(move |db| -> Result<Result<SloNext, (String, &'static str)>, WebError> {
             let Some(connection) = st.cfg.connection(&connection_id) else { return Err(WebError::NotFound) };
             let live = st.live_connection(connection);
             // Verified before a database connection is taken, like the ACS.
@@ -279,7 +285,11 @@ async fn slo(
                         )?),
                         None => None,
                     };
-                    Ok(SloNext::Answer { outbound, ended })
+                    let browser_signed_out = match &browser_session {
+                        Some(cookie) => flow::logout::session_user(c, cookie, now)?.is_none(),
+                        None => false,
+                    };
+                    Ok(SloNext::Answer { outbound, ended, browser_signed_out })
                 }
                 Verified::Response(response) => {
                     flow::logout::finish_idp_logout(c, &live, &response, &meta, now).map(SloNext::Answered)
@@ -294,43 +304,70 @@ async fn slo(
                         other => tracing::warn!(reference = %reference, connection = %connection.id, error = %other, "logout message refused"),
                     }
                     flow::logout::audit_refused(c, now, &meta, &connection.id, &err, &reference)?;
-                    Ok(Err(reference))
+                    Ok(Err((reference, flow::failure_reason(&err))))
                 }
             }
         })
         .await?;
-    let cookie_name = super::oidc_routes::session_cookie_name(&state);
-    let mut resp = match outcome {
-        Err(reference) => {
-            return Err(WebError::Page {
-                status: StatusCode::BAD_REQUEST,
-                title: "Sign-out failed",
-                message: "The sign-out message could not be accepted. If you meant to sign out, sign out again from your application; if it keeps failing, give your administrator the reference below.".into(),
-                reference: Some(reference),
-            })
-        }
-        Ok(SloNext::Answer { outbound, ended }) => {
+    let (mut resp, clear_cookie) = match outcome {
+        Err((reference, reason)) => return Err(slo_refusal(kind, reason, reference)),
+        Ok(SloNext::Answer { outbound, ended, browser_signed_out }) => {
             tracing::info!(ended, "identity provider signed the user out");
-            match outbound {
+            let resp = match outbound {
                 Some(outbound) => super::oidc_routes::outbound_response(&state, outbound, "Signing out…")?,
-                None => state.views.page("logout", &super::oidc_routes::LogoutPage::signed_out(true))?,
-            }
+                None => {
+                    state.views.page("logout", &super::oidc_routes::LogoutPage::signed_out(Some(true)))?
+                }
+            };
+            (resp, browser_signed_out)
         }
+        // The broker session ended when our LogoutRequest left; the cookie this browser has now
+        // may belong to a newer session (an answer that came late), so it stays.
         Ok(SloNext::Answered(answer)) => match answer.redirect_to {
-            Some(url) => found(&url),
-            None => state.views.page(
-                "logout",
-                &super::oidc_routes::LogoutPage::signed_out(answer.idp_signed_out),
-            )?,
+            Some(url) => (found(&url), false),
+            None => (
+                state.views.page(
+                    "logout",
+                    &super::oidc_routes::LogoutPage::signed_out(Some(answer.idp_signed_out)),
+                )?,
+                false,
+            ),
         },
     };
-    // The browser that carried an IdP's LogoutRequest is the signed-out user's: its cookie goes too.
-    let mut gone = actix_web::cookie::Cookie::build(cookie_name, "")
-        .path("/")
-        .http_only(true)
-        .secure(state.cfg.issuer_is_https)
-        .finish();
-    gone.make_removal();
-    resp.add_cookie(&gone).map_err(|e| WebError::internal(&e))?;
+    if clear_cookie {
+        let mut gone = actix_web::cookie::Cookie::build(cookie_name, "")
+            .path("/")
+            .http_only(true)
+            .secure(state.cfg.issuer_is_https)
+            .finish();
+        gone.make_removal();
+        resp.add_cookie(&gone).map_err(|e| WebError::internal(&e))?;
+    }
     Ok(resp)
+}
+
+/// The page for a refused logout message. A refused answer to our own LogoutRequest comes after
+/// the broker session has ended (a reload or a late answer, mostly), so it says so rather than
+/// asking the user to sign out again.
+fn slo_refusal(kind: SloKind, reason: &str, reference: String) -> WebError {
+    let (title, message) = match (kind, reason) {
+        (SloKind::Response, "logout_response_unknown") => (
+            "Already signed out",
+            "This sign-out was already completed, or took too long to come back. If an application still shows you signed in, sign out there again.",
+        ),
+        (SloKind::Response, _) => (
+            "Sign-out not confirmed",
+            "You were signed out here, but your identity provider's answer could not be accepted, so your session there may still be open. Close the browser to be sure; if it keeps happening, give your administrator the reference below.",
+        ),
+        (SloKind::Request, _) => (
+            "Sign-out failed",
+            "The sign-out message could not be accepted. If you meant to sign out, sign out again from your application; if it keeps failing, give your administrator the reference below.",
+        ),
+    };
+    WebError::Page {
+        status: StatusCode::BAD_REQUEST,
+        title,
+        message: message.into(),
+        reference: Some(reference),
+    }
 }

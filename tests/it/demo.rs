@@ -2,8 +2,7 @@
 //! (cookies, redirects by hand, forms as the pages render them) from the sample app's login
 //! link through the development IdP to the claims page, and back out through single logout.
 
-use crate::support::TestResult;
-use std::collections::BTreeMap;
+use crate::support::{form, unescape, TestResult};
 use std::process::{Child, Command, Stdio};
 
 struct Demo(Child);
@@ -13,52 +12,6 @@ impl Drop for Demo {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-/// Decodes the entities handlebars writes into attribute values.
-fn unescape(s: &str) -> String {
-    let mut out = String::new();
-    let mut rest = s;
-    while let Some(i) = rest.find('&') {
-        out.push_str(&rest[..i]);
-        let Some(end) = rest[i..].find(';') else { break };
-        let entity = &rest[i + 1..i + end];
-        let decoded = match entity {
-            "amp" => Some('&'),
-            "quot" => Some('"'),
-            "lt" => Some('<'),
-            "gt" => Some('>'),
-            e if e.starts_with("#x") => u32::from_str_radix(&e[2..], 16).ok().and_then(char::from_u32),
-            e if e.starts_with('#') => e[1..].parse().ok().and_then(char::from_u32),
-            _ => None,
-        };
-        match decoded {
-            Some(c) => out.push(c),
-            None => out.push_str(&rest[i..i + end + 1]),
-        }
-        rest = &rest[i + end + 1..];
-    }
-    out.push_str(rest);
-    out
-}
-
-/// The form's action and its named inputs with their values.
-fn form(page: &str) -> Result<(String, BTreeMap<String, String>), Box<dyn std::error::Error>> {
-    let start = page.find("<form").ok_or("no form on the page")?;
-    let f = &page[start..page[start..].find("</form>").map(|e| start + e).ok_or("unclosed form")?];
-    let attr = |tag: &str, name: &str| -> Option<String> {
-        let i = tag.find(&format!("{name}=\""))? + name.len() + 2;
-        Some(unescape(&tag[i..i + tag[i..].find('"')?]))
-    };
-    let action = attr(f, "action").ok_or("form without action")?;
-    let mut fields = BTreeMap::new();
-    for piece in f.split("<input").skip(1) {
-        let tag = &piece[..piece.find('>').unwrap_or(piece.len())];
-        if let Some(name) = attr(tag, "name") {
-            fields.insert(name, attr(tag, "value").unwrap_or_default());
-        }
-    }
-    Ok((action, fields))
 }
 
 #[actix_web::test]

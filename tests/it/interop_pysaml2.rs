@@ -19,11 +19,11 @@ use ssobroker::provisioning::Vendor;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const CONN: &str = "pysaml2";
-const IDP_ENTITY_ID: &str = "https://idp.pysaml2.test/metadata";
+pub(crate) const CONN: &str = "pysaml2";
+pub(crate) const IDP_ENTITY_ID: &str = "https://idp.pysaml2.test/metadata";
 const IDP_SSO_URL: &str = "https://idp.pysaml2.test/sso";
 // A persistent NameID, opaque as pysaml2 IdPs make them: the same person in every mode.
-const NAME_ID: &str = "pysaml2-7f3c9a41e0b2d6";
+pub(crate) const NAME_ID: &str = "pysaml2-7f3c9a41e0b2d6";
 const MAIL: &str = "ada@example.com";
 const GROUPS: &[&str] = &["Engineering", "Everyone"];
 
@@ -36,14 +36,14 @@ const SHA256: &str = "http://www.w3.org/2001/04/xmlenc#sha256";
 const AES256_CBC: &str = "http://www.w3.org/2001/04/xmlenc#aes256-cbc";
 const RSA_OAEP_MGF1P: &str = "http://www.w3.org/2001/04/xmlenc#rsa-oaep-mgf1p";
 
-fn interop_dir() -> PathBuf {
+pub(crate) fn interop_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("interop")
 }
 
 /// The interop venv's interpreter (tests/interop/.venv, or the venv named by
 /// SSOBROKER_INTEROP_VENV), or why there is none: a missing venv fails loudly (a silent skip
 /// would let CI pass without ever talking to pysaml2).
-fn python() -> Result<PathBuf, String> {
+pub(crate) fn python() -> Result<PathBuf, String> {
     let venv = std::env::var_os("SSOBROKER_INTEROP_VENV")
         .map(PathBuf::from)
         .unwrap_or_else(|| interop_dir().join(".venv"));
@@ -61,7 +61,7 @@ fn python() -> Result<PathBuf, String> {
 
 /// Runs the script to its end on the blocking pool (the broker serves on this test's runtime)
 /// and returns its stdout, or an error with its stderr.
-async fn run(mut cmd: Command) -> Result<String, Box<dyn std::error::Error>> {
+pub(crate) async fn run(mut cmd: Command) -> Result<String, Box<dyn std::error::Error>> {
     let out = actix_web::rt::task::spawn_blocking(move || cmd.output()).await??;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     if !out.status.success() {
@@ -78,27 +78,46 @@ async fn run(mut cmd: Command) -> Result<String, Box<dyn std::error::Error>> {
     Ok(stdout)
 }
 
-/// The pysaml2 IdP: its key pair, and the metadata pysaml2 writes for it.
-struct Idp {
+/// The pysaml2 IdP: its key pair, its SingleLogoutService (URL and binding) if it has one, and
+/// the metadata pysaml2 writes for it.
+pub(crate) struct Idp {
     dir: tempfile::TempDir,
     python: PathBuf,
     key: PathBuf,
     cert: PathBuf,
+    slo: Option<(&'static str, &'static str)>,
 }
 
 impl Idp {
     async fn new(python: PathBuf) -> Result<(Idp, PathBuf), Box<dyn std::error::Error>> {
+        Idp::build(python, None).await
+    }
+
+    /// An IdP with a SingleLogoutService at `url` over `binding` (`redirect` or `post`).
+    pub(crate) async fn with_slo(
+        python: PathBuf,
+        url: &'static str,
+        binding: &'static str,
+    ) -> Result<(Idp, PathBuf), Box<dyn std::error::Error>> {
+        Idp::build(python, Some((url, binding))).await
+    }
+
+    async fn build(
+        python: PathBuf,
+        slo: Option<(&'static str, &'static str)>,
+    ) -> Result<(Idp, PathBuf), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
         let (key, cert) = key_pair(dir.path(), "idp", "pysaml2 interop IdP")?;
-        let idp = Idp { dir, python, key, cert };
+        let idp = Idp { dir, python, key, cert, slo };
         let xml = run(idp.command("metadata")).await?;
         assert!(xml.contains(r#"use="signing""#), "pysaml2 metadata has a signing key: {xml}");
+        assert_eq!(xml.contains("SingleLogoutService"), slo.is_some(), "{xml}");
         let metadata = idp.dir.path().join("pysaml2-idp.xml");
         std::fs::write(&metadata, xml)?;
         Ok((idp, metadata))
     }
 
-    fn command(&self, what: &str) -> Command {
+    pub(crate) fn command(&self, what: &str) -> Command {
         let mut cmd = Command::new(&self.python);
         cmd.current_dir(interop_dir())
             .arg("pysaml2_idp.py")
@@ -108,6 +127,7 @@ impl Idp {
             .arg(&self.key)
             .arg("--cert")
             .arg(&self.cert)
+            .args(self.slo.iter().flat_map(|&(url, binding)| ["--slo-url", url, "--slo-binding", binding]))
             .env("PYTHONDONTWRITEBYTECODE", "1")
             // pysaml2 imports a cipher mode that cryptography has deprecated; noise on stderr.
             .env("PYTHONWARNINGS", "ignore");
@@ -137,10 +157,10 @@ impl Idp {
 }
 
 /// How pysaml2 is asked to answer.
-struct Mode {
-    name: &'static str,
-    sign: &'static str,
-    encrypt: Option<&'static str>,
+pub(crate) struct Mode {
+    pub(crate) name: &'static str,
+    pub(crate) sign: &'static str,
+    pub(crate) encrypt: Option<&'static str>,
 }
 
 /// What pysaml2 put on the wire, read back so that a mode cannot silently turn into another
@@ -194,7 +214,7 @@ fn wire(saml_response_b64: &str) -> Result<Wire, Box<dyn std::error::Error>> {
 /// The pysaml2 IdP as the only connection (the Generic attribute preset: pysaml2 sends URI
 /// names such as urn:oid:0.9.2342.19200300.100.1.3 with FriendlyNames), with an SP key pair for
 /// encrypted assertions.
-async fn broker(
+pub(crate) async fn broker(
     backend: Backend,
     metadata: PathBuf,
     sp: (PathBuf, PathBuf),
@@ -215,7 +235,7 @@ async fn broker(
 
 /// /authorize in a new browser (no broker session, so every login goes to the IdP), and
 /// pysaml2's answer to the AuthnRequest it leads to.
-async fn at_idp(
+pub(crate) async fn at_idp(
     app: &mut TestApp,
     idp: &Idp,
     mode: &Mode,
@@ -237,7 +257,7 @@ async fn at_idp(
 }
 
 /// The browser posts pysaml2's form to the ACS.
-async fn post_form(
+pub(crate) async fn post_form(
     app: &TestApp,
     form: &serde_json::Value,
 ) -> Result<reqwest::Response, Box<dyn std::error::Error>> {

@@ -16,6 +16,7 @@ mod idp_initiated;
 mod interop;
 mod interop_authlib;
 mod interop_pysaml2;
+mod interop_pysaml2_slo;
 mod jit;
 mod keys;
 mod migrations;

@@ -385,3 +385,38 @@ async fn sp_metadata(b: Backend) -> TestResult {
     Ok(())
 }
 both_backends!(sp_metadata_lists_single_logout_when_on, sp_metadata);
+
+/// The IdP's answer arrives after the user signed in again (a slow IdP, a tab left open): the
+/// new session stays, in the database and in the browser's cookie. A reload of the answer
+/// says the sign-out is already done rather than asking to sign out again.
+async fn late_answer(b: Backend) -> TestResult {
+    let app = app(b).with_idp_slo(IDP_SLO).start().await?;
+    let (id_token, _) = login(&app, "ada@example.com").await?;
+    let resp = app.browser.get(format!("{}/logout?id_token_hint={id_token}", app.base)).send().await?;
+    let q: BTreeMap<String, String> =
+        url::Url::parse(&location(&resp)?)?.query_pairs().into_owned().collect();
+    let request = parse_logout_request(&q["SAMLRequest"], true)?;
+    login(&app, "ada@example.com").await?;
+
+    let spec = LogoutResponseSpec::new(&app.idp, &slo_url(&app), &request.id, app.now());
+    let query = app.idp.redirect_query(
+        "SAMLResponse",
+        &app.idp.logout_response_xml(&spec),
+        None,
+        SigAlg::RsaSha256,
+    )?;
+    let resp = app.browser.get(format!("{}?{query}", slo_url(&app))).send().await?;
+    assert_eq!(resp.status(), 200, "the broker's signed-out page");
+    assert!(resp.headers().get("set-cookie").is_none(), "the newer session's cookie stays");
+    assert!(resp.text().await?.contains("identity provider) too"));
+    assert_eq!(live_sessions(&app, "ada@example.com")?, 1);
+    assert!(has_session(&app).await?);
+
+    let resp = app.browser.get(format!("{}?{query}", slo_url(&app))).send().await?;
+    assert_eq!(resp.status(), 400);
+    let body = resp.text().await?;
+    assert!(body.contains("Already signed out") && body.contains("Support reference"), "{body}");
+    assert!(has_session(&app).await?);
+    Ok(())
+}
+both_backends!(late_logout_answer_leaves_a_newer_session_alone, late_answer);

@@ -162,7 +162,11 @@ pub fn finish_idp_logout(
             Some(&connection.id),
             None,
             (!idp_signed_out).then_some("idp_logout_incomplete"),
-            serde_json::json!({"status": response.status, "sub_status": response.sub_status}),
+            serde_json::json!({
+                "status": response.status,
+                "sub_status": response.sub_status,
+                "request_id": pending.request_id,
+            }),
         ),
     )?;
     Ok(IdpLogoutAnswer { redirect_to: pending.redirect_to, idp_signed_out })

@@ -85,6 +85,19 @@ impl SpSigningKey {
         &self.cert_der
     }
 
+    /// The certificate as PEM, for IdPs whose console wants a certificate file (Okta's
+    /// single logout "Signature Certificate").
+    pub fn cert_pem(&self) -> String {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&self.cert_der);
+        let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
+        for line in b64.as_bytes().chunks(64) {
+            pem.push_str(&String::from_utf8_lossy(line));
+            pem.push('\n');
+        }
+        pem.push_str("-----END CERTIFICATE-----\n");
+        pem
+    }
+
     /// RSA-SHA256 over `data`, base64 (the HTTP-Redirect binding's `Signature` parameter).
     pub(crate) fn sign_b64(&self, data: &[u8]) -> Result<String, openssl::error::ErrorStack> {
         let mut signer = openssl::sign::Signer::new(MessageDigest::sha256(), &self.key)?;

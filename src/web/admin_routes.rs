@@ -945,6 +945,8 @@ struct ConnectionPage {
     entity_id: String,
     acs_url: String,
     metadata_url: String,
+    /// The SP signing certificate download, when the connection has a key.
+    signing_cert_url: Option<String>,
     idp_entity_id: String,
     idp_sso_url: String,
     last_success: String,
@@ -995,6 +997,11 @@ async fn connection_handler(
         entity_id: c.sp.entity_id.clone(),
         acs_url: c.sp.acs_url.clone(),
         metadata_url: format!("{}/saml/{}/metadata", state.cfg.issuer, c.id),
+        signing_cert_url: c
+            .sp
+            .signing_key
+            .as_ref()
+            .map(|_| format!("{}/saml/{}/signing-certificate.pem", state.cfg.issuer, c.id)),
         idp_entity_id: c.sp.idp.entity_id.clone(),
         idp_sso_url: c.sp.idp.sso_url.clone(),
         last_success: opt_time(s.last_success),

@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/saml/{connection}/metadata", web::get().to(metadata_handler))
+        .route("/saml/{connection}/signing-certificate.pem", web::get().to(signing_cert_handler))
         .service(
             web::resource("/saml/{connection}/acs")
                 // Refused before the body is read: a flood costs no XML work and writes nothing.
@@ -37,6 +38,22 @@ async fn metadata_handler(
     Ok(HttpResponse::Ok()
         .content_type("application/samlmetadata+xml")
         .body(crate::saml::sp_metadata_xml(&live.advertised_sp())))
+}
+
+/// The SP signing certificate (public, as in the SP metadata) as a file to upload at the IdP.
+async fn signing_cert_handler(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, WebError> {
+    let connection = state.cfg.connection(&path).ok_or(WebError::NotFound)?;
+    let key = connection.sp.signing_key.as_ref().ok_or(WebError::NotFound)?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/x-pem-file")
+        .insert_header((
+            "Content-Disposition",
+            format!("attachment; filename=\"ssobroker-{}-signing.pem\"", connection.id),
+        ))
+        .body(key.cert_pem()))
 }
 
 #[derive(Deserialize)]

@@ -355,13 +355,23 @@ async fn sp_metadata(b: Backend) -> TestResult {
     let xml = reqwest::get(format!("{}/saml/{CONNECTION}/metadata", with.base)).await?.text().await?;
     assert!(xml.contains(&format!("Location=\"{}\"", slo_url(&with))), "{xml}");
     assert!(xml.contains("urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect"));
-    sp_signing_cert(&with).await?;
+    // The same certificate as a file, for IdP consoles that want one uploaded.
+    let pem = reqwest::get(format!("{}/saml/{CONNECTION}/signing-certificate.pem", with.base))
+        .await?
+        .text()
+        .await?;
+    assert_eq!(
+        openssl::x509::X509::from_pem(pem.as_bytes())?.to_der()?,
+        sp_signing_cert(&with).await?.to_der()?
+    );
 
     // Without an IdP endpoint single logout stays off, unless configured on (the IdP admin
     // enters our endpoint first); configured off, the endpoint does not exist.
     let without = app(b).start().await?;
     let xml = reqwest::get(format!("{}/saml/{CONNECTION}/metadata", without.base)).await?.text().await?;
     assert!(!xml.contains("SingleLogoutService"), "{xml}");
+    let pem = reqwest::get(format!("{}/saml/{CONNECTION}/signing-certificate.pem", without.base)).await?;
+    assert_eq!(pem.status(), 404, "no SP signing key, no certificate");
     let on = app(b).with_config(|c| c.connections[0].single_logout = Some(true)).start().await?;
     let xml = reqwest::get(format!("{}/saml/{CONNECTION}/metadata", on.base)).await?.text().await?;
     assert!(xml.contains("SingleLogoutService"), "{xml}");

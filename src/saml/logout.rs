@@ -263,10 +263,16 @@ pub fn verify_logout_request(
         return Err(reject(Reason::NameIdInvalid, "more than one NameID"));
     }
     let (name_id, name_id_format) = read_name_id(root)?;
-    let session_indexes = children_named(root, NS_PROTOCOL, "SessionIndex")
+    let named = children_named(root, NS_PROTOCOL, "SessionIndex").count();
+    let session_indexes: Vec<String> = children_named(root, NS_PROTOCOL, "SessionIndex")
         .map(|s| text_content(s).trim().to_string())
         .filter(|s| !s.is_empty())
         .collect();
+    // A request that names sessions, all by blank indexes, must not become one that names none
+    // (every session of the NameID).
+    if named > 0 && session_indexes.is_empty() {
+        return Err(reject(Reason::Malformed, "every SessionIndex is empty"));
+    }
     // After this the IssueInstant check refuses the request anyway, so the replay cache can
     // let the ID go.
     let skew = sp.clock_skew.max(Duration::zero());

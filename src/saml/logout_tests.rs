@@ -884,3 +884,16 @@ fn dev_idp_parse_logout_request_refuses_junk() {
         assert!(parse_logout_request(junk, deflated).is_err(), "{junk}");
     }
 }
+
+#[test]
+fn blank_session_indexes_alone_are_refused_not_read_as_every_session() -> TestResult {
+    let sp = slo_sp(SsoBinding::Redirect)?;
+    for blanks in [vec![String::new()], vec!["  ".into(), String::new()]] {
+        let spec = LogoutRequestSpec { session_indexes: blanks, ..request_spec()? };
+        assert_eq!(request_refused(&sp, redirect(&request_redirect(&spec, None)?))?, Reason::Malformed);
+        assert_eq!(request_refused(&sp, post(&request_post(&spec)?))?, Reason::Malformed);
+    }
+    let none = verify_logout_request(&sp, redirect(&request_redirect(&request_spec()?, None)?), now())?;
+    assert!(none.session_indexes.is_empty());
+    Ok(())
+}

@@ -494,6 +494,64 @@ async fn post_wrapping(b: Backend) -> TestResult {
 }
 both_backends!(post_binding_signature_wrapping_is_refused, post_wrapping);
 
+// ------------------------------------------------------------------ SessionIndex and NameID
+
+async fn session_index_tricks(b: Backend) -> TestResult {
+    let mut app = app(b).with_idp_slo(IDP_SLO).start().await?;
+    let (_, first) = login(&app, "ada@example.com").await?;
+    app.new_browser()?;
+    login(&app, "ada@example.com").await?;
+    assert_eq!(live(&app, "ada@example.com")?, 2);
+    let slo = slo_url(&app);
+
+    // Signed requests that name sessions nobody has end none of ada's sessions: SQL or glob
+    // wildcards, a prefix, another case or spelling of the NameID.
+    // A request naming only blank indexes is refused rather than read as naming none.
+    for (name, indexes) in [
+        ("empty SessionIndex", vec![String::new()]),
+        ("blank SessionIndexes", vec!["   ".into(), String::new()]),
+    ] {
+        let spec = LogoutRequestSpec {
+            session_indexes: indexes,
+            ..LogoutRequestSpec::new(&app.idp, &slo, "ada@example.com", app.now())
+        };
+        let q = request_query(&app, &spec, None)?;
+        let before = app.counts()?;
+        let resp = app.browser.get(format!("{slo}?{q}")).send().await?;
+        assert_refused(&app, resp, &before, "malformed_xml").await.map_err(|e| format!("{name}: {e}"))?;
+        assert_eq!(live(&app, "ada@example.com")?, 2, "{name}: no session of ada ended");
+    }
+    let tricks: Vec<(&str, &str, Vec<&str>)> = vec![
+        ("wildcard %", "ada@example.com", vec!["%"]),
+        ("wildcard *", "ada@example.com", vec!["*"]),
+        ("prefix of the index", "ada@example.com", vec![&first[..first.len() - 1]]),
+        ("upper-case NameID", "ADA@example.com", vec![]),
+        ("NameID wildcard", "%", vec![]),
+        ("NameID prefix", "ada@", vec![]),
+    ];
+    for (name, name_id, indexes) in tricks {
+        let mut spec = LogoutRequestSpec::new(&app.idp, &slo, name_id, app.now());
+        spec.session_indexes = indexes.iter().map(|s| s.to_string()).collect();
+        let q = request_query(&app, &spec, None)?;
+        let resp = app.browser.get(format!("{slo}?{q}")).send().await?;
+        assert_eq!(resp.status(), 302, "{name}: a signed request is answered");
+        assert_eq!(live(&app, "ada@example.com")?, 2, "{name}: no session of ada ended");
+        let last = app.audit()?.pop().ok_or("no audit row")?;
+        assert_eq!(last.kind, "logout.idp_initiated", "{name}");
+        let detail: serde_json::Value = serde_json::from_str(&last.detail)?;
+        assert_eq!(detail["sessions_ended"], 0, "{name}");
+    }
+
+    // The real index next to a bogus one ends exactly that session.
+    let mut spec = LogoutRequestSpec::new(&app.idp, &slo, "ada@example.com", app.now());
+    spec.session_indexes = vec!["nope".into(), first.clone()];
+    let q = request_query(&app, &spec, None)?;
+    assert_eq!(app.browser.get(format!("{slo}?{q}")).send().await?.status(), 302);
+    assert_eq!(live(&app, "ada@example.com")?, 1);
+    Ok(())
+}
+both_backends!(session_index_and_name_id_tricks_end_nothing_more, session_index_tricks);
+
 // ------------------------------------------------------------------ other connection
 
 /// A second connection trusting the same IdP (one ADFS or Keycloak realm behind two

@@ -249,9 +249,11 @@ async fn slo(
     slo_on(&state, &connection_id)?;
     let now = state.clock.now();
     let meta = request_meta(&req);
+    let cookie_name = super::oidc_routes::session_cookie_name(&state);
+    let cookie = req.cookie(&cookie_name).map(|c| c.value().to_string());
     let st = state.clone();
     let outcome = state
-        .blocking(move |db| -> Result<Result<SloNext, String>, WebError> {
+        .blocking(move |db| -> Result<Result<(SloNext, bool), String>, WebError> {
             let Some(connection) = st.cfg.connection(&connection_id) else { return Err(WebError::NotFound) };
             let live = st.live_connection(connection);
             // Verified before a database connection is taken, like the ACS.
@@ -286,7 +288,16 @@ async fn slo(
                 }
             });
             match result {
-                Ok(next) => Ok(Ok(next)),
+                Ok(next) => {
+                    // Whoever the message was about, this browser's own session may be another
+                    // person's: anyone can mint a signed logout message about themselves and
+                    // send someone else's browser to it. A session that lives on keeps its cookie.
+                    let keeps_session = match &cookie {
+                        Some(cookie) => flow::logout::session_user(c, cookie, now)?.is_some(),
+                        None => false,
+                    };
+                    Ok(Ok((next, keeps_session)))
+                }
                 Err(err) => {
                     let reference = reference_id();
                     match &err {
@@ -299,8 +310,8 @@ async fn slo(
             }
         })
         .await?;
-    let cookie_name = super::oidc_routes::session_cookie_name(&state);
-    let mut resp = match outcome {
+    let (next, keeps_session) = match outcome {
+        Ok(answered) => answered,
         Err(reference) => {
             return Err(WebError::Page {
                 status: StatusCode::BAD_REQUEST,
@@ -309,22 +320,26 @@ async fn slo(
                 reference: Some(reference),
             })
         }
-        Ok(SloNext::Answer { outbound, ended }) => {
+    };
+    let mut resp = match next {
+        SloNext::Answer { outbound, ended } => {
             tracing::info!(ended, "identity provider signed the user out");
             match outbound {
                 Some(outbound) => super::oidc_routes::outbound_response(&state, outbound, "Signing out…")?,
                 None => state.views.page("logout", &super::oidc_routes::LogoutPage::signed_out(true))?,
             }
         }
-        Ok(SloNext::Answered(answer)) => match answer.redirect_to {
+        SloNext::Answered(answer) => match answer.redirect_to {
             Some(url) => found(&url),
-            None => state.views.page(
-                "logout",
-                &super::oidc_routes::LogoutPage::signed_out(answer.idp_signed_out),
-            )?,
+            None => state
+                .views
+                .page("logout", &super::oidc_routes::LogoutPage::signed_out(answer.idp_signed_out))?,
         },
     };
-    // The browser that carried an IdP's LogoutRequest is the signed-out user's: its cookie goes too.
+    if keeps_session {
+        return Ok(resp);
+    }
+    // The browser's session ended (or it had none): its cookie goes too.
     let mut gone = actix_web::cookie::Cookie::build(cookie_name, "")
         .path("/")
         .http_only(true)

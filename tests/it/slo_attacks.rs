@@ -626,6 +626,66 @@ async fn cross_connection(b: Backend) -> TestResult {
 }
 both_backends!(messages_for_one_connection_do_nothing_at_another, cross_connection);
 
+// ------------------------------------------------------------------ logout CSRF
+
+/// Mallory, a user of the same IdP, signs out there and keeps the signed LogoutRequest the IdP
+/// sent her browser (or, signing out here, the IdP's signed LogoutResponse) instead of following
+/// it. Every such message is genuine, single-use and about her, and she can mint them at will;
+/// a page of hers sends Ada's browser to it. Only Mallory's sessions may end: Ada's browser
+/// keeps its session cookie and Ada stays signed in.
+async fn logout_csrf(b: Backend) -> TestResult {
+    let app = app(b).with_idp_slo(IDP_SLO).start().await?;
+    login(&app, "ada@example.com").await?;
+    let ada = app.browser.clone();
+    let mallory = new_browser()?;
+    login_with(&app, &mallory, CONNECTION, "mallory@example.com").await?;
+
+    // Her IdP-initiated LogoutRequest, carried by Ada's browser.
+    let spec = LogoutRequestSpec::new(&app.idp, &slo_url(&app), "mallory@example.com", app.now());
+    let q = request_query(&app, &spec, None)?;
+    let resp = ada.get(format!("{}?{q}", slo_url(&app))).send().await?;
+    assert_eq!(resp.status(), 302);
+    assert_eq!(live(&app, "mallory@example.com")?, 0, "the request did what it says");
+    assert_eq!(live(&app, "ada@example.com")?, 1);
+    assert!(has_session(&app, &ada).await?, "Ada's browser kept its session cookie");
+
+    // Her sign-out here, answered by the IdP, the answer carried by Ada's browser.
+    login_with(&app, &mallory, CONNECTION, "mallory@example.com").await?;
+    let page = mallory.get(format!("{}/logout", app.base)).send().await?.text().await?;
+    let confirm =
+        page.split("name=\"confirm\" value=\"").nth(1).and_then(|s| s.split('"').next()).ok_or("no form")?;
+    let resp = mallory.post(format!("{}/logout", app.base)).form(&[("confirm", confirm)]).send().await?;
+    let q: BTreeMap<String, String> =
+        url::Url::parse(&location(&resp)?)?.query_pairs().into_owned().collect();
+    let ours = parse_logout_request(&q["SAMLRequest"], true)?;
+    let spec = LogoutResponseSpec::new(&app.idp, &slo_url(&app), &ours.id, app.now());
+    let q = app.idp.redirect_query(
+        "SAMLResponse",
+        &app.idp.logout_response_xml(&spec),
+        None,
+        SigAlg::RsaSha256,
+    )?;
+    let resp = ada.get(format!("{}?{q}", slo_url(&app))).send().await?;
+    assert_eq!(resp.status(), 200, "the signed-out page");
+    assert_eq!(app.counts()?["saml_logouts"], 0);
+    assert!(has_session(&app, &ada).await?, "Ada's browser kept its session cookie");
+
+    // Ada's own IdP sign-out still clears her browser's cookie.
+    let spec = LogoutRequestSpec::new(&app.idp, &slo_url(&app), "ada@example.com", app.now());
+    let q = request_query(&app, &spec, None)?;
+    let resp = ada.get(format!("{}?{q}", slo_url(&app))).send().await?;
+    assert_eq!(resp.status(), 302);
+    let cleared = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .any(|c| c.to_str().is_ok_and(|c| c.contains("Max-Age=0")));
+    assert!(cleared, "the signed-out user's cookie goes");
+    assert!(!has_session(&app, &ada).await?);
+    Ok(())
+}
+both_backends!(a_foreign_signed_logout_message_leaves_the_carrying_browser_signed_in, logout_csrf);
+
 // ------------------------------------------------------------------ disabled user
 
 async fn disabled_user(b: Backend) -> TestResult {

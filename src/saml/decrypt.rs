@@ -17,7 +17,7 @@ use openssl::rsa::Padding;
 use openssl::symm::{Cipher, Crypter, Mode};
 use roxmltree::Node;
 
-use super::xml::{child, child_elements, is, text_content, NS_DSIG};
+use super::xml::{child, child_elements, excerpt, is, text_content, NS_DSIG};
 use super::{reject, Reason, SamlError};
 
 pub(crate) const NS_XENC: &str = "http://www.w3.org/2001/04/xmlenc#";
@@ -133,7 +133,7 @@ pub(crate) fn decrypt_assertion(
         .and_then(|m| m.attribute("Algorithm"))
         .ok_or_else(|| failed("EncryptedData without EncryptionMethod"))?;
     let algorithm = DataAlgorithm::from_uri(method)
-        .ok_or_else(|| not_allowed(format!("data encryption {method:?} is not allowed")))?;
+        .ok_or_else(|| not_allowed(format!("data encryption {} is not allowed", excerpt(method))))?;
 
     let candidates = key_candidates(data, &siblings)?;
     if candidates.is_empty() {
@@ -234,18 +234,18 @@ fn key_transport(encrypted_key: Node<'_, '_>) -> Result<KeyTransport, SamlError>
         RSA_OAEP_MGF1P => false,
         RSA_OAEP => true,
         RSA_1_5 => return Err(not_allowed("key transport rsa-1_5 is not allowed (Bleichenbacher)".into())),
-        other => return Err(not_allowed(format!("key transport {other:?} is not allowed"))),
+        other => return Err(not_allowed(format!("key transport {} is not allowed", excerpt(other)))),
     };
     let mut transport = KeyTransport { digest: Md::sha1(), mgf1: Md::sha1(), label: None };
     for param in child_elements(method) {
         if is(param, NS_DSIG, "DigestMethod") {
             let uri = param.attribute("Algorithm").unwrap_or_default();
-            transport.digest =
-                digest_of(uri).ok_or_else(|| not_allowed(format!("OAEP digest {uri:?} is not allowed")))?;
+            transport.digest = digest_of(uri)
+                .ok_or_else(|| not_allowed(format!("OAEP digest {} is not allowed", excerpt(uri))))?;
         } else if oaep11 && is(param, NS_XENC11, "MGF") {
             let uri = param.attribute("Algorithm").unwrap_or_default();
-            transport.mgf1 =
-                mgf_of(uri).ok_or_else(|| not_allowed(format!("OAEP MGF {uri:?} is not allowed")))?;
+            transport.mgf1 = mgf_of(uri)
+                .ok_or_else(|| not_allowed(format!("OAEP MGF {} is not allowed", excerpt(uri))))?;
         } else if is(param, NS_XENC, "OAEPparams") {
             let label = base64::engine::general_purpose::STANDARD
                 .decode(compact(&text_content(param)))

@@ -13,8 +13,8 @@ use super::validate::{
     verify_and_reduce, Window,
 };
 use super::xml::{
-    child, children_named, escape, format_time, is, parse_strict, random_id, text_content, NS_ASSERTION,
-    NS_PROTOCOL,
+    child, children_named, escape, excerpt, format_time, is, parse_strict, random_id, text_content,
+    NS_ASSERTION, NS_PROTOCOL,
 };
 use super::{reject, Reason, SamlError, SloEndpoint, SpSettings, SpSigningKey, SsoBinding};
 
@@ -263,10 +263,16 @@ pub fn verify_logout_request(
         return Err(reject(Reason::NameIdInvalid, "more than one NameID"));
     }
     let (name_id, name_id_format) = read_name_id(root)?;
-    let session_indexes = children_named(root, NS_PROTOCOL, "SessionIndex")
+    let named = children_named(root, NS_PROTOCOL, "SessionIndex").count();
+    let session_indexes: Vec<String> = children_named(root, NS_PROTOCOL, "SessionIndex")
         .map(|s| text_content(s).trim().to_string())
         .filter(|s| !s.is_empty())
         .collect();
+    // A request that names sessions, all by blank indexes, must not become one that names none
+    // (every session of the NameID).
+    if named > 0 && session_indexes.is_empty() {
+        return Err(reject(Reason::Malformed, "every SessionIndex is empty"));
+    }
     // After this the IssueInstant check refuses the request anyway, so the replay cache can
     // let the ID go.
     let skew = sp.clock_skew.max(Duration::zero());
@@ -390,7 +396,7 @@ fn parse_raw<'i>(
     if !is(root, NS_PROTOCOL, kind.root()) {
         return Err(reject(
             Reason::NotALogoutMessage,
-            format!("expected samlp:{}, root element is {:?}", kind.root(), root.tag_name().name()),
+            format!("expected samlp:{}, root element is {}", kind.root(), excerpt(root.tag_name().name())),
         ));
     }
     scan(root).refuse_comments_and_duplicate_ids()?;
@@ -439,12 +445,12 @@ fn read_header(
         .map(|i| text_content(i).trim().to_string())
         .ok_or_else(|| reject(Reason::IssuerMismatch, format!("the {} has no Issuer", kind.root())))?;
     if issuer != sp.idp.entity_id {
-        return Err(reject(Reason::IssuerMismatch, format!("{} Issuer {issuer:?}", kind.root())));
+        return Err(reject(Reason::IssuerMismatch, format!("{} Issuer {}", kind.root(), excerpt(&issuer))));
     }
     match root.attribute("Destination") {
         // An empty slo_url means single logout is off; no Destination may match it.
         Some(d) if d == sp.slo_url && !sp.slo_url.is_empty() => {}
-        Some(d) => return Err(reject(Reason::DestinationMismatch, format!("Destination {d:?}"))),
+        Some(d) => return Err(reject(Reason::DestinationMismatch, format!("Destination {}", excerpt(d)))),
         None => {
             return Err(reject(
                 Reason::DestinationMismatch,

@@ -884,3 +884,53 @@ fn dev_idp_parse_logout_request_refuses_junk() {
         assert!(parse_logout_request(junk, deflated).is_err(), "{junk}");
     }
 }
+
+#[test]
+fn blank_session_indexes_alone_are_refused_not_read_as_every_session() -> TestResult {
+    let sp = slo_sp(SsoBinding::Redirect)?;
+    for blanks in [vec![String::new()], vec!["  ".into(), String::new()]] {
+        let spec = LogoutRequestSpec { session_indexes: blanks, ..request_spec()? };
+        assert_eq!(request_refused(&sp, redirect(&request_redirect(&spec, None)?))?, Reason::Malformed);
+        assert_eq!(request_refused(&sp, post(&request_post(&spec)?))?, Reason::Malformed);
+    }
+    let none = verify_logout_request(&sp, redirect(&request_redirect(&request_spec()?, None)?), now())?;
+    assert!(none.session_indexes.is_empty());
+    Ok(())
+}
+
+/// What a refusal's detail says goes to the log. Before any signature is checked, the message
+/// is anyone's: a detail quoting it must stay short, or each request writes the attacker's
+/// hundred kilobytes into the log.
+#[test]
+fn unsigned_input_is_not_copied_into_the_refusal_detail() -> TestResult {
+    let sp = slo_sp(SsoBinding::Post)?;
+    let spec = request_spec()?;
+    let signed = idp()?.sign_message(&idp()?.logout_request_xml(&spec), &spec.id, SigAlg::RsaSha256)?;
+    let long = "R".repeat(100_000);
+    let cases = [
+        (format!(r#"<{long} xmlns="urn:x"/>"#), Reason::NotALogoutMessage),
+        (
+            format!(r#"<samlp:{long} xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol"/>"#),
+            Reason::NotALogoutMessage,
+        ),
+        (
+            replace_once(
+                &signed,
+                "</saml:NameID>",
+                &format!(r#"</saml:NameID><x ID="{long}"/><y ID="{long}"/>"#),
+            )?,
+            Reason::SignaturePolicy,
+        ),
+    ];
+    for (xml, reason) in cases {
+        let err = verify_logout_request(&sp, post(&b64(&xml)), now()).err().ok_or("accepted")?;
+        assert_eq!(err.reason(), Some(reason));
+        let detail = err.to_string();
+        assert!(detail.len() < 256, "{} bytes of detail: {}", detail.len(), &detail[..200]);
+        assert!(detail.contains("RRRR"), "the detail still says what it was: {detail}");
+    }
+    // Cut on a character boundary.
+    assert_eq!(xml::excerpt("é"), "\"é\"");
+    assert!(xml::excerpt(&"é".repeat(100)).ends_with("… (200 bytes)"));
+    Ok(())
+}

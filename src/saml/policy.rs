@@ -172,7 +172,10 @@ impl Scan<'_, '_> {
             return Err(policy("comment or processing instruction inside the message"));
         }
         if let Some(id) = self.duplicate_id {
-            return Err(reject(Reason::SignaturePolicy, format!("duplicate ID value {id:?}")));
+            return Err(reject(
+                Reason::SignaturePolicy,
+                format!("duplicate ID value {}", super::xml::excerpt(id)),
+            ));
         }
         Ok(())
     }
@@ -305,7 +308,7 @@ pub(crate) fn algorithm_allowed(
         Some(a) if a == sha1 && allow_sha1 => Ok(true),
         other => Err(reject(
             Reason::AlgorithmNotAllowed,
-            format!("{what} {:?} is not allowed", other.unwrap_or_default()),
+            format!("{what} {} is not allowed", super::xml::excerpt(other.unwrap_or_default())),
         )),
     }
 }

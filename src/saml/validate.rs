@@ -8,8 +8,8 @@ use samael::crypto::{AllowedSignatureAlgorithm, CertificateDer, CryptoProvider, 
 use super::decrypt::decrypt_assertion;
 use super::policy::{check_raw, RawAssertion};
 use super::xml::{
-    child, child_elements, children_named, escape, is, parse_strict, parse_time, text_content, CM_BEARER,
-    NS_ASSERTION, NS_DSIG, NS_PROTOCOL, NS_XSI, STATUS_SUCCESS,
+    child, child_elements, children_named, escape, excerpt, is, parse_strict, parse_time, text_content,
+    CM_BEARER, NS_ASSERTION, NS_DSIG, NS_PROTOCOL, NS_XSI, STATUS_SUCCESS,
 };
 use super::{reject, Reason, SamlAttribute, SamlError, SpSettings, ValidatedAssertion};
 
@@ -95,7 +95,7 @@ pub fn validate_response_xml(
     if !is(response, NS_PROTOCOL, "Response") {
         return Err(reject(
             Reason::NotAResponse,
-            format!("root element is {:?}", response.tag_name().name()),
+            format!("root element is {}", excerpt(response.tag_name().name())),
         ));
     }
     // Checked first so an IdP-side failure is reported as such rather than as "no assertion".
@@ -384,7 +384,7 @@ pub(super) fn time_attr(node: Node<'_, '_>, name: &str) -> Result<Option<DateTim
         None => Ok(None),
         Some(v) => parse_time(v)
             .map(Some)
-            .ok_or_else(|| reject(Reason::Malformed, format!("{name} {v:?} is not a dateTime"))),
+            .ok_or_else(|| reject(Reason::Malformed, format!("{name} {} is not a dateTime", excerpt(v)))),
     }
 }
 
@@ -436,7 +436,7 @@ fn read_assertion(
         .map(|i| text_content(i).trim().to_string())
         .ok_or_else(|| reject(Reason::IssuerMismatch, "the Assertion has no Issuer"))?;
     if issuer != sp.idp.entity_id {
-        return Err(reject(Reason::IssuerMismatch, format!("Assertion Issuer {issuer:?}")));
+        return Err(reject(Reason::IssuerMismatch, format!("Assertion Issuer {}", excerpt(&issuer))));
     }
 
     let subject = child(assertion, NS_ASSERTION, "Subject")
@@ -531,7 +531,7 @@ fn check_confirmation(
     })?;
     match data.attribute("Recipient") {
         Some(r) if r == sp.acs_url => {}
-        Some(r) => return Err(reject(Reason::RecipientMismatch, format!("Recipient {r:?}"))),
+        Some(r) => return Err(reject(Reason::RecipientMismatch, format!("Recipient {}", excerpt(r)))),
         None => return Err(reject(Reason::RecipientMismatch, "SubjectConfirmationData without Recipient")),
     }
     let until = time_attr(data, "NotOnOrAfter")?
@@ -554,7 +554,7 @@ fn check_audience(sp: &SpSettings, conditions: Node<'_, '_>) -> Result<(), SamlE
             let seen: Vec<String> = children_named(restriction, NS_ASSERTION, "Audience")
                 .map(|a| text_content(a).trim().to_string())
                 .collect();
-            return Err(reject(Reason::AudienceMismatch, format!("audiences {seen:?}")));
+            return Err(reject(Reason::AudienceMismatch, format!("audiences {}", excerpt(&seen.join(", ")))));
         }
     }
     Ok(())
@@ -591,13 +591,16 @@ fn check_envelope(
 ) -> Result<(), SamlError> {
     if let Some(destination) = response.attribute("Destination") {
         if destination != sp.acs_url {
-            return Err(reject(Reason::DestinationMismatch, format!("Destination {destination:?}")));
+            return Err(reject(Reason::DestinationMismatch, format!("Destination {}", excerpt(destination))));
         }
     }
     if let Some(issuer) = child(response, NS_ASSERTION, "Issuer") {
         let issuer = text_content(issuer);
         if issuer.trim() != sp.idp.entity_id {
-            return Err(reject(Reason::IssuerMismatch, format!("Response Issuer {:?}", issuer.trim())));
+            return Err(reject(
+                Reason::IssuerMismatch,
+                format!("Response Issuer {}", excerpt(issuer.trim())),
+            ));
         }
     }
     if let (Some(outer), Some(inner)) =
@@ -606,7 +609,7 @@ fn check_envelope(
         if outer != inner {
             return Err(reject(
                 Reason::InResponseToMismatch,
-                format!("Response InResponseTo {outer:?}, assertion {inner:?}"),
+                format!("Response InResponseTo {}, assertion {}", excerpt(outer), excerpt(inner)),
             ));
         }
     }

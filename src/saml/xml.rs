@@ -42,6 +42,16 @@ pub(crate) fn escape(value: &str) -> String {
     out
 }
 
+/// A piece of an unverified document for an error detail (which is logged): quoted, at most
+/// 64 characters, with the full length when cut.
+pub(crate) fn excerpt(value: &str) -> String {
+    const MAX: usize = 64;
+    match value.char_indices().nth(MAX) {
+        None => format!("{value:?}"),
+        Some((cut, _)) => format!("{:?}… ({} bytes)", &value[..cut], value.len()),
+    }
+}
+
 /// Deepest element nesting accepted. SAML documents are about a dozen levels deep; roxmltree
 /// recurses per level, so unbounded depth would overflow the stack of the worker thread.
 const MAX_DEPTH: usize = 64;

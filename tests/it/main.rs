@@ -29,4 +29,5 @@ mod saml_encryption;
 mod saml_requests;
 mod saml_vendors;
 mod slo;
+mod slo_attacks;
 mod trust;

@@ -230,11 +230,12 @@ pub fn finish_sign_in(
     })
 }
 
+/// `sso`: the user and broker session of an SSO admin (none for a local account).
 fn new_session(
     conn: &mut DbConnection,
     cfg: &Config,
     actor: &Actor,
-    user_id: Option<&str>,
+    sso: Option<(&str, &str)>,
     now: DateTime<Utc>,
 ) -> Result<String, ConsoleError> {
     let cookie = random_token(32);
@@ -244,12 +245,13 @@ fn new_session(
         &AdminSession {
             id: token_hash(&cookie),
             actor: actor.as_str().to_string(),
-            user_id: user_id.map(str::to_string),
+            user_id: sso.map(|(user, _)| user.to_string()),
             csrf_token: random_token(32),
             created_at: ts,
             expires_at: (now + cfg.admin_session_ttl).timestamp(),
             last_seen_at: ts,
             revoked: false,
+            broker_session_id: sso.map(|(_, session)| session.to_string()),
         },
     )?;
     Ok(cookie)
@@ -302,7 +304,7 @@ pub fn sso_sign_in(
         return Ok(SsoOutcome::NotAdmin);
     }
     store::transaction(conn, |c| -> Result<SsoOutcome, ConsoleError> {
-        let cookie = new_session(c, cfg, &actor, Some(&session.user_id), now)?;
+        let cookie = new_session(c, cfg, &actor, Some((&session.user_id, &session.id)), now)?;
         let mut row = admin_event(
             now,
             "admin.login_succeeded",
@@ -342,7 +344,9 @@ impl ConsoleSession {
 }
 
 /// The console session behind a cookie, if it is live; marks it used (idle timeout). An SSO
-/// admin's session also ends when their user is disabled or no longer holds `admin_role`.
+/// admin's session also ends when their user is disabled or no longer holds `admin_role`, and
+/// with the broker session it came from (a sign-out here or at the IdP, an admin ending the
+/// user's sessions): the console is never a way to outlast the IdP's decision.
 pub fn console_session(
     conn: &mut DbConnection,
     cfg: &Config,
@@ -358,6 +362,13 @@ pub fn console_session(
         None => s.actor.strip_prefix("local:").unwrap_or(&s.actor).to_string(),
         Some(user_id) => {
             let Some(role) = cfg.admin_role.as_deref() else { return Ok(None) };
+            // The console has its own idle timeout; the broker session only has to be unrevoked
+            // and unexpired.
+            let Some(broker) = s.broker_session_id.as_deref() else { return Ok(None) };
+            let origin = crate::store::grants::live_session(conn, broker, now.timestamp(), i64::MIN)?;
+            if origin.is_none_or(|o| o.user_id != *user_id) {
+                return Ok(None);
+            }
             let user = users::by_id(conn, user_id)?;
             let Some(user) = user.filter(|u| !u.disabled) else { return Ok(None) };
             if !users::roles(conn, user_id)?.iter().any(|r| r.role == role) {

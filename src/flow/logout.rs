@@ -62,8 +62,12 @@ pub fn end_session(
 ) -> Result<Option<EndedSession>, FlowError> {
     let id = token_hash(cookie);
     let Some(session) = grants::live_session(conn, &id, now.timestamp(), i64::MIN)? else { return Ok(None) };
-    store::transaction(conn, |c| -> Result<(), FlowError> {
-        revoke(c, &id)?;
+    // Two sign-outs of one session at once (a double click, a retry): only the one that revoked
+    // it audits and goes on to the IdP, so the IdP gets one LogoutRequest.
+    let ended = store::transaction(conn, |c| -> Result<bool, FlowError> {
+        if !revoke(c, &id)? {
+            return Ok(false);
+        }
         store::audit::insert(
             c,
             &audit_row(
@@ -77,8 +81,11 @@ pub fn end_session(
                 serde_json::json!({}),
             ),
         )?;
-        Ok(())
+        Ok(true)
     })?;
+    if !ended {
+        return Ok(None);
+    }
     let subject = session.saml_name_id.clone().map(|name_id| LogoutSubject {
         name_id,
         name_id_format: session.saml_name_id_format.clone(),
@@ -88,11 +95,11 @@ pub fn end_session(
 }
 
 /// Ends one session and what it handed out, except grants the app asked to keep
-/// (`offline_access`).
-fn revoke(conn: &mut DbConnection, session_id: &str) -> Result<(), FlowError> {
-    grants::revoke_session(conn, session_id)?;
+/// (`offline_access`); false when it had ended already.
+fn revoke(conn: &mut DbConnection, session_id: &str) -> Result<bool, FlowError> {
+    let ended = grants::revoke_session(conn, session_id)? > 0;
     grants::revoke_session_grants(conn, session_id)?;
-    Ok(())
+    Ok(ended)
 }
 
 /// How long the IdP has to answer our LogoutRequest.

@@ -28,6 +28,8 @@ pub struct AdminSession {
     pub expires_at: i64,
     pub last_seen_at: i64,
     pub revoked: bool,
+    /// For an SSO admin: the broker session (its id) this console session came from.
+    pub broker_session_id: Option<String>,
 }
 
 pub fn account(conn: &mut DbConnection, name: &str) -> QueryResult<Option<AdminAccount>> {

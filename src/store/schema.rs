@@ -189,6 +189,7 @@ diesel::table! {
         expires_at -> BigInt,
         last_seen_at -> BigInt,
         revoked -> Bool,
+        broker_session_id -> Nullable<Text>,
     }
 }
 

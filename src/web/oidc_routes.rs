@@ -520,6 +520,9 @@ pub(crate) struct LogoutPage {
     idp_signed_out: bool,
     /// The IdP answered our LogoutRequest without ending its own session.
     idp_incomplete: bool,
+    /// Where the app asked to go after signing out (a registered post_logout_redirect_uri),
+    /// when this page stops on the way to say something the user should know.
+    continue_to: Option<String>,
 }
 
 impl LogoutPage {
@@ -531,7 +534,14 @@ impl LogoutPage {
             hidden: vec![],
             idp_signed_out: idp == Some(true),
             idp_incomplete: idp == Some(false),
+            continue_to: None,
         }
+    }
+
+    /// The IdP kept its session although the app's sign-out reached it: the user is told before
+    /// going on to the app, which would otherwise look like a complete sign-out.
+    pub(crate) fn idp_incomplete_then(continue_to: String) -> Self {
+        LogoutPage { continue_to: Some(continue_to), ..Self::signed_out(Some(false)) }
     }
 }
 
@@ -610,6 +620,7 @@ async fn logout(
                         hidden,
                         idp_signed_out: false,
                         idp_incomplete: false,
+                        continue_to: None,
                     },
                 );
             }

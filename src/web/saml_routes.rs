@@ -341,7 +341,11 @@ async fn slo(
         // The broker session ended when our LogoutRequest left; the cookie this browser has now
         // may belong to a newer session (an answer that came late), so it stays.
         Ok(SloNext::Answered(answer)) => match answer.redirect_to {
-            Some(url) => (found(&url), false),
+            Some(url) if answer.idp_signed_out => (found(&url), false),
+            Some(url) => (
+                state.views.page("logout", &super::oidc_routes::LogoutPage::idp_incomplete_then(url))?,
+                false,
+            ),
             None => (
                 state.views.page(
                     "logout",

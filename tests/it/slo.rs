@@ -189,6 +189,60 @@ async fn sp_initiated_without_app(b: Backend) -> TestResult {
 }
 both_backends!(sp_initiated_logout_from_the_portal_reports_partial_logout, sp_initiated_without_app);
 
+/// An app's sign-out whose IdP could not end its own session: the user is told so before
+/// going on to the app (a bare redirect would look like a complete sign-out).
+async fn app_logout_idp_refuses(b: Backend) -> TestResult {
+    let app = app(b).with_idp_slo(IDP_SLO).start().await?;
+    let (id_token, _) = login(&app, "ada@example.com").await?;
+    let logout = format!(
+        "{}/logout?id_token_hint={id_token}&post_logout_redirect_uri={}&state=s-2",
+        app.base,
+        url::form_urlencoded::byte_serialize(POST_LOGOUT_URI.as_bytes()).collect::<String>()
+    );
+    let to_idp = location(&app.browser.get(&logout).send().await?)?;
+    let q: BTreeMap<String, String> = url::Url::parse(&to_idp)?.query_pairs().into_owned().collect();
+    let request = parse_logout_request(&q["SAMLRequest"], true)?;
+    let mut spec = LogoutResponseSpec::new(&app.idp, &slo_url(&app), &request.id, app.now());
+    spec.status = "urn:oasis:names:tc:SAML:2.0:status:Responder".into();
+    let query = app.idp.redirect_query(
+        "SAMLResponse",
+        &app.idp.logout_response_xml(&spec),
+        None,
+        SigAlg::RsaSha256,
+    )?;
+    let resp = app.browser.get(format!("{}?{query}", slo_url(&app))).send().await?;
+    assert_eq!(resp.status(), 200, "a page, not a redirect straight to the app");
+    let body = resp.text().await?;
+    assert!(body.contains("could not end its own session"), "{body}");
+    assert!(
+        body.contains(&format!(r#"href="{POST_LOGOUT_URI}?state&#x3D;s-2""#)),
+        "a link on to the app: {body}"
+    );
+    let last = app.audit()?.pop().ok_or("no audit row")?;
+    assert_eq!(
+        (last.kind.as_str(), last.reason.as_deref()),
+        ("logout.idp_answered", Some("idp_logout_incomplete"))
+    );
+    Ok(())
+}
+both_backends!(app_logout_the_idp_could_not_complete_says_so_before_the_app, app_logout_idp_refuses);
+
+/// Two sign-outs of one session at once (a double click): one `logout` row and one
+/// LogoutRequest to the IdP; the other finds the session already ended.
+async fn double_sign_out(b: Backend) -> TestResult {
+    let app = app(b).with_idp_slo(IDP_SLO).start().await?;
+    let (id_token, _) = login(&app, "ada@example.com").await?;
+    let logout = format!("{}/logout?id_token_hint={id_token}", app.base);
+    let (a, b) = tokio::join!(app.browser.get(&logout).send(), app.browser.get(&logout).send());
+    let to_idp = [a?, b?].iter().filter(|r| location(r).is_ok_and(|l| l.starts_with(IDP_SLO))).count();
+    assert_eq!(to_idp, 1, "one LogoutRequest goes to the IdP");
+    assert_eq!(app.counts()?["saml_logouts"], 1, "one pending LogoutRequest");
+    let logouts = app.audit()?.into_iter().filter(|r| r.kind == "logout").count();
+    assert_eq!(logouts, 1, "one logout row");
+    Ok(())
+}
+both_backends!(a_double_sign_out_sends_one_logout_request, double_sign_out);
+
 async fn idp_initiated(b: Backend) -> TestResult {
     let mut app = app(b).with_idp_slo(IDP_SLO).start().await?;
     let cert = sp_signing_cert(&app).await?;
@@ -241,6 +295,44 @@ async fn idp_initiated(b: Backend) -> TestResult {
     Ok(())
 }
 both_backends!(idp_initiated_logout_ends_the_named_sessions, idp_initiated);
+
+/// An admin console session signed in through SSO ends with the broker session it came from: an
+/// IdP sign-out (say, after the account was compromised) leaves no console access behind.
+async fn console_follows_idp_logout(b: Backend) -> TestResult {
+    let app =
+        app(b).with_idp_slo(IDP_SLO).with_config(|c| c.admin_role = Some("admin".into())).start().await?;
+    app.login_code("root@example.com", &["IT-Admins"]).await?;
+    assert_eq!(app.browser.get(format!("{}/admin/sso", app.base)).send().await?.status(), 200);
+    assert_eq!(app.browser.get(format!("{}/admin/users", app.base)).send().await?.status(), 200);
+
+    // The IdP's LogoutRequest arrives through another browser (its front channel elsewhere):
+    // the admin's browser keeps its cookies, and still loses the console.
+    let spec = LogoutRequestSpec::new(&app.idp, &slo_url(&app), "root@example.com", app.now());
+    let signed = app.idp.sign_message(&app.idp.logout_request_xml(&spec), &spec.id, SigAlg::RsaSha256)?;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(signed);
+    let elsewhere = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
+    let resp = elsewhere.post(slo_url(&app)).form(&[("SAMLRequest", b64.as_str())]).send().await?;
+    assert_eq!(resp.status(), 302);
+    let resp = app.browser.get(format!("{}/admin/users", app.base)).send().await?;
+    assert_eq!(resp.status(), 303, "the console session ended with the broker session");
+
+    // Signed in again: a sign-out at the broker ends the console too.
+    app.login_code("root@example.com", &["IT-Admins"]).await?;
+    assert_eq!(app.browser.get(format!("{}/admin/sso", app.base)).send().await?.status(), 200);
+    assert_eq!(app.browser.get(format!("{}/admin/users", app.base)).send().await?.status(), 200);
+    let page = app.browser.get(format!("{}/logout", app.base)).send().await?.text().await?;
+    let confirm = page
+        .split("name=\"confirm\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .ok_or("no confirmation token")?
+        .to_string();
+    app.browser.post(format!("{}/logout", app.base)).form(&[("confirm", confirm)]).send().await?;
+    let resp = app.browser.get(format!("{}/admin/users", app.base)).send().await?;
+    assert_eq!(resp.status(), 303, "the console session ended with the broker sign-out");
+    Ok(())
+}
+both_backends!(sso_admin_console_ends_with_the_broker_session, console_follows_idp_logout);
 
 /// A refused logout message: a generic 400 page with a reference, one `logout.refused` audit
 /// row with the reason, and no other table changed.

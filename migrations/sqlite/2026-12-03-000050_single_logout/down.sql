@@ -1,3 +1,4 @@
+ALTER TABLE admin_sessions DROP COLUMN broker_session_id;
 DROP INDEX saml_logouts_expires;
 DROP TABLE saml_logouts;
 DROP INDEX sessions_saml_subject;

@@ -15,3 +15,6 @@ CREATE TABLE saml_logouts (
     expires_at BIGINT NOT NULL
 );
 CREATE INDEX saml_logouts_expires ON saml_logouts (expires_at);
+-- A console session signed in through SSO lives only as long as the broker session it came
+-- from: an IdP sign-out (or any other end of that session) ends the admin's console access too.
+ALTER TABLE admin_sessions ADD COLUMN broker_session_id TEXT;

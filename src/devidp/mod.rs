@@ -94,6 +94,8 @@ pub struct ResponseSpec {
     pub in_response_to: Option<String>,
     pub name_id: String,
     pub name_id_format: String,
+    /// NameQualifier and SPNameQualifier on the NameID (ADFS and Shibboleth send them).
+    pub name_qualifiers: Option<(String, String)>,
     pub attributes: Vec<(String, Vec<String>)>,
     pub issue_instant: DateTime<Utc>,
     pub not_before: Option<DateTime<Utc>>,
@@ -138,6 +140,7 @@ impl ResponseSpec {
             in_response_to: in_response_to.map(str::to_string),
             name_id: name_id.to_string(),
             name_id_format: name_id_format.to_string(),
+            name_qualifiers: None,
             attributes: Vec::new(),
             issue_instant: now,
             not_before: Some(now),
@@ -389,8 +392,11 @@ fn response_xml(
     x.push_str(&format!("<saml:Issuer>{}</saml:Issuer>", escape(&spec.issuer)));
     x.push_str(assertion_signature.unwrap_or_default());
 
+    let qualifiers = spec.name_qualifiers.as_ref().map_or_else(String::new, |(name, sp)| {
+        format!(r#" NameQualifier="{}" SPNameQualifier="{}""#, escape(name), escape(sp))
+    });
     x.push_str(&format!(
-        r#"<saml:Subject><saml:NameID Format="{}">{}</saml:NameID>"#,
+        r#"<saml:Subject><saml:NameID{qualifiers} Format="{}">{}</saml:NameID>"#,
         escape(&spec.name_id_format),
         escape(&spec.name_id),
     ));

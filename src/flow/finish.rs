@@ -145,6 +145,8 @@ fn finish_once(conn: &mut DbConnection, input: &FinishInput<'_>) -> Result<Login
             saml_name_id: Some(assertion.name_id.clone()),
             saml_name_id_format: assertion.name_id_format.clone(),
             saml_session_index: assertion.session_index.clone(),
+            saml_name_qualifier: assertion.name_qualifier.clone(),
+            saml_sp_name_qualifier: assertion.sp_name_qualifier.clone(),
         },
     )?;
 

@@ -90,6 +90,8 @@ pub fn end_session(
         name_id,
         name_id_format: session.saml_name_id_format.clone(),
         session_index: session.saml_session_index.clone(),
+        name_qualifier: session.saml_name_qualifier.clone(),
+        sp_name_qualifier: session.saml_sp_name_qualifier.clone(),
     });
     Ok(Some(EndedSession { user_id: session.user_id, connection_id: session.connection_id, subject }))
 }

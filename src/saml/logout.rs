@@ -30,13 +30,15 @@ pub const STATUS_RESPONDER: &str = "urn:oasis:names:tc:SAML:2.0:status:Responder
 /// Second-level status: the responder ended some but not all sessions.
 pub const STATUS_PARTIAL_LOGOUT: &str = "urn:oasis:names:tc:SAML:2.0:status:PartialLogout";
 
-/// Whose IdP session a LogoutRequest ends: the NameID (and its Format) from the assertion that
-/// started the broker session, and that assertion's SessionIndex.
+/// Whose IdP session a LogoutRequest ends: the NameID (with its Format and qualifiers) from the
+/// assertion that started the broker session, and that assertion's SessionIndex.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogoutSubject {
     pub name_id: String,
     pub name_id_format: Option<String>,
     pub session_index: Option<String>,
+    pub name_qualifier: Option<String>,
+    pub sp_name_qualifier: Option<String>,
 }
 
 /// A message for the browser to carry to the IdP.
@@ -113,8 +115,17 @@ pub fn logout_request(
 ) -> Result<LogoutRequestOut, SamlError> {
     let (slo, key) = slo_and_key(sp)?;
     let request_id = random_id();
-    let format =
-        subject.name_id_format.as_deref().map_or_else(String::new, |f| format!(r#" Format="{}""#, escape(f)));
+    // The NameID exactly as asserted, qualifiers included: IdPs such as ADFS and Shibboleth
+    // match all of it (SAML core 3.3.4) and otherwise keep their session.
+    let attr = |name: &str, value: &Option<String>| {
+        value.as_deref().map_or_else(String::new, |v| format!(r#" {name}="{}""#, escape(v)))
+    };
+    let format = [
+        attr("NameQualifier", &subject.name_qualifier),
+        attr("SPNameQualifier", &subject.sp_name_qualifier),
+        attr("Format", &subject.name_id_format),
+    ]
+    .concat();
     let session_index = subject
         .session_index
         .as_deref()

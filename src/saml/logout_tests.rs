@@ -162,6 +162,8 @@ fn subject() -> LogoutSubject {
         name_id: ALICE.into(),
         name_id_format: Some(xml::NAMEID_EMAIL.into()),
         session_index: Some("_session<1>".into()),
+        name_qualifier: Some("https://idp.example/adfs/services/trust".into()),
+        sp_name_qualifier: Some(SP_ENTITY.into()),
     }
 }
 
@@ -182,6 +184,27 @@ fn sp_cert_pem() -> Res<String> {
 }
 
 // ---------------------------------------------------------------- our messages out
+
+/// The NameID goes back exactly as asserted, qualifiers included (SAML core 3.3.4): ADFS and
+/// Shibboleth match them and otherwise keep their session.
+#[test]
+fn our_logout_request_names_the_subject_with_its_qualifiers() -> TestResult {
+    let sp = slo_sp(SsoBinding::Post)?;
+    let out = logout_request(&sp, &subject(), None, now())?;
+    let Outbound::Post { value, .. } = &out.outbound else { return Err("not a POST".into()) };
+    let xml = unb64(value)?;
+    let doc = roxmltree::Document::parse(&xml)?;
+    let name_id =
+        doc.descendants().find(|n| n.has_tag_name((xml::NS_ASSERTION, "NameID"))).ok_or("no NameID")?;
+    assert_eq!(name_id.attribute("NameQualifier"), Some("https://idp.example/adfs/services/trust"));
+    assert_eq!(name_id.attribute("SPNameQualifier"), Some(SP_ENTITY));
+    assert_eq!(name_id.attribute("Format"), Some(xml::NAMEID_EMAIL));
+    assert_eq!(name_id.text(), Some(ALICE));
+    if xmlsec1_available() {
+        assert!(xmlsec1_verify(&xml, &sp_cert_pem()?, 1)?);
+    }
+    Ok(())
+}
 
 #[test]
 fn our_logout_request_redirect_verifies_and_round_trips() -> TestResult {
@@ -218,7 +241,13 @@ fn our_logout_request_redirect_verifies_and_round_trips() -> TestResult {
 #[test]
 fn our_logout_request_post_verifies_with_xmlsec1() -> TestResult {
     let sp = slo_sp(SsoBinding::Post)?;
-    let subject = LogoutSubject { name_id_format: None, session_index: None, ..subject() };
+    let subject = LogoutSubject {
+        name_id_format: None,
+        session_index: None,
+        name_qualifier: None,
+        sp_name_qualifier: None,
+        ..subject()
+    };
     let out = logout_request(&sp, &subject, Some("rs"), now())?;
     let Outbound::Post { url, field, value, relay_state } = &out.outbound else {
         return Err("not a POST".into());
@@ -228,7 +257,7 @@ fn our_logout_request_post_verifies_with_xmlsec1() -> TestResult {
     // Schema order: Issuer, Signature, NameID; no Format or SessionIndex when unknown.
     let at = |needle: &str| xml.find(needle).ok_or(format!("{needle} missing"));
     assert!(at("<saml:Issuer>")? < at("<ds:Signature")? && at("<ds:Signature")? < at("<saml:NameID>")?);
-    assert!(!xml.contains("SessionIndex") && !xml.contains("Format="));
+    assert!(!xml.contains("SessionIndex") && !xml.contains("Format=") && !xml.contains("Qualifier"));
     if xmlsec1_available() {
         assert!(xmlsec1_verify(&xml, &sp_cert_pem()?, 1)?);
         assert!(!xmlsec1_verify(&xml, &attacker()?.cert_pem(), 1)?);

@@ -132,6 +132,10 @@ pub struct ValidatedAssertion {
     pub in_response_to: Option<String>,
     pub name_id: String,
     pub name_id_format: Option<String>,
+    /// The NameID's NameQualifier and SPNameQualifier, as asserted (single logout sends them
+    /// back: SAML core 3.3.4 matches a NameID with its qualifiers).
+    pub name_qualifier: Option<String>,
+    pub sp_name_qualifier: Option<String>,
     pub session_index: Option<String>,
     pub authn_instant: Option<DateTime<Utc>>,
     pub authn_context_class: Option<String>,

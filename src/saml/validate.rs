@@ -442,6 +442,14 @@ fn read_assertion(
     let subject = child(assertion, NS_ASSERTION, "Subject")
         .ok_or_else(|| reject(Reason::NameIdInvalid, "the Assertion has no Subject"))?;
     let (name_id, name_id_format) = read_name_id(subject)?;
+    let (name_qualifier, sp_name_qualifier) = child(subject, NS_ASSERTION, "NameID")
+        .map(|n| {
+            (
+                n.attribute("NameQualifier").map(str::to_string),
+                n.attribute("SPNameQualifier").map(str::to_string),
+            )
+        })
+        .unwrap_or_default();
     let (in_response_to, confirmation_until) = read_bearer_confirmation(sp, subject, &window)?;
 
     let conditions = child(assertion, NS_ASSERTION, "Conditions")
@@ -474,6 +482,8 @@ fn read_assertion(
         in_response_to,
         name_id,
         name_id_format,
+        name_qualifier,
+        sp_name_qualifier,
         session_index,
         authn_instant,
         authn_context_class,

@@ -22,10 +22,12 @@ pub struct Session {
     /// Last request this session answered (idle timeout).
     pub last_seen_at: i64,
     /// The IdP's NameID, its Format and SessionIndex from the assertion that started the
-    /// session (single logout).
+    /// session (single logout), and the NameID's qualifiers.
     pub saml_name_id: Option<String>,
     pub saml_name_id_format: Option<String>,
     pub saml_session_index: Option<String>,
+    pub saml_name_qualifier: Option<String>,
+    pub saml_sp_name_qualifier: Option<String>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]

@@ -76,6 +76,8 @@ diesel::table! {
         saml_name_id -> Nullable<Text>,
         saml_name_id_format -> Nullable<Text>,
         saml_session_index -> Nullable<Text>,
+        saml_name_qualifier -> Nullable<Text>,
+        saml_sp_name_qualifier -> Nullable<Text>,
     }
 }
 

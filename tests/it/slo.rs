@@ -154,6 +154,29 @@ async fn sp_initiated(b: Backend) -> TestResult {
 }
 both_backends!(sp_initiated_logout_round_trip, sp_initiated);
 
+/// The NameID's qualifiers (as ADFS and Shibboleth assert them) go back in our LogoutRequest.
+async fn qualified_name_id(b: Backend) -> TestResult {
+    let app = app(b).with_idp_slo(IDP_SLO).start().await?;
+    let at = app.authorize(&app.auth_url(&[])).await?;
+    let mut spec = app.response(Some(&at.request_id), "ada@example.com", &["Engineering"]);
+    spec.name_qualifiers =
+        Some(("http://adfs.example/adfs/services/trust".into(), app.connection().sp.entity_id.clone()));
+    let q = redirect_query(app.post_signed(&spec, Some(&at.relay_state)).await?).await?;
+    let tokens: serde_json::Value = app.token(&q["code"]).await?.json().await?;
+    let id_token = tokens["id_token"].as_str().ok_or("no id_token")?;
+    let to_idp =
+        location(&app.browser.get(format!("{}/logout?id_token_hint={id_token}", app.base)).send().await?)?;
+    let q: BTreeMap<String, String> = url::Url::parse(&to_idp)?.query_pairs().into_owned().collect();
+    let xml = inflate(&q["SAMLRequest"])?;
+    let doc = roxmltree::Document::parse(&xml)?;
+    let name_id = doc.descendants().find(|n| n.has_tag_name("NameID")).ok_or("no NameID")?;
+    assert_eq!(name_id.attribute("NameQualifier"), Some("http://adfs.example/adfs/services/trust"), "{xml}");
+    assert_eq!(name_id.attribute("SPNameQualifier"), Some(app.connection().sp.entity_id.as_str()), "{xml}");
+    assert_eq!(name_id.text(), Some("ada@example.com"));
+    Ok(())
+}
+both_backends!(logout_request_sends_the_name_id_qualifiers_back, qualified_name_id);
+
 async fn sp_initiated_without_app(b: Backend) -> TestResult {
     let app = app(b).with_idp_slo(IDP_SLO).start().await?;
     login(&app, "ada@example.com").await?;

@@ -3,6 +3,9 @@
 ALTER TABLE sessions ADD COLUMN saml_name_id TEXT;
 ALTER TABLE sessions ADD COLUMN saml_name_id_format TEXT;
 ALTER TABLE sessions ADD COLUMN saml_session_index TEXT;
+-- The NameID's qualifiers, sent back as asserted: ADFS and Shibboleth match them.
+ALTER TABLE sessions ADD COLUMN saml_name_qualifier TEXT;
+ALTER TABLE sessions ADD COLUMN saml_sp_name_qualifier TEXT;
 CREATE INDEX sessions_saml_subject ON sessions (connection_id, saml_name_id);
 -- Our LogoutRequests awaiting the IdP's LogoutResponse (one per sign-out), shared by every
 -- instance: the response may reach another one.

@@ -649,6 +649,35 @@ pub fn parse_logout_request(saml_request: &str, deflated: bool) -> Result<Parsed
     })
 }
 
+/// The SP's LogoutResponse as the dev IdP reads it (no signature check, as for requests).
+#[derive(Debug, Clone)]
+pub struct ParsedLogoutResponse {
+    pub in_response_to: Option<String>,
+    /// Top-level StatusCode value.
+    pub status: String,
+}
+
+pub fn parse_logout_response(
+    saml_response: &str,
+    deflated: bool,
+) -> Result<ParsedLogoutResponse, DevIdpError> {
+    let bad = |m: &str| DevIdpError::BadRequest(m.to_string());
+    let xml = decode_request(saml_response, deflated)?;
+    let doc = parse_strict(&xml).map_err(|e| DevIdpError::BadRequest(format!("not XML: {e}")))?;
+    let root = doc.root_element();
+    if !is(root, NS_PROTOCOL, "LogoutResponse") {
+        return Err(bad("root is not samlp:LogoutResponse"));
+    }
+    let status = child(root, NS_PROTOCOL, "Status")
+        .and_then(|s| child(s, NS_PROTOCOL, "StatusCode"))
+        .and_then(|c| c.attribute("Value"))
+        .ok_or_else(|| bad("no StatusCode"))?;
+    Ok(ParsedLogoutResponse {
+        in_response_to: root.attribute("InResponseTo").map(str::to_string),
+        status: status.to_string(),
+    })
+}
+
 /// A request's XML from its binding value: base64 of raw DEFLATE (HTTP-Redirect, already
 /// URL-decoded) or, with `deflated: false`, plain base64 (HTTP-POST).
 fn decode_request(saml_request: &str, deflated: bool) -> Result<String, DevIdpError> {

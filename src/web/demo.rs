@@ -1,10 +1,12 @@
-//! Demo-only routes: the development IdP (a form that signs a SAML response, and an answer to
-//! the broker's LogoutRequest) and a sample app registered as an OIDC client. Mounted only when the state carries a `DemoState`.
+//! Demo-only routes: the development IdP (a form that signs a SAML response, single logout both
+//! ways) and a sample app registered as an OIDC client. Mounted only when the state carries a
+//! `DemoState`.
 
 use super::oidc_routes::{found, AutoPost, Field};
 use super::{AppState, WebError};
 use crate::devidp::{
-    parse_authn_request, parse_logout_request, DevIdp, LogoutResponseSpec, ResponseSpec, SigAlg,
+    parse_authn_request, parse_logout_request, parse_logout_response, DevIdp, LogoutRequestSpec,
+    LogoutResponseSpec, ResponseSpec, SigAlg,
 };
 use crate::oidc::{random_token, Secret};
 use actix_web::cookie::{Cookie, SameSite};
@@ -28,6 +30,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/dev-idp/sso", web::post().to(idp_submit_handler))
         .route("/dev-idp/metadata", web::get().to(idp_metadata_handler))
         .route("/dev-idp/slo", web::get().to(idp_slo_handler))
+        .route("/dev-idp/logout", web::post().to(idp_logout_handler))
         .route("/demo-app/", web::get().to(app_home_handler))
         .route("/demo-app/login", web::get().to(app_login_handler))
         .route("/demo-app/callback", web::get().to(app_callback_handler));
@@ -114,20 +117,40 @@ async fn idp_submit_handler(
 #[derive(Deserialize)]
 struct SloQuery {
     #[serde(rename = "SAMLRequest")]
-    saml_request: String,
+    saml_request: Option<String>,
+    #[serde(rename = "SAMLResponse")]
+    saml_response: Option<String>,
     #[serde(rename = "RelayState")]
     relay_state: Option<String>,
 }
 
-/// The broker's LogoutRequest (HTTP-Redirect): the dev IdP keeps no sessions, so it answers
-/// Success at once with a signed LogoutResponse to the broker's single logout service.
+#[derive(Serialize)]
+struct IdpSignedOut {
+    /// The broker confirmed that its sessions for the user ended.
+    confirmed: bool,
+    status: String,
+}
+
+/// The dev IdP's single logout service. The broker's LogoutRequest (HTTP-Redirect): the dev IdP
+/// keeps no sessions, so it answers Success at once with a signed LogoutResponse to the
+/// broker's single logout service. The broker's LogoutResponse (to a sign-out started here):
+/// a page that says what the broker answered.
 async fn idp_slo_handler(
     state: web::Data<AppState>,
     q: web::Query<SloQuery>,
 ) -> Result<HttpResponse, WebError> {
     let d = demo(&state)?;
     let connection = state.cfg.connection(&d.connection_id).ok_or(WebError::NotFound)?;
-    let request = parse_logout_request(&q.saml_request, true)
+    if let Some(answer) = &q.saml_response {
+        let answer = parse_logout_response(answer, true)
+            .map_err(|_| WebError::bad_request("Not a valid LogoutResponse."))?;
+        let confirmed = answer.status == crate::saml::STATUS_SUCCESS;
+        let status = answer.status.rsplit(':').next().unwrap_or_default().to_string();
+        return state.views.page("devidp_signed_out", &IdpSignedOut { confirmed, status });
+    }
+    let saml_request =
+        q.saml_request.as_deref().ok_or_else(|| WebError::bad_request("No SAMLRequest or SAMLResponse."))?;
+    let request = parse_logout_request(saml_request, true)
         .map_err(|_| WebError::bad_request("Not a valid LogoutRequest."))?;
     let spec = LogoutResponseSpec::new(&d.idp, &connection.sp.slo_url, &request.id, state.clock.now());
     let query = d
@@ -142,6 +165,32 @@ async fn idp_slo_handler(
     Ok(found(&format!("{}?{query}", connection.sp.slo_url)))
 }
 
+#[derive(Deserialize)]
+struct IdpLogout {
+    name_id: String,
+}
+
+/// A sign-out that starts at the IdP (as when a user signs out of Okta's dashboard): the dev
+/// IdP's signed LogoutRequest for every session of the NameID goes to the broker's single
+/// logout service, whose LogoutResponse comes back to `/dev-idp/slo`.
+async fn idp_logout_handler(
+    state: web::Data<AppState>,
+    f: web::Form<IdpLogout>,
+) -> Result<HttpResponse, WebError> {
+    let d = demo(&state)?;
+    let connection = state.cfg.connection(&d.connection_id).ok_or(WebError::NotFound)?;
+    let name_id = f.name_id.trim();
+    if name_id.is_empty() {
+        return Err(WebError::bad_request("No NameID to sign out."));
+    }
+    let spec = LogoutRequestSpec::new(&d.idp, &connection.sp.slo_url, name_id, state.clock.now());
+    let query = d
+        .idp
+        .redirect_query("SAMLRequest", &d.idp.logout_request_xml(&spec), None, SigAlg::RsaSha256)
+        .map_err(|e| WebError::internal(&e))?;
+    Ok(found(&format!("{}?{query}", connection.sp.slo_url)))
+}
+
 #[derive(Serialize, Default)]
 struct AppPage {
     client_id: String,
@@ -150,6 +199,8 @@ struct AppPage {
     error: Option<String>,
     /// RP-initiated logout with this login's ID token (and on to the IdP's single logout).
     logout_url: Option<String>,
+    /// The NameID the dev IdP asserted (the email typed there), for a sign-out at the IdP.
+    name_id: Option<String>,
 }
 
 async fn app_home_handler(state: web::Data<AppState>) -> Result<HttpResponse, WebError> {
@@ -264,6 +315,7 @@ async fn app_callback_handler(
             userinfo: Some(pretty(&userinfo)),
             error: None,
             logout_url: Some(logout_url.into()),
+            name_id: claims["email"].as_str().map(str::to_string),
         },
     )
 }

@@ -9,7 +9,7 @@ pub struct Views {
     hb: Handlebars<'static>,
 }
 
-const TEMPLATES: [(&str, &str); 21] = [
+const TEMPLATES: [(&str, &str); 22] = [
     ("logout", include_str!("../../views/logout.hbs")),
     ("layout", include_str!("../../views/layout.hbs")),
     ("login", include_str!("../../views/login.hbs")),
@@ -17,6 +17,7 @@ const TEMPLATES: [(&str, &str); 21] = [
     ("portal", include_str!("../../views/portal.hbs")),
     ("autopost", include_str!("../../views/autopost.hbs")),
     ("devidp", include_str!("../../views/devidp.hbs")),
+    ("devidp_signed_out", include_str!("../../views/devidp_signed_out.hbs")),
     ("demo_app", include_str!("../../views/demo_app.hbs")),
     ("signin", include_str!("../../views/signin.hbs")),
     ("admin_layout", include_str!("../../views/admin_layout.hbs")),

@@ -106,9 +106,43 @@ async fn demo_login_end_to_end() -> TestResult {
     let resp = browser.get(format!("{base}/demo-app/login")).send().await?;
     let to = resp.headers()["location"].to_str()?.to_string();
     let resp = browser.get(&to).send().await?;
+    let idp = resp.headers()["location"].to_str()?.to_string();
+    assert!(idp.contains("/dev-idp/sso"), "signed out: the next login goes to the IdP again");
+
+    // Signed in again, then signed out at the IdP: its LogoutRequest reaches the broker, whose
+    // LogoutResponse comes back to the IdP's page.
+    let idp = if idp.starts_with('/') { format!("{base}{idp}") } else { idp };
+    let idp_page = browser.get(&idp).send().await?.text().await?;
+    let (action, fields) = form(&idp_page)?;
+    let autopost = browser.post(format!("{base}{action}")).form(&fields).send().await?.text().await?;
+    let (acs, saml_fields) = form(&autopost)?;
+    let resp = browser.post(&acs).form(&saml_fields).send().await?;
+    let callback = resp.headers()["location"].to_str()?.to_string();
+    let page = browser.get(&callback).send().await?.text().await?;
+    let (action, fields) = form(&page)?;
+    assert_eq!(
+        (action.as_str(), fields.get("name_id").map(String::as_str)),
+        ("/dev-idp/logout", Some("ada@example.com"))
+    );
+    let mut resp = browser.post(format!("{base}{action}")).form(&fields).send().await?;
+    let mut hops = Vec::new();
+    while resp.status() == 302 && hops.len() < 5 {
+        let mut to = resp.headers()["location"].to_str()?.to_string();
+        if to.starts_with('/') {
+            to = format!("{base}{to}");
+        }
+        hops.push(to.split('?').next().unwrap_or_default().to_string());
+        resp = browser.get(&to).send().await?;
+    }
+    assert_eq!(hops, [format!("{base}/saml/dev-idp/slo"), format!("{base}/dev-idp/slo")]);
+    let done = resp.text().await?;
+    assert!(done.contains("Development IdP: signed out") && done.contains("Success"), "{done}");
+    let resp = browser.get(format!("{base}/demo-app/login")).send().await?;
+    let to = resp.headers()["location"].to_str()?.to_string();
+    let resp = browser.get(&to).send().await?;
     assert!(
         resp.headers()["location"].to_str()?.contains("/dev-idp/sso"),
-        "signed out: the next login goes to the IdP again"
+        "signed out at the IdP: the broker session ended too"
     );
     assert!(dir.path().join("data/demo/ssobroker.db").exists(), "SQLite under the default data dir");
     // The CLI config the demo writes works from any directory (README's admin steps use it).

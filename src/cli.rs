@@ -152,7 +152,8 @@ pub fn demo_config(
         database_url: format!("sqlite://{}", data_dir.join("ssobroker.db").display()),
         connections: vec![FileConnection {
             display_name: Some("Development IdP".into()),
-            vendor: Vendor::Okta,
+            // Any SAML IdP: the generic attribute names cover what the dev IdP sends.
+            vendor: Vendor::Generic,
             default_roles: vec!["user".into()],
             role_mapping: [
                 ("Engineering".to_string(), vec!["engineer".to_string()]),

@@ -329,6 +329,8 @@ pub struct ConsoleSession {
     /// How the page names the admin.
     pub display: String,
     csrf: String,
+    /// An SSO admin's user and the broker session the console session came from.
+    sso: Option<(String, String)>,
 }
 
 impl ConsoleSession {
@@ -382,22 +384,33 @@ pub fn console_session(
         Some(u) => Actor::sso(u),
         None => Actor(s.actor.clone()),
     };
-    Ok(Some(ConsoleSession { id: s.id, actor, display, csrf: s.csrf_token }))
+    let sso = s.user_id.clone().zip(s.broker_session_id.clone());
+    Ok(Some(ConsoleSession { id: s.id, actor, display, csrf: s.csrf_token, sso }))
 }
 
+/// Ends the console session. Returns whether the broker session an SSO admin came through is
+/// still live: signing out of the console alone would let `/admin/sso` open it again without
+/// the IdP, so the admin is offered the single sign-on sign-out next.
 pub fn sign_out(
     conn: &mut DbConnection,
     session: &ConsoleSession,
     meta: &RequestMeta,
     now: DateTime<Utc>,
-) -> Result<(), ConsoleError> {
+) -> Result<bool, ConsoleError> {
+    let user_id = session.sso.as_ref().map(|(user, _)| user.as_str());
     store::transaction(conn, |c| -> Result<(), ConsoleError> {
         store_admin::revoke_session(c, &session.id)?;
         store::audit::insert(
             c,
-            &admin_event(now, "admin.logout", &session.actor, meta, None, None, serde_json::json!({})),
+            &admin_event(now, "admin.logout", &session.actor, meta, user_id, None, serde_json::json!({})),
         )?;
         Ok(())
+    })?;
+    Ok(match &session.sso {
+        Some((_, broker)) => {
+            crate::store::grants::live_session(conn, broker, now.timestamp(), i64::MIN)?.is_some()
+        }
+        None => false,
     })
 }
 

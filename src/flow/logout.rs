@@ -228,6 +228,7 @@ pub fn idp_initiated_logout(
                 None,
                 serde_json::json!({
                     "sessions_ended": sessions.len(),
+                    "request_id": request.id,
                     "session_indexes": request.session_indexes.len(),
                 }),
             ),

@@ -310,8 +310,10 @@ async fn logout_handler(
     let session = admin_post(&state, &req, form.csrf.as_deref()).await?;
     let now = state.clock.now();
     let meta = request_meta(&req);
-    state.db(move |c| console::auth::sign_out(c, &session, &meta, now)).await?;
-    let mut resp = see_other("/admin/login");
+    let sso_lives = state.db(move |c| console::auth::sign_out(c, &session, &meta, now)).await?;
+    // An SSO admin goes on to the broker's sign-out (its confirmation, then the IdP's single
+    // logout); otherwise `/admin/sso` would reopen the console without asking anyone.
+    let mut resp = see_other(if sso_lives { "/logout" } else { "/admin/login" });
     resp.add_cookie(&removal(&state, admin_cookie_name(&state))).map_err(|e| WebError::internal(&e))?;
     Ok(resp)
 }

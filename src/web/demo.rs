@@ -201,11 +201,26 @@ struct AppPage {
     logout_url: Option<String>,
     /// The NameID the dev IdP asserted (the email typed there), for a sign-out at the IdP.
     name_id: Option<String>,
+    /// Back from the broker's sign-out (the `state` the logout link sent).
+    signed_out: bool,
 }
 
-async fn app_home_handler(state: web::Data<AppState>) -> Result<HttpResponse, WebError> {
+#[derive(Deserialize)]
+struct HomeQuery {
+    state: Option<String>,
+}
+
+const SIGNED_OUT_STATE: &str = "signed-out";
+
+async fn app_home_handler(
+    state: web::Data<AppState>,
+    q: web::Query<HomeQuery>,
+) -> Result<HttpResponse, WebError> {
     let d = demo(&state)?;
-    state.views.page("demo_app", &AppPage { client_id: d.client_id.clone(), ..Default::default() })
+    let signed_out = q.state.as_deref() == Some(SIGNED_OUT_STATE);
+    state
+        .views
+        .page("demo_app", &AppPage { client_id: d.client_id.clone(), signed_out, ..Default::default() })
 }
 
 const APP_COOKIE: &str = "demo_app_login";
@@ -306,7 +321,8 @@ async fn app_callback_handler(
     logout_url
         .query_pairs_mut()
         .append_pair("id_token_hint", &tokens.id_token)
-        .append_pair("post_logout_redirect_uri", &format!("{}/demo-app/", d.broker_url));
+        .append_pair("post_logout_redirect_uri", &format!("{}/demo-app/", d.broker_url))
+        .append_pair("state", SIGNED_OUT_STATE);
     state.views.page(
         "demo_app",
         &AppPage {
@@ -316,6 +332,7 @@ async fn app_callback_handler(
             error: None,
             logout_url: Some(logout_url.into()),
             name_id: claims["email"].as_str().map(str::to_string),
+            signed_out: false,
         },
     )
 }

@@ -302,12 +302,16 @@ async function run() {
   );
   await shot(page, '23-admin-overview-sso');
 
-  // Signed out of the console but not of the broker, the same link answers that "Signed in"
+  // The console's sign-out asks next whether to sign out of single sign-on too. Declined
+  // (the admin goes back to the console's sign-in), the same link answers that "Signed in"
   // page at once. Served here without its refresh, it stays to be saved, and its link (for
   // browsers that refuse refreshes) goes on.
   step = 'admin SSO continue page';
   await page.getByRole('button', { name: 'Sign out' }).click();
-  await page.waitForURL(/\/admin\/login/);
+  await page.waitForURL(/\/logout$/);
+  await see(page, 'Sign out of the single sign-on session');
+  await shot(page, '24-admin-sso-signout-offer');
+  await page.goto(`${base}/admin/login`);
   const sso = /\/admin\/sso$/;
   const refresh = '<meta http-equiv="refresh" content="0;url=/admin">';
   await page.route(sso, async (route) => {
@@ -319,11 +323,23 @@ async function run() {
   await page.getByRole('link', { name: 'Sign in with your identity provider' }).click();
   await page.waitForURL(sso);
   await see(page, 'Continue to the admin console');
-  await shot(page, '24-admin-sso-continue');
+  await shot(page, '25-admin-sso-continue');
   await page.unroute(sso);
   await page.getByRole('link', { name: 'Continue to the admin console' }).click();
   await page.waitForURL(/\/admin\/?$/);
   await see(page, ssoAdmin.email);
+
+  // Accepted, the sign-out ends the broker session and goes through the IdP's single logout:
+  // the console cannot be reopened without the IdP.
+  step = 'admin SSO full sign-out';
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.waitForURL(/\/logout$/);
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.waitForURL(/\/saml\/dev-idp\/slo/);
+  await see(page, 'You are signed out');
+  await shot(page, '26-admin-sso-signed-out');
+  await page.goto(`${base}/admin/sso`);
+  await page.waitForURL(/\/dev-idp\/sso/);
 
   await context.close();
 }

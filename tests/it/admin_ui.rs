@@ -340,7 +340,26 @@ async fn sso_admins(b: Backend) -> TestResult {
     assert_eq!(resp.status(), 302);
     assert_eq!(resp.headers().get("location").and_then(|v| v.to_str().ok()), Some("/admin/sso"));
     assert_eq!(app.browser.get(format!("{}/admin/sso", app.base)).send().await?.status(), 200);
-    assert_eq!(app.browser.get(format!("{}/admin", app.base)).send().await?.status(), 200);
+    let (status, page) = get_text(&app.browser, format!("{}/admin", app.base)).await?;
+    assert_eq!(status, 200);
+
+    // The console's sign-out goes on to the single sign-on sign-out: otherwise /admin/sso would
+    // reopen the console at once, without the IdP.
+    let csrf = hidden(&page, "csrf")?;
+    let resp = app
+        .browser
+        .post(format!("{}/admin/logout", app.base))
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await?;
+    assert_eq!(resp.status(), 303);
+    assert_eq!(resp.headers().get("location").and_then(|v| v.to_str().ok()), Some("/logout"));
+    let row =
+        app.audit()?.into_iter().rev().find(|e| e.kind == "admin.logout").ok_or("no admin.logout row")?;
+    assert!(row.user_id.is_some(), "the SSO admin's user is on the row");
+    let (status, page) = get_text(&app.browser, format!("{}/logout", app.base)).await?;
+    assert_eq!(status, 200);
+    assert!(page.contains("name=\"confirm\""), "the broker asks to confirm the sign-out: {page}");
     Ok(())
 }
 both_backends!(sso_admins_sign_in_through_their_idp, sso_admins);

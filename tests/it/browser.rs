@@ -52,7 +52,9 @@ const SCREENSHOTS: &[&str] = &[
     "21-admin-signed-out",
     "22-dev-idp-admin",
     "23-admin-overview-sso",
-    "24-admin-sso-continue",
+    "24-admin-sso-signout-offer",
+    "25-admin-sso-continue",
+    "26-admin-sso-signed-out",
 ];
 
 fn interop_dir() -> PathBuf {

@@ -103,6 +103,8 @@ async fn demo_login_end_to_end() -> TestResult {
         [format!("{base}/dev-idp/slo"), format!("{base}/saml/dev-idp/slo"), format!("{base}/demo-app/")],
         "logout walks the broker, the IdP's single logout and back to the app"
     );
+    let home = browser.get(&url).send().await?.text().await?;
+    assert!(home.contains("Signed out:"), "the sample app says so: {home}");
     let resp = browser.get(format!("{base}/demo-app/login")).send().await?;
     let to = resp.headers()["location"].to_str()?.to_string();
     let resp = browser.get(&to).send().await?;

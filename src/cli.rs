@@ -76,13 +76,17 @@ pub fn migrate(path: &Path) -> anyhow::Result<()> {
 pub fn serve(path: &Path, log_format: Option<LogFormat>) -> anyhow::Result<()> {
     let cfg = load(path)?;
     init_logging(log_format.unwrap_or(cfg.log_format));
-    run(cfg, None)
+    let listener = bind(&cfg.listen.to_string())?;
+    run(cfg, None, listener)
 }
 
-fn run(cfg: Config, demo: Option<DemoState>) -> anyhow::Result<()> {
+fn bind(listen: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(listen).with_context(|| format!("listen on {listen}"))
+}
+
+fn run(cfg: Config, demo: Option<DemoState>, listener: TcpListener) -> anyhow::Result<()> {
     let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
     let pool = crate::store::connect(&cfg.database, (workers as u32 * 4).max(8)).context("database")?;
-    let listener = TcpListener::bind(cfg.listen).with_context(|| format!("listen on {}", cfg.listen))?;
     let issuer = cfg.issuer.clone();
     let database = cfg.database.describe();
     let address = listener.local_addr()?;
@@ -196,6 +200,9 @@ fn demo_admin(cfg: &Config) -> anyhow::Result<String> {
 const DEMO_ADMIN: &str = "admin";
 
 pub fn demo(listen: &str, data_dir: &Path) -> anyhow::Result<()> {
+    // A taken port fails before anything is generated, written or printed (a banner with a
+    // password for a demo that never ran would mislead).
+    let listener = bind(listen)?;
     let issuer = format!("http://{listen}");
     let mut idp = DevIdp::generate(&format!("{issuer}/dev-idp/metadata"), &format!("{issuer}/dev-idp/sso"))?;
     // The dev IdP takes part in single logout, so the demo shows a whole sign-out too.
@@ -234,5 +241,5 @@ pub fn demo(listen: &str, data_dir: &Path) -> anyhow::Result<()> {
     println!("  User portal:   {issuer}/");
     println!("  CLI on this database: target/debug/ssobroker user list --config {}", cli_config.display());
     println!();
-    run(cfg, Some(demo))
+    run(cfg, Some(demo), listener)
 }

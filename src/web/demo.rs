@@ -201,7 +201,8 @@ struct AppPage {
     logout_url: Option<String>,
     /// The NameID the dev IdP asserted (the email typed there), for a sign-out at the IdP.
     name_id: Option<String>,
-    /// Back from the broker's sign-out (the `state` the logout link sent).
+    /// Back from the broker's sign-out (the `state` the logout link sent, matched to the
+    /// app's cookie, so a hand-typed URL claims nothing).
     signed_out: bool,
 }
 
@@ -210,17 +211,34 @@ struct HomeQuery {
     state: Option<String>,
 }
 
-const SIGNED_OUT_STATE: &str = "signed-out";
+/// The `state` of the app's logout link, as a real relying party keeps it (RP-Initiated
+/// Logout §3): the broker echoes it on the way back, and only a match means "our sign-out".
+const LOGOUT_COOKIE: &str = "demo_app_logout";
+
+fn app_cookie(name: &str, value: String) -> Cookie<'static> {
+    Cookie::build(name.to_owned(), value).path("/demo-app/").http_only(true).same_site(SameSite::Lax).finish()
+}
 
 async fn app_home_handler(
     state: web::Data<AppState>,
+    req: HttpRequest,
     q: web::Query<HomeQuery>,
 ) -> Result<HttpResponse, WebError> {
+    use subtle::ConstantTimeEq;
     let d = demo(&state)?;
-    let signed_out = q.state.as_deref() == Some(SIGNED_OUT_STATE);
-    state
+    let expected = req.cookie(LOGOUT_COOKIE).map(|c| c.value().to_string()).unwrap_or_default();
+    let signed_out = match q.state.as_deref() {
+        Some(st) if !expected.is_empty() => bool::from(st.as_bytes().ct_eq(expected.as_bytes())),
+        _ => false,
+    };
+    let mut resp = state
         .views
-        .page("demo_app", &AppPage { client_id: d.client_id.clone(), signed_out, ..Default::default() })
+        .page("demo_app", &AppPage { client_id: d.client_id.clone(), signed_out, ..Default::default() })?;
+    if signed_out {
+        resp.add_removal_cookie(&app_cookie(LOGOUT_COOKIE, String::new()))
+            .map_err(|e| WebError::internal(&e))?;
+    }
+    Ok(resp)
 }
 
 const APP_COOKIE: &str = "demo_app_login";
@@ -242,12 +260,8 @@ async fn app_login_handler(state: web::Data<AppState>) -> Result<HttpResponse, W
         .append_pair("code_challenge", &challenge)
         .append_pair("code_challenge_method", "S256");
     let mut resp = found(url.as_str());
-    let cookie = Cookie::build(APP_COOKIE, format!("{st}.{verifier}"))
-        .path("/demo-app/")
-        .http_only(true)
-        .same_site(SameSite::Lax)
-        .finish();
-    resp.add_cookie(&cookie).map_err(|e| WebError::internal(&e))?;
+    resp.add_cookie(&app_cookie(APP_COOKIE, format!("{st}.{verifier}")))
+        .map_err(|e| WebError::internal(&e))?;
     Ok(resp)
 }
 
@@ -299,6 +313,16 @@ async fn app_callback_handler(
         .map_err(|e| WebError::internal(&e))?;
     if !resp.status().is_success() {
         let body = resp.body().await.unwrap_or_default();
+        let error: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        if error["error"] == "invalid_grant" {
+            // What a reload of this page does: the code in its URL was spent by the first load.
+            return page(
+                "This page came from a one-time authorization code that was already used (a reload, or \
+                 the back button). As OAuth 2.0 requires, the broker refused it and revoked the tokens \
+                 issued for it. Log in again."
+                    .into(),
+            );
+        }
         return page(format!("Token request failed: {}", String::from_utf8_lossy(&body)));
     }
     let tokens: Tokens = resp.json().await.map_err(|e| WebError::internal(&e))?;
@@ -316,14 +340,15 @@ async fn app_callback_handler(
         .map_err(|e| WebError::internal(&e))?;
     let userinfo: serde_json::Value = ui.json().await.map_err(|e| WebError::internal(&e))?;
     let pretty = |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap_or_default();
+    let logout_state = random_token(16);
     let mut logout_url =
         url::Url::parse(&format!("{}/logout", d.broker_url)).map_err(|e| WebError::internal(&e))?;
     logout_url
         .query_pairs_mut()
         .append_pair("id_token_hint", &tokens.id_token)
         .append_pair("post_logout_redirect_uri", &format!("{}/demo-app/", d.broker_url))
-        .append_pair("state", SIGNED_OUT_STATE);
-    state.views.page(
+        .append_pair("state", &logout_state);
+    let mut resp = state.views.page(
         "demo_app",
         &AppPage {
             client_id: d.client_id.clone(),
@@ -334,5 +359,7 @@ async fn app_callback_handler(
             name_id: claims["email"].as_str().map(str::to_string),
             signed_out: false,
         },
-    )
+    )?;
+    resp.add_cookie(&app_cookie(LOGOUT_COOKIE, logout_state)).map_err(|e| WebError::internal(&e))?;
+    Ok(resp)
 }

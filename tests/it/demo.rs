@@ -76,6 +76,12 @@ async fn demo_login_end_to_end() -> TestResult {
     assert!(page.contains("\"email\": \"grace@example.com\""), "claims shown: {page}");
     assert!(page.contains("\"engineer\""), "role from the Engineering group: {page}");
     assert!(page.contains("\"sub\""));
+    // A reload spends the code again: the broker refuses it and the app says why, in words.
+    let reload = unescape(&browser.get(&callback).send().await?.text().await?);
+    assert!(reload.contains("already used (a reload") && !reload.contains("\"sub\""), "{reload}");
+    // The sign-out notice answers only this app's own logout state, not a typed URL.
+    let typed = reqwest::Client::new().get(format!("{base}/demo-app/?state=signed-out")).send().await?;
+    assert!(!typed.text().await?.contains("Signed out:"), "no claim without the app's own state");
 
     // Log out: the broker, then the dev IdP (our LogoutRequest, its signed LogoutResponse), then
     // back to the sample app.
@@ -87,9 +93,11 @@ async fn demo_login_end_to_end() -> TestResult {
         .to_string();
     let mut url = logout;
     let mut hops = Vec::new();
+    let mut home = String::new();
     for _ in 0..5 {
         let resp = browser.get(&url).send().await?;
         if resp.status() != 302 {
+            home = resp.text().await?;
             break;
         }
         url = resp.headers()["location"].to_str()?.to_string();
@@ -103,8 +111,9 @@ async fn demo_login_end_to_end() -> TestResult {
         [format!("{base}/dev-idp/slo"), format!("{base}/saml/dev-idp/slo"), format!("{base}/demo-app/")],
         "logout walks the broker, the IdP's single logout and back to the app"
     );
-    let home = browser.get(&url).send().await?.text().await?;
-    assert!(home.contains("Signed out:"), "the sample app says so: {home}");
+    assert!(home.contains("Signed out:"), "the sample app says so ({url}): {home}");
+    let again = browser.get(&url).send().await?.text().await?;
+    assert!(!again.contains("Signed out:"), "its logout state is spent: {again}");
     let resp = browser.get(format!("{base}/demo-app/login")).send().await?;
     let to = resp.headers()["location"].to_str()?.to_string();
     let resp = browser.get(&to).send().await?;
@@ -156,5 +165,22 @@ async fn demo_login_end_to_end() -> TestResult {
         .output()?;
     let listed = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && listed.contains("grace@example.com"), "{listed}");
+    Ok(())
+}
+
+#[actix_web::test]
+async fn demo_on_a_taken_port_stops_before_anything() -> TestResult {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let listen = taken.local_addr()?.to_string();
+    let dir = tempfile::tempdir()?;
+    let out = Command::new(env!("CARGO_BIN_EXE_ssobroker"))
+        .args(["demo", "--listen", &listen, "--data-dir", "here"])
+        .current_dir(dir.path())
+        .output()?;
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!out.status.success());
+    assert!(stderr.contains(&format!("listen on {listen}")) && stderr.contains("in use"), "{stderr}");
+    assert!(!stdout.contains("password"), "no banner (and no password) for a demo that never ran: {stdout}");
+    assert!(!dir.path().join("here").exists(), "nothing written");
     Ok(())
 }

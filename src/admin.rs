@@ -109,6 +109,9 @@ pub struct AuditArgs {
     /// Only this kind (e.g. login.failed), or a prefix ending in `*` (e.g. `user.*`).
     #[arg(long)]
     pub kind: Option<String>,
+    /// Only events recorded under this support reference (the code on a user's error page).
+    #[arg(long)]
+    pub reference: Option<String>,
     /// The most recent N matching events (printed oldest first).
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(i64).range(1..))]
     pub limit: i64,
@@ -231,7 +234,8 @@ pub fn resolve(conn: &mut DbConnection, key: &str) -> Result<User, AdminError> {
 }
 
 fn audit_event(now: DateTime<Utc>, kind: &str, user_id: &str, detail: Value) -> AuditEvent {
-    audit_row(now, kind, &RequestMeta::default(), Some(user_id), None, None, None, detail)
+    let row = audit_row(now, kind, &RequestMeta::default(), Some(user_id), None, None, None, detail);
+    AuditEvent { actor: Some(ACTOR.to_string()), ..row }
 }
 
 /// How a user is named in messages: the email when there is one, and always the id.
@@ -718,6 +722,13 @@ pub fn run_audit(
         since: since.map(|t| t.timestamp()),
         user_id,
         kind: args.kind.as_deref().map(str::trim).filter(|k| !k.is_empty()).map(str::to_string),
+        reference: args
+            .reference
+            .as_deref()
+            .map(|r| {
+                crate::console::audit::parse_reference(r).map_err(|e| AdminError::Invalid(format!("--{e}")))
+            })
+            .transpose()?,
         limit: args.limit,
         ..AuditFilter::default()
     };
@@ -746,10 +757,16 @@ pub fn run_audit(
                 opt(e.client_id.as_deref()),
                 opt(e.ip.as_deref()),
                 opt(e.reason.as_deref()),
+                opt(crate::console::audit::reference_of(e).as_deref()),
+                opt(e.actor.as_deref()),
             ]
         })
         .collect();
-    table(out, &["TIME", "KIND", "USER", "CONNECTION", "CLIENT", "IP", "REASON"], &rows)?;
+    table(
+        out,
+        &["TIME", "KIND", "USER", "CONNECTION", "CLIENT", "IP", "REASON", "REFERENCE", "ACTOR"],
+        &rows,
+    )?;
     if rows.is_empty() {
         writeln!(out, "(no matching events)")?;
     }

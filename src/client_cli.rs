@@ -62,6 +62,8 @@ fn audit(conn: &mut DbConnection, kind: &str, client_id: &str) -> anyhow::Result
         None,
         serde_json::json!({"actor": "cli"}),
     );
+    let row =
+        store::audit::AuditEvent { actor: Some(crate::console::Actor::cli().as_str().to_string()), ..row };
     Ok(store::audit::insert(conn, &row)?)
 }
 

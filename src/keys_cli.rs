@@ -160,7 +160,10 @@ pub fn rotate(
         });
         store::audit::insert(
             c,
-            &audit_row(now, "key.rotated", &RequestMeta::default(), None, None, None, None, detail),
+            &store::audit::AuditEvent {
+                actor: Some(crate::console::Actor::cli().as_str().to_string()),
+                ..audit_row(now, "key.rotated", &RequestMeta::default(), None, None, None, None, detail)
+            },
         )?;
         Ok(Rotation { kid: row.kid.clone(), rotated, retired_at })
     })

@@ -1,5 +1,5 @@
 //! The audit log page and its exports: filters typed by an admin (kind, user, connection,
-//! time), and the CSV and JSON-lines renderings.
+//! time, support reference), and the CSV and JSON-lines renderings.
 
 use super::ConsoleError;
 use crate::store::admin::{self as q, AuditFilter};
@@ -29,6 +29,9 @@ pub struct AuditQuery {
     pub since: Option<String>,
     #[serde(default)]
     pub until: Option<String>,
+    /// The support reference a user quotes from an error page.
+    #[serde(default)]
+    pub reference: Option<String>,
 }
 
 fn given(v: &Option<String>) -> Option<String> {
@@ -65,6 +68,7 @@ impl AuditQuery {
             user_id,
             connection_id: given(&self.connection),
             kind: given(&self.kind),
+            reference: given(&self.reference).map(|r| parse_reference(&r)).transpose()?,
             limit,
         })
     }
@@ -78,6 +82,7 @@ impl AuditQuery {
             ("connection", &self.connection),
             ("since", &self.since),
             ("until", &self.until),
+            ("reference", &self.reference),
         ] {
             if let Some(v) = given(v) {
                 s.append_pair(k, &v);
@@ -99,6 +104,26 @@ pub fn events(
     ids.dedup();
     let emails = q::emails_of(conn, &ids)?.into_iter().filter_map(|(id, e)| e.map(|e| (id, e))).collect();
     Ok((events, emails))
+}
+
+/// A support reference as the error pages print it (12 hexadecimal digits; case and a quoted
+/// "Support reference:" prefix forgiven, since admins paste what users send them).
+pub fn parse_reference(s: &str) -> Result<String, ConsoleError> {
+    let s = s.trim();
+    let s = s.strip_prefix("Support reference:").unwrap_or(s).trim().to_ascii_lowercase();
+    if (4..=32).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(s)
+    } else {
+        Err(ConsoleError::Invalid(format!(
+            "reference: {s:?} is not a support reference (the hexadecimal code on an error page, e.g. 341d04dbfbc0)"
+        )))
+    }
+}
+
+/// The support reference an event was recorded under, if any (refusals shown to a user).
+pub fn reference_of(e: &AuditEvent) -> Option<String> {
+    let detail: Value = serde_json::from_str(&e.detail).ok()?;
+    detail.get("reference")?.as_str().map(str::to_string)
 }
 
 /// `since`/`until`: an RFC 3339 time, a date (midnight UTC), or a duration back from `now`
@@ -246,5 +271,31 @@ mod tests {
         assert_eq!(at("24h"), Ok(now.timestamp() - 86_400));
         assert_eq!(at("2026-12-03T10:00"), Ok(now.timestamp() - 7200));
         assert!(at("yesterday").is_err());
+    }
+
+    #[test]
+    fn references() {
+        assert_eq!(parse_reference(" 341D04DBFBC0 ").ok().as_deref(), Some("341d04dbfbc0"));
+        assert_eq!(parse_reference("Support reference: 341d04dbfbc0").ok().as_deref(), Some("341d04dbfbc0"));
+        // LIKE wildcards, quotes and JSON never reach the query.
+        for bad in ["%", "_", "341d04\"", "abc", "341d04dbfbc0z", "' OR 1=1 --", &"a".repeat(33)] {
+            assert!(matches!(parse_reference(bad), Err(ConsoleError::Invalid(_))), "{bad}");
+        }
+        let event = |detail: &str| AuditEvent {
+            id: "e".into(),
+            at: 0,
+            kind: "login.failed".into(),
+            user_id: None,
+            connection_id: None,
+            client_id: None,
+            ip: None,
+            user_agent: None,
+            reason: None,
+            detail: detail.into(),
+            actor: None,
+        };
+        assert_eq!(reference_of(&event(r#"{"reference":"341d04dbfbc0"}"#)).as_deref(), Some("341d04dbfbc0"));
+        assert_eq!(reference_of(&event(r#"{"reference":7}"#)), None);
+        assert_eq!(reference_of(&event("not json")), None);
     }
 }

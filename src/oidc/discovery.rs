@@ -31,6 +31,9 @@ pub const CLAIMS_SUPPORTED: &[&str] = &[
     "family_name",
     "roles",
     "groups",
+    "acr",
+    "amr",
+    "sid",
 ];
 
 /// Metadata openidconnect's `ProviderMetadata` has no field for; serde-flattened into it.
@@ -160,7 +163,7 @@ mod tests {
         assert_eq!(d["authorization_response_iss_parameter_supported"], json!(true));
         assert_eq!(d["request_uri_parameter_supported"], json!(false));
         let claims = d["claims_supported"].as_array().expect("claims");
-        for c in ["sub", "email", "roles", "groups", "at_hash", "c_hash", "nonce"] {
+        for c in ["sub", "email", "roles", "groups", "at_hash", "c_hash", "nonce", "acr", "amr", "sid"] {
             assert!(claims.contains(&json!(c)), "{c}");
         }
         // No private or empty JWKS inlined.

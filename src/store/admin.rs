@@ -198,6 +198,9 @@ pub struct AuditFilter {
     pub connection_id: Option<String>,
     /// An exact kind, or a prefix when it ends in `*` (e.g. `user.*`).
     pub kind: Option<String>,
+    /// A support reference as written in `detail` (`{"reference":"…"}`); the caller checks
+    /// its form.
+    pub reference: Option<String>,
     pub limit: i64,
 }
 
@@ -223,6 +226,11 @@ pub fn audit_events(conn: &mut DbConnection, f: &AuditFilter) -> QueryResult<Vec
             }
             None => query.filter(audit_events::kind.eq(kind.clone())),
         };
+    }
+    if let Some(reference) = &f.reference {
+        // serde_json writes detail compactly, so the key and value always read exactly so.
+        let pattern = format!("%\"reference\":\"{}\"%", escape_like(reference));
+        query = query.filter(audit_events::detail.like(pattern).escape('\\'));
     }
     let mut rows: Vec<AuditEvent> =
         query.order((audit_events::at.desc(), audit_events::id.desc())).limit(f.limit).load(conn)?;

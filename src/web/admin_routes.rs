@@ -533,6 +533,7 @@ struct EventView {
     reason: Option<String>,
     actor: String,
     ip: String,
+    reference: Option<String>,
 }
 
 fn event_views(
@@ -542,6 +543,7 @@ fn event_views(
     events
         .into_iter()
         .map(|e| EventView {
+            reference: console::audit::reference_of(&e),
             time: time(e.at),
             who: e
                 .user_id
@@ -756,6 +758,7 @@ struct AuditForm {
     connection: String,
     since: String,
     until: String,
+    reference: String,
 }
 
 const KINDS: &[&str] = &[
@@ -771,12 +774,22 @@ const KINDS: &[&str] = &[
     "role.revoked",
     "client_access_denied",
     "token.failed",
+    "token.revoked",
+    "logout*",
     "logout",
+    "logout.idp_answered",
+    "logout.idp_initiated",
+    "logout.refused",
     "admin.login_succeeded",
     "admin.login_failed",
+    "admin.logout",
     "admin.*",
     "client.*",
     "user.*",
+    "trust.changed",
+    "key.rotated",
+    "groups.overage",
+    "audit.exported",
 ];
 
 async fn audit_handler(
@@ -811,6 +824,7 @@ async fn audit_handler(
             connection: s(&q.connection),
             since: s(&q.since),
             until: s(&q.until),
+            reference: s(&q.reference),
         },
         limit: console::audit::PAGE_LIMIT,
         error,

@@ -359,7 +359,7 @@ async fn fresh(backend: Backend) -> TestResult {
             Some(CONNECTION),
             Some("dashboard"),
             Some("audience_mismatch"),
-            serde_json::json!({"reference": "r-1"}),
+            serde_json::json!({"reference": "0a1b2c3d4e5f"}),
         );
         ssobroker::store::audit::insert(&mut conn, &row)?;
     }
@@ -370,7 +370,7 @@ async fn fresh(backend: Backend) -> TestResult {
     {
         assert!(all[0].get(key).is_some(), "{key} missing in {}", all[0]);
     }
-    assert_eq!(all[0]["detail"]["reference"], "r-1", "detail is parsed JSON");
+    assert_eq!(all[0]["detail"]["reference"], "0a1b2c3d4e5f", "detail is parsed JSON");
     assert_eq!(all[0]["reason"], "audience_mismatch");
     assert_eq!(kinds(&cli.json_lines(&["audit", "--since", "24h", "--json"])?), vec!["user.created"]);
     assert_eq!(cli.json_lines(&["audit", "--since", "7d", "--json"])?.len(), 2);
@@ -388,6 +388,16 @@ async fn fresh(backend: Backend) -> TestResult {
     for want in ["audience_mismatch", "192.0.2.7", "dashboard", CONNECTION] {
         assert!(table.contains(want), "{want:?} missing in:\n{table}");
     }
+    assert!(table.contains("REFERENCE") && table.contains("0a1b2c3d4e5f"), "{table}");
+    assert_eq!(
+        kinds(&cli.json_lines(&["audit", "--reference", "0A1B2C3D4E5F", "--json"])?),
+        vec!["login.failed"]
+    );
+    assert_eq!(cli.json_lines(&["audit", "--reference", "0a1b2c3d4e50", "--json"])?.len(), 0);
+    let err = cli.fails(&["audit", "--reference", "%"])?;
+    assert!(err.contains("--reference") && err.contains("not a support reference"), "{err}");
+    let table = cli.ok(&["audit", "--kind", "user.created"])?;
+    assert!(table.contains("ACTOR") && table.contains("cli"), "who made the change: {table}");
     assert!(cli.ok(&["audit", "--kind", "nothing.here"])?.contains("(no matching events)"));
     let err = cli.fails(&["audit", "--since", "yesterday"])?;
     assert!(err.contains("--since") && err.contains("24h"), "{err}");

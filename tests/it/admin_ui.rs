@@ -154,6 +154,35 @@ async fn admin_journey(b: Backend) -> TestResult {
     let (_, overview) = get_text(&admin, format!("{}/admin", app.base)).await?;
     assert!(overview.contains("user_disabled"), "failures today by reason");
 
+    // The support reference the user quotes finds exactly that row (pasted as shown, any case).
+    let reference = refusal
+        .split("Support reference: <code>")
+        .nth(1)
+        .and_then(|r| r.split('<').next())
+        .ok_or("no support reference on the refusal page")?
+        .to_string();
+    let by_ref = |r: &str| {
+        let q: String = url::form_urlencoded::byte_serialize(r.as_bytes()).collect();
+        get_text(&admin, format!("{}/admin/audit?reference={q}", app.base))
+    };
+    let (status, page) = by_ref(&format!("Support reference: {}", reference.to_uppercase())).await?;
+    assert_eq!(status, 200);
+    assert_eq!(page.matches("<td><code>login.failed</code></td>").count(), 1, "{page}");
+    assert_eq!(page.matches("<td><code>").count(), 1, "only that row: {page}");
+    assert!(page.contains(&format!("<code>{reference}</code>")), "the Reference column: {page}");
+    let (_, page) = by_ref("0123456789ab").await?;
+    assert!(page.contains("No matching events"), "{page}");
+    // Wildcards and junk are refused with the field named, not matched against everything.
+    for junk in ["%", "_", "\"' OR 1=1 --"] {
+        let (status, page) = by_ref(junk).await?;
+        assert_eq!(status, 200);
+        assert!(
+            page.contains("reference: ") && page.contains("is not a support reference"),
+            "{junk}: {page}"
+        );
+        assert!(!page.contains("<td><code>"), "{junk}: no rows");
+    }
+
     // Exports: the same filter, every column.
     let resp = admin.get(format!("{}/admin/audit.csv?user={id}", app.base)).send().await?;
     assert_eq!(resp.status(), 200);

@@ -599,9 +599,14 @@ fn figment_error(file: &str, e: figment::Error) -> ConfigError {
     ConfigError { file, key, reason: e.kind.to_string() }
 }
 
-/// A registrable redirect URI: absolute, no fragment (RFC 6749 §3.1.2).
+/// A registrable redirect URI: absolute, no fragment (RFC 6749 §3.1.2), and not a scheme a
+/// browser runs as script (`javascript://host/%0A…` is an absolute URL too): a post-logout URI
+/// can end up as a link on the broker's own sign-out page.
 pub fn check_redirect_uri(u: &str) -> Result<(), String> {
     let parsed = url::Url::parse(u).map_err(|e| e.to_string())?;
+    if crate::oidc::logout::runs_script(&parsed) {
+        return Err(format!("the {} scheme is not allowed", parsed.scheme()));
+    }
     if parsed.fragment().is_some() {
         return Err("must not contain a fragment".into());
     }

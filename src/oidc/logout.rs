@@ -78,10 +78,21 @@ pub fn post_logout_redirect(
     }
     let mut url = url::Url::parse(uri)
         .map_err(|_| OidcError::protocol("invalid_request", "bad post_logout_redirect_uri"))?;
+    // A registration from before such URIs were refused: the sign-out page may show this URI as
+    // a link ("Continue to the application"), which would run in the broker's origin.
+    if runs_script(&url) {
+        return Err(OidcError::protocol("invalid_request", "post_logout_redirect_uri is not a usable URI"));
+    }
     if let Some(s) = state.filter(|s| !s.is_empty()) {
         url.query_pairs_mut().append_pair("state", s);
     }
     Ok(Some(url.to_string()))
+}
+
+/// A URI a browser runs as script (or as a document of the page's origin) when it is followed as
+/// a link: never a redirect or sign-out target, even where the broker itself only redirects.
+pub fn runs_script(url: &url::Url) -> bool {
+    matches!(url.scheme(), "javascript" | "vbscript" | "data" | "blob")
 }
 
 #[cfg(test)]
@@ -115,6 +126,10 @@ mod tests {
             assert!(post_logout_redirect(Some(&c), Some(bad), None).is_err(), "{bad}");
         }
         assert!(post_logout_redirect(None, Some("https://app.example.com/bye"), None).is_err());
+        // Registered (before registration refused them), still never a sign-out target.
+        let script = "javascript://app.example/%0Aalert(1)";
+        let c = Client { post_logout_redirect_uris: vec![script.into()], ..client() };
+        assert!(post_logout_redirect(Some(&c), Some(script), None).is_err());
         assert_eq!(post_logout_redirect(Some(&c), None, Some("s")).unwrap(), None);
     }
 

@@ -47,6 +47,18 @@ async fn registered_clients(b: Backend) -> TestResult {
     assert!(cli
         .fails(&["client", "add", "x", "--redirect-uri", "https://a.example/cb#frag"])?
         .contains("fragment"));
+    // A script URI is absolute too, and a post-logout URI can become a link on our sign-out page.
+    assert!(cli
+        .fails(&[
+            "client",
+            "add",
+            "x",
+            "--redirect-uri",
+            REDIRECT_URI,
+            "--post-logout-redirect-uri",
+            "javascript://app.example/%0Aalert(1)"
+        ])?
+        .contains("javascript scheme is not allowed"));
     let list = cli.json_lines(&["client", "list", "--json"])?;
     assert!(list.iter().any(|c| c["client_id"] == "mobile" && c["source"] == "database"));
     assert!(list.iter().any(|c| c["client_id"] == CLIENT_ID && c["source"] == "config"));

@@ -885,3 +885,78 @@ async fn relay_state_in_our_form(b: Backend) -> TestResult {
     Ok(())
 }
 both_backends!(an_unsigned_relay_state_goes_back_escaped, relay_state_in_our_form);
+
+// ------------------------------------------------------------------ script URIs as sign-out links
+
+/// A `javascript:` URI that still parses as an absolute URL (`javascript://host/…`, where the
+/// browser runs what follows the `%0A` after the `//` comment).
+const SCRIPT_URI: &str = "javascript://app.example/%0Aalert(document.domain)";
+
+/// An app registered (from the CLI, before script URIs were refused) with a `javascript:`
+/// post-logout URI. A Location header of that kind is inert, but the page that stops an app's
+/// sign-out the IdP could not complete links on to the post-logout URI: a script link in the
+/// broker's own origin, one click from every user who signs out of that app. The broker
+/// refuses such a post-logout URI like an unregistered one: a page, nothing ended, no
+/// LogoutRequest to the IdP.
+async fn script_post_logout_uri(b: Backend) -> TestResult {
+    let app = app(b).with_idp_slo(IDP_SLO).start().await?;
+    {
+        let mut c = app.pool.get()?;
+        let json = |v: &[&str]| serde_json::to_string(v).unwrap_or_default();
+        ssobroker::store::clients::insert(
+            &mut c,
+            &ssobroker::store::clients::ClientRow {
+                client_id: "legacy".into(),
+                secret_hash: None,
+                redirect_uris: json(&[REDIRECT_URI]),
+                post_logout_redirect_uris: json(&[SCRIPT_URI]),
+                allowed_roles: "[]".into(),
+                issue_refresh_token: false,
+                created_at: app.now().timestamp(),
+                updated_at: app.now().timestamp(),
+                launch_url: None,
+            },
+        )?;
+    }
+    login(&app, "ada@example.com").await?;
+    let confirm_page = app.browser.get(format!("{}/logout", app.base)).send().await?.text().await?;
+    let confirm = confirm_page
+        .split("name=\"confirm\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .ok_or("no confirmation form")?
+        .to_string();
+    let before = app.counts()?;
+    let asked = app
+        .browser
+        .get(format!(
+            "{}/logout?client_id=legacy&post_logout_redirect_uri={}&state=s",
+            app.base,
+            enc(SCRIPT_URI)
+        ))
+        .send()
+        .await?;
+    // Our own confirmation form, posted with the script URI: the way on to the IdP.
+    let confirmed = app
+        .browser
+        .post(format!("{}/logout", app.base))
+        .form(&[
+            ("confirm", confirm.as_str()),
+            ("client_id", "legacy"),
+            ("post_logout_redirect_uri", SCRIPT_URI),
+            ("state", "s"),
+        ])
+        .send()
+        .await?;
+    for (name, resp) in [("GET", asked), ("confirmed POST", confirmed)] {
+        let status = resp.status();
+        let body = resp.text().await?;
+        assert_eq!(status, 400, "{name}: refused like an unregistered URI: {body}");
+        assert!(!body.contains("javascript:"), "{name}: no script link: {body}");
+    }
+    assert_eq!(app.counts()?, before, "nothing ended, no pending LogoutRequest, no audit row");
+    assert_eq!(live(&app, "ada@example.com")?, 1, "ada's session lives on");
+    assert!(has_session(&app, &app.browser).await?, "ada's browser kept its session cookie");
+    Ok(())
+}
+both_backends!(a_script_post_logout_uri_is_refused, script_post_logout_uri);

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 /// A configuration problem, reported as file + key + reason.
 #[derive(Debug, thiserror::Error)]
-#[error("{file}: {key}: {reason}")]
+#[error("{file}: {}{reason}", if key.is_empty() { String::new() } else { format!("{key}: ") })]
 pub struct ConfigError {
     pub file: String,
     pub key: String,
@@ -550,7 +550,8 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     if !path.exists() {
         return Err(ConfigError {
             file: file_name,
-            key: "-".into(),
+            // The whole file is missing: there is no key to name.
+            key: String::new(),
             reason: "file not found (copy ssobroker.example.toml or pass --config)".into(),
         });
     }

@@ -167,6 +167,8 @@ struct LoginPage {
     csrf: String,
     name: String,
     error: Option<&'static str>,
+    /// Just signed out of the console (shown as a notice, not an error).
+    signed_out: bool,
     sso: bool,
     sso_role: String,
 }
@@ -182,6 +184,7 @@ fn login_page(
         csrf: token.clone(),
         name,
         error,
+        signed_out: false,
         sso: state.cfg.admin_role.is_some(),
         sso_role: state.cfg.admin_role.clone().unwrap_or_default(),
     };
@@ -192,8 +195,28 @@ fn login_page(
     Ok(resp)
 }
 
-async fn login_page_handler(state: web::Data<AppState>) -> Result<HttpResponse, WebError> {
-    login_page(&state, crate::oidc::random_token(32), String::new(), None, StatusCode::OK)
+#[derive(Deserialize)]
+struct LoginQuery {
+    signed_out: Option<String>,
+}
+
+async fn login_page_handler(
+    state: web::Data<AppState>,
+    q: web::Query<LoginQuery>,
+) -> Result<HttpResponse, WebError> {
+    let token = crate::oidc::random_token(32);
+    let page = LoginPage {
+        csrf: token.clone(),
+        name: String::new(),
+        error: None,
+        signed_out: q.signed_out.is_some(),
+        sso: state.cfg.admin_role.is_some(),
+        sso_role: state.cfg.admin_role.clone().unwrap_or_default(),
+    };
+    let mut resp = state.views.page("admin_login", &page)?;
+    resp.add_cookie(&strict_cookie(&state, cookie_name(&state, LOGIN_FORM_COOKIE), token))
+        .map_err(|e| WebError::internal(&e))?;
+    Ok(resp)
 }
 
 #[derive(Deserialize)]
@@ -313,7 +336,7 @@ async fn logout_handler(
     let sso_lives = state.db(move |c| console::auth::sign_out(c, &session, &meta, now)).await?;
     // An SSO admin goes on to the broker's sign-out (its confirmation, then the IdP's single
     // logout); otherwise `/admin/sso` would reopen the console without asking anyone.
-    let mut resp = see_other(if sso_lives { "/logout" } else { "/admin/login" });
+    let mut resp = see_other(if sso_lives { "/logout" } else { "/admin/login?signed_out=1" });
     resp.add_cookie(&removal(&state, admin_cookie_name(&state))).map_err(|e| WebError::internal(&e))?;
     Ok(resp)
 }

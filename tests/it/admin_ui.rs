@@ -261,6 +261,9 @@ async fn admin_journey(b: Backend) -> TestResult {
     let resp =
         admin.post(format!("{}/admin/logout", app.base)).form(&[("csrf", csrf.as_str())]).send().await?;
     assert_eq!(resp.status(), 303);
+    let to = resp.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    let (_, page) = get_text(&admin, format!("{}{to}", app.base)).await?;
+    assert!(page.contains("You are signed out of the admin console."), "{to}: {page}");
     assert_eq!(admin.get(format!("{}/admin", app.base)).send().await?.status(), 303);
     Ok(())
 }
@@ -389,6 +392,7 @@ async fn sso_admins(b: Backend) -> TestResult {
     let (status, page) = get_text(&app.browser, format!("{}/logout", app.base)).await?;
     assert_eq!(status, 200);
     assert!(page.contains("name=\"confirm\""), "the broker asks to confirm the sign-out: {page}");
+    assert!(page.contains("<a href=\"/\">Cancel: stay signed in</a>"), "and offers a way back: {page}");
     Ok(())
 }
 both_backends!(sso_admins_sign_in_through_their_idp, sso_admins);

@@ -126,7 +126,8 @@ fn environment_overrides_file() -> TestResult {
 fn missing_file_is_clear() -> TestResult {
     let out = bin().args(["check-config", "--config", "/nonexistent/ssobroker.toml"]).output()?;
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("file not found"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("/nonexistent/ssobroker.toml: file not found (copy"), "no key to name: {stderr}");
     Ok(())
 }
 

@@ -3,8 +3,10 @@
 //! hash, and `/token` stays fast).
 
 use crate::config::{self, Config};
+use crate::console::clients::{self, ClientSettings, NewClient};
+use crate::console::Actor;
 use crate::flow::{audit_row, clients::from_row, RequestMeta};
-use crate::store::{self, clients::ClientRow, DbConnection};
+use crate::store::{self, DbConnection};
 use anyhow::{bail, Context};
 use clap::Subcommand;
 use std::path::Path;
@@ -31,6 +33,32 @@ pub enum ClientCommand {
         /// List the app in the user portal, opening this URL.
         #[arg(long)]
         launch_url: Option<String>,
+    },
+    /// Change a registered client: each list given replaces that list; the rest stays.
+    Update {
+        client_id: String,
+        /// The redirect URIs (repeat for several; replaces all of them).
+        #[arg(long = "redirect-uri")]
+        redirect_uris: Vec<String>,
+        /// The post-logout redirect URIs (repeat; replaces all of them).
+        #[arg(long = "post-logout-redirect-uri", conflicts_with = "clear_post_logout_redirect_uris")]
+        post_logout_redirect_uris: Vec<String>,
+        #[arg(long)]
+        clear_post_logout_redirect_uris: bool,
+        /// The allowed roles (repeat; replaces all of them).
+        #[arg(long = "allowed-role", conflicts_with = "clear_allowed_roles")]
+        allowed_roles: Vec<String>,
+        /// Every user may use the client again.
+        #[arg(long)]
+        clear_allowed_roles: bool,
+        /// Issue refresh tokens even without `offline_access` (true or false).
+        #[arg(long)]
+        refresh_tokens: Option<bool>,
+        #[arg(long, conflicts_with = "no_launch_url")]
+        launch_url: Option<String>,
+        /// Take the app out of the user portal.
+        #[arg(long)]
+        no_launch_url: bool,
     },
     /// List clients from the config file and the database.
     List {
@@ -70,7 +98,7 @@ fn audit(conn: &mut DbConnection, kind: &str, client_id: &str) -> anyhow::Result
 pub fn client(path: &Path, command: ClientCommand) -> anyhow::Result<()> {
     let (cfg, pool) = open(path)?;
     let mut conn = pool.get()?;
-    let now = chrono::Utc::now().timestamp();
+    let now = chrono::Utc::now();
     match command {
         ClientCommand::Add {
             client_id,
@@ -81,46 +109,71 @@ pub fn client(path: &Path, command: ClientCommand) -> anyhow::Result<()> {
             refresh_tokens,
             launch_url,
         } => {
-            if let Err(reason) = crate::config::check_client_id(&client_id) {
-                bail!("{reason}");
-            }
-            if cfg.client(&client_id).is_some() || store::clients::by_id(&mut conn, &client_id)?.is_some() {
-                bail!("client {client_id:?} already exists");
-            }
-            for u in redirect_uris.iter().chain(&post_logout_redirect_uris) {
-                config::check_redirect_uri(u).map_err(|e| anyhow::anyhow!("{u:?}: {e}"))?;
-            }
-            if let Some(u) = &launch_url {
-                config::check_launch_url(u).map_err(|e| anyhow::anyhow!("--launch-url {u:?}: {e}"))?;
-            }
-            let (secret, hash) = if public {
-                (None, None)
-            } else {
-                let (s, h) = crate::oidc::generate_client_secret();
-                (Some(s), Some(h))
+            let new = NewClient {
+                client_id: client_id.clone(),
+                redirect_uris,
+                post_logout_redirect_uris,
+                allowed_roles,
+                public,
+                issue_refresh_token: refresh_tokens,
+                launch_url,
             };
-            let json = |v: &Vec<String>| serde_json::to_string(v).unwrap_or_else(|_| "[]".into());
-            store::transaction(&mut conn, |c| -> anyhow::Result<()> {
-                store::clients::insert(
-                    c,
-                    &ClientRow {
-                        client_id: client_id.clone(),
-                        secret_hash: hash,
-                        redirect_uris: json(&redirect_uris),
-                        post_logout_redirect_uris: json(&post_logout_redirect_uris),
-                        allowed_roles: json(&allowed_roles),
-                        issue_refresh_token: refresh_tokens,
-                        launch_url: launch_url.clone(),
-                        created_at: now,
-                        updated_at: now,
-                    },
-                )?;
-                audit(c, "client.created", &client_id)
-            })?;
+            let secret = clients::create(&mut conn, &cfg, new, &Actor::cli(), &RequestMeta::default(), now)?;
             println!("registered client {client_id}");
             match secret {
                 Some(s) => println!("client_secret: {}\n(shown once: store it in the app now)", s.expose()),
                 None => println!("public client: no secret; the app must use PKCE S256"),
+            }
+        }
+        ClientCommand::Update {
+            client_id,
+            redirect_uris,
+            post_logout_redirect_uris,
+            clear_post_logout_redirect_uris,
+            allowed_roles,
+            clear_allowed_roles,
+            refresh_tokens,
+            launch_url,
+            no_launch_url,
+        } => {
+            let Some(row) = store::clients::by_id(&mut conn, &client_id)? else {
+                if cfg.client(&client_id).is_some() {
+                    bail!("client {client_id:?} is defined in the config file; change it there");
+                }
+                bail!("no registered client {client_id:?}");
+            };
+            let old = ClientSettings::of(&from_row(row));
+            let replace = |given: Vec<String>, clear: bool, old: Vec<String>| {
+                if clear || !given.is_empty() {
+                    given
+                } else {
+                    old
+                }
+            };
+            let settings = ClientSettings {
+                redirect_uris: replace(redirect_uris, false, old.redirect_uris),
+                post_logout_redirect_uris: replace(
+                    post_logout_redirect_uris,
+                    clear_post_logout_redirect_uris,
+                    old.post_logout_redirect_uris,
+                ),
+                allowed_roles: replace(allowed_roles, clear_allowed_roles, old.allowed_roles),
+                issue_refresh_token: refresh_tokens.unwrap_or(old.issue_refresh_token),
+                launch_url: if no_launch_url { None } else { launch_url.or(old.launch_url) },
+            };
+            let changed = clients::update(
+                &mut conn,
+                &cfg,
+                &client_id,
+                settings,
+                &Actor::cli(),
+                &RequestMeta::default(),
+                now,
+            )?;
+            if changed {
+                println!("updated client {client_id}");
+            } else {
+                println!("client {client_id} unchanged");
             }
         }
         ClientCommand::List { json } => {
@@ -164,20 +217,14 @@ pub fn client(path: &Path, command: ClientCommand) -> anyhow::Result<()> {
             println!("removed client {client_id}; its tokens no longer work");
         }
         ClientCommand::RotateSecret { client_id } => {
-            if cfg.client(&client_id).is_some() {
-                bail!("client {client_id:?} is defined in the config file; change its secret there");
-            }
-            let Some(row) = store::clients::by_id(&mut conn, &client_id)? else {
-                bail!("no registered client {client_id:?}")
-            };
-            if row.secret_hash.is_none() {
-                bail!("client {client_id:?} is public: it has no secret");
-            }
-            let (secret, hash) = crate::oidc::generate_client_secret();
-            store::transaction(&mut conn, |c| -> anyhow::Result<()> {
-                store::clients::set_secret(c, &client_id, &hash, now)?;
-                audit(c, "client.secret_rotated", &client_id)
-            })?;
+            let secret = clients::rotate_secret(
+                &mut conn,
+                &cfg,
+                &client_id,
+                &Actor::cli(),
+                &RequestMeta::default(),
+                now,
+            )?;
             println!(
                 "new client_secret for {client_id}: {}\n(shown once; the old secret no longer works)",
                 secret.expose()

@@ -1,6 +1,6 @@
 //! OIDC clients as an admin manages them (console and `ssobroker client`): the list across the
-//! config file and the database, registration, secret rotation. Generated secrets are returned
-//! once and stored as SHA-256.
+//! config file and the database, registration, changes, secret rotation. Generated secrets are
+//! returned once and stored as SHA-256.
 
 use super::{admin_event, Actor, ConsoleError};
 use crate::config::{self, Config};
@@ -66,29 +66,18 @@ pub fn create(
 ) -> Result<Option<Secret>, ConsoleError> {
     let id = new.client_id.trim().to_string();
     crate::config::check_client_id(&id).map_err(ConsoleError::Invalid)?;
-    if new.redirect_uris.is_empty() {
-        return Err(ConsoleError::Invalid("at least one redirect URI is required".into()));
-    }
-    for u in new.redirect_uris.iter().chain(&new.post_logout_redirect_uris) {
-        config::check_redirect_uri(u).map_err(|e| ConsoleError::Invalid(format!("{u:?}: {e}")))?;
-    }
-    if let Some(u) = &new.launch_url {
-        config::check_launch_url(u).map_err(|e| ConsoleError::Invalid(format!("launch URL {u:?}: {e}")))?;
-    }
-    let mut roles = Vec::new();
-    for r in &new.allowed_roles {
-        let r = super::valid_role(r)?;
-        if !roles.contains(&r) {
-            roles.push(r);
-        }
-    }
+    let roles = check_settings(
+        &new.redirect_uris,
+        &new.post_logout_redirect_uris,
+        &new.allowed_roles,
+        &new.launch_url,
+    )?;
     let (secret, hash) = if new.public {
         (None, None)
     } else {
         let (s, h) = crate::oidc::generate_client_secret();
         (Some(s), Some(h))
     };
-    let json = |v: &Vec<String>| serde_json::to_string(v).unwrap_or_else(|_| "[]".into());
     let ts = now.timestamp();
     store::transaction(conn, |c| -> Result<(), ConsoleError> {
         if cfg.client(&id).is_some() || store::clients::by_id(c, &id)?.is_some() {
@@ -116,6 +105,129 @@ pub fn create(
         Ok(())
     })?;
     Ok(secret)
+}
+
+/// What create and update store, checked the same way; returns the allowed roles without
+/// duplicates.
+fn check_settings(
+    redirect_uris: &[String],
+    post_logout_redirect_uris: &[String],
+    allowed_roles: &[String],
+    launch_url: &Option<String>,
+) -> Result<Vec<String>, ConsoleError> {
+    if redirect_uris.is_empty() {
+        return Err(ConsoleError::Invalid("at least one redirect URI is required".into()));
+    }
+    for u in redirect_uris.iter().chain(post_logout_redirect_uris) {
+        config::check_redirect_uri(u).map_err(|e| ConsoleError::Invalid(format!("{u:?}: {e}")))?;
+    }
+    if let Some(u) = launch_url {
+        config::check_launch_url(u).map_err(|e| ConsoleError::Invalid(format!("launch URL {u:?}: {e}")))?;
+    }
+    let mut roles = Vec::new();
+    for r in allowed_roles {
+        let r = super::valid_role(r)?;
+        if !roles.contains(&r) {
+            roles.push(r);
+        }
+    }
+    Ok(roles)
+}
+
+fn json(v: &[String]) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "[]".into())
+}
+
+/// What an admin may change of a registered client: everything but its id and type (a secret
+/// has its own rotation).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientSettings {
+    pub redirect_uris: Vec<String>,
+    pub post_logout_redirect_uris: Vec<String>,
+    pub allowed_roles: Vec<String>,
+    pub issue_refresh_token: bool,
+    pub launch_url: Option<String>,
+}
+
+impl ClientSettings {
+    pub fn of(c: &Client) -> Self {
+        ClientSettings {
+            redirect_uris: c.redirect_uris.clone(),
+            post_logout_redirect_uris: c.post_logout_redirect_uris.clone(),
+            allowed_roles: c.allowed_roles.clone(),
+            issue_refresh_token: c.issue_refresh_token,
+            launch_url: c.launch_url.clone(),
+        }
+    }
+}
+
+/// Changes a registered client's settings; returns false when nothing changed (no audit row).
+/// Tokens already issued stay valid; narrower `allowed_roles` take effect at the next
+/// authorize or refresh, which check them.
+pub fn update(
+    conn: &mut DbConnection,
+    cfg: &Config,
+    client_id: &str,
+    settings: ClientSettings,
+    actor: &Actor,
+    meta: &RequestMeta,
+    now: DateTime<Utc>,
+) -> Result<bool, ConsoleError> {
+    if cfg.client(client_id).is_some() {
+        return Err(ConsoleError::Refused(format!(
+            "client {client_id:?} is defined in the config file; change it there"
+        )));
+    }
+    let roles = check_settings(
+        &settings.redirect_uris,
+        &settings.post_logout_redirect_uris,
+        &settings.allowed_roles,
+        &settings.launch_url,
+    )?;
+    let new = ClientSettings { allowed_roles: roles, ..settings };
+    store::transaction(conn, |c| -> Result<bool, ConsoleError> {
+        let Some(row) = store::clients::by_id(c, client_id)? else {
+            return Err(ConsoleError::Refused(format!("no registered client {client_id:?}")));
+        };
+        let old = ClientSettings::of(&from_row(row.clone()));
+        if old == new {
+            return Ok(false);
+        }
+        store::clients::set_settings(
+            c,
+            &ClientRow {
+                redirect_uris: json(&new.redirect_uris),
+                post_logout_redirect_uris: json(&new.post_logout_redirect_uris),
+                allowed_roles: json(&new.allowed_roles),
+                issue_refresh_token: new.issue_refresh_token,
+                launch_url: new.launch_url.clone(),
+                updated_at: now.timestamp(),
+                ..row
+            },
+        )?;
+        // Only what changed, from and to, so the row reads as the change it was.
+        let mut changed = serde_json::Map::new();
+        let mut field = |name: &str, from: serde_json::Value, to: serde_json::Value| {
+            if from != to {
+                changed.insert(name.into(), serde_json::json!({ "from": from, "to": to }));
+            }
+        };
+        field("redirect_uris", old.redirect_uris.into(), new.redirect_uris.into());
+        field(
+            "post_logout_redirect_uris",
+            old.post_logout_redirect_uris.into(),
+            new.post_logout_redirect_uris.into(),
+        );
+        field("allowed_roles", old.allowed_roles.into(), new.allowed_roles.into());
+        field("issue_refresh_token", old.issue_refresh_token.into(), new.issue_refresh_token.into());
+        field("launch_url", old.launch_url.into(), new.launch_url.into());
+        let detail = serde_json::Value::Object(changed);
+        store::audit::insert(
+            c,
+            &admin_event(now, "client.updated", actor, meta, None, Some(client_id), detail),
+        )?;
+        Ok(true)
+    })
 }
 
 /// Replaces a registered confidential client's secret; returns the new one, to be shown once.

@@ -41,3 +41,17 @@ pub fn set_secret(conn: &mut DbConnection, id: &str, secret_hash: &str, now: i64
         .set((clients::secret_hash.eq(Some(secret_hash)), clients::updated_at.eq(now)))
         .execute(conn)
 }
+
+/// Replaces what an admin may change of a registered client (not its id, type or secret).
+pub fn set_settings(conn: &mut DbConnection, row: &ClientRow) -> QueryResult<usize> {
+    diesel::update(clients::table.find(&row.client_id))
+        .set((
+            clients::redirect_uris.eq(&row.redirect_uris),
+            clients::post_logout_redirect_uris.eq(&row.post_logout_redirect_uris),
+            clients::allowed_roles.eq(&row.allowed_roles),
+            clients::issue_refresh_token.eq(row.issue_refresh_token),
+            clients::launch_url.eq(&row.launch_url),
+            clients::updated_at.eq(row.updated_at),
+        ))
+        .execute(conn)
+}

@@ -47,6 +47,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .route("/admin/clients", web::get().to(clients_handler))
     .route("/admin/clients", web::post().to(client_create_handler))
     .route("/admin/clients/{id}", web::get().to(client_handler))
+    .route("/admin/clients/{id}", web::post().to(client_update_handler))
     .route("/admin/clients/{id}/rotate-secret", web::post().to(client_rotate_handler));
 }
 
@@ -1132,17 +1133,11 @@ async fn clients_handler(state: web::Data<AppState>, req: HttpRequest) -> Result
 
 #[derive(Deserialize)]
 struct NewClientForm {
-    csrf: Option<String>,
     client_id: String,
-    redirect_uris: String,
-    #[serde(default)]
-    post_logout_redirect_uris: String,
-    #[serde(default)]
-    allowed_roles: String,
-    #[serde(default)]
-    launch_url: String,
     public: Option<String>,
-    refresh_tokens: Option<String>,
+    /// The fields a registered client can change later (and the CSRF token).
+    #[serde(flatten)]
+    settings: ClientForm,
 }
 
 #[derive(Serialize)]
@@ -1151,8 +1146,53 @@ struct ClientPage {
     secret: Option<String>,
     rotatable: bool,
     from_config: bool,
+    /// What the edit form shows: the stored settings, or what the admin typed when refused.
+    form: ClientForm,
+    error: Option<String>,
+    done: bool,
     #[serde(flatten)]
     client: ClientView,
+}
+
+/// A registered client's settings as the edit form's fields.
+#[derive(Serialize, Deserialize, Default)]
+struct ClientForm {
+    #[serde(default, skip_serializing)]
+    csrf: Option<String>,
+    #[serde(default)]
+    redirect_uris: String,
+    #[serde(default)]
+    post_logout_redirect_uris: String,
+    #[serde(default)]
+    allowed_roles: String,
+    #[serde(default)]
+    launch_url: String,
+    #[serde(default)]
+    refresh_tokens: Option<String>,
+}
+
+impl ClientForm {
+    fn of(c: &crate::oidc::Client) -> Self {
+        ClientForm {
+            csrf: None,
+            redirect_uris: c.redirect_uris.join("\n"),
+            post_logout_redirect_uris: c.post_logout_redirect_uris.join("\n"),
+            allowed_roles: c.allowed_roles.join(", "),
+            launch_url: c.launch_url.clone().unwrap_or_default(),
+            refresh_tokens: c.issue_refresh_token.then(|| "on".into()),
+        }
+    }
+
+    fn settings(&self) -> console::clients::ClientSettings {
+        let split = console::clients::split_list;
+        console::clients::ClientSettings {
+            redirect_uris: split(&self.redirect_uris),
+            post_logout_redirect_uris: split(&self.post_logout_redirect_uris),
+            allowed_roles: split(&self.allowed_roles),
+            issue_refresh_token: self.refresh_tokens.is_some(),
+            launch_url: Some(self.launch_url.trim().to_string()).filter(|s| !s.is_empty()),
+        }
+    }
 }
 
 async fn client_create_handler(
@@ -1161,16 +1201,16 @@ async fn client_create_handler(
     form: web::Form<NewClientForm>,
 ) -> Result<HttpResponse, WebError> {
     let f = form.into_inner();
-    let session = admin_post(&state, &req, f.csrf.as_deref()).await?;
-    let split = console::clients::split_list;
+    let session = admin_post(&state, &req, f.settings.csrf.as_deref()).await?;
+    let settings = f.settings.settings();
     let new = console::clients::NewClient {
         client_id: f.client_id.trim().to_string(),
-        redirect_uris: split(&f.redirect_uris),
-        post_logout_redirect_uris: split(&f.post_logout_redirect_uris),
-        allowed_roles: split(&f.allowed_roles),
+        redirect_uris: settings.redirect_uris,
+        post_logout_redirect_uris: settings.post_logout_redirect_uris,
+        allowed_roles: settings.allowed_roles,
         public: f.public.is_some(),
-        issue_refresh_token: f.refresh_tokens.is_some(),
-        launch_url: Some(f.launch_url.trim().to_string()).filter(|s| !s.is_empty()),
+        issue_refresh_token: settings.issue_refresh_token,
+        launch_url: settings.launch_url,
     };
     let now = state.clock.now();
     let meta = request_meta(&req);
@@ -1186,36 +1226,101 @@ async fn client_create_handler(
         .await?;
     match created {
         Err(message) => clients_page(&state, &session, Some(message)).await,
-        Ok(secret) => client_page(&state, &session, id, secret.map(|s| s.expose().to_string())).await,
+        Ok(secret) => {
+            let notice = secret.map(|s| ClientNotice::Secret(s.expose().to_string())).unwrap_or_default();
+            client_page(&state, &session, id, notice).await
+        }
     }
+}
+
+/// What the client page shows besides the client: a secret shown once, or the edit form's
+/// outcome.
+#[derive(Default)]
+enum ClientNotice {
+    #[default]
+    None,
+    Secret(String),
+    Updated,
+    /// A refused edit: the message and what the admin typed.
+    Refused(String, ClientForm),
 }
 
 async fn client_page(
     state: &web::Data<AppState>,
     session: &ConsoleSession,
     id: String,
-    secret: Option<String>,
+    notice: ClientNotice,
 ) -> Result<HttpResponse, WebError> {
     let st = state.clone();
     let (client, source) = state.db(move |c| console::clients::find(c, &st.cfg, &id)).await?;
     let from_config = source == console::clients::Source::Config;
+    let (secret, done, error, form) = match notice {
+        ClientNotice::None => (None, false, None, ClientForm::of(&client)),
+        ClientNotice::Secret(s) => (Some(s), false, None, ClientForm::of(&client)),
+        ClientNotice::Updated => (None, true, None, ClientForm::of(&client)),
+        ClientNotice::Refused(m, typed) => (None, false, Some(m), typed),
+    };
+    let refused = error.is_some();
     let page = ClientPage {
         nav: nav(session, "clients", None),
         secret,
         rotatable: !from_config && !client.is_public(),
         from_config,
+        form,
+        error,
+        done,
         client: client_view(client, source),
     };
-    state.views.page("admin_client", &page)
+    let mut resp = state.views.page("admin_client", &page)?;
+    if refused {
+        *resp.status_mut() = StatusCode::BAD_REQUEST;
+    }
+    Ok(resp)
+}
+
+#[derive(Deserialize)]
+struct ClientQuery {
+    done: Option<String>,
 }
 
 async fn client_handler(
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
+    q: web::Query<ClientQuery>,
 ) -> Result<HttpResponse, WebError> {
     let session = admin(&state, &req).await?;
-    client_page(&state, &session, path.into_inner(), None).await
+    let notice = if q.done.is_some() { ClientNotice::Updated } else { ClientNotice::None };
+    client_page(&state, &session, path.into_inner(), notice).await
+}
+
+async fn client_update_handler(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    form: web::Form<ClientForm>,
+) -> Result<HttpResponse, WebError> {
+    let form = form.into_inner();
+    let session = admin_post(&state, &req, form.csrf.as_deref()).await?;
+    let id = path.into_inner();
+    let settings = form.settings();
+    let now = state.clock.now();
+    let meta = request_meta(&req);
+    let (st, actor, id2) = (state.clone(), session.actor.clone(), id.clone());
+    let outcome = state
+        .db(move |c| -> Result<_, WebError> {
+            match console::clients::update(c, &st.cfg, &id2, settings, &actor, &meta, now) {
+                Ok(_) => Ok(Ok(())),
+                Err(console::ConsoleError::Invalid(m) | console::ConsoleError::Refused(m)) => Ok(Err(m)),
+                Err(e) => Err(e.into()),
+            }
+        })
+        .await?;
+    match outcome {
+        // Post/redirect/get: a reload shows the page, it does not post again.
+        Ok(()) => Ok(see_other(&format!("/admin/clients/{id}?done=updated"))),
+        Err(message) => client_page(&state, &session, id, ClientNotice::Refused(message, form)).await,
+    }
 }
 
 async fn client_rotate_handler(
@@ -1231,5 +1336,5 @@ async fn client_rotate_handler(
     let (st, actor, id2) = (state.clone(), session.actor.clone(), id.clone());
     let secret =
         state.db(move |c| console::clients::rotate_secret(c, &st.cfg, &id2, &actor, &meta, now)).await?;
-    client_page(&state, &session, id, Some(secret.expose().to_string())).await
+    client_page(&state, &session, id, ClientNotice::Secret(secret.expose().to_string())).await
 }

@@ -535,3 +535,109 @@ async fn app_with_client_id(b: Backend, id: &'static str) -> Result<TestApp, Box
         .start()
         .await
 }
+
+/// A registered client's settings change in the console: each refusal says why, keeps what the
+/// admin typed and writes nothing; a change is audited (only what changed, from and to) and
+/// takes effect at the next authorize; a config-file client is not editable here.
+async fn client_settings(b: Backend) -> TestResult {
+    use ssobroker::console::{clients, Actor};
+    let app = app(b).start().await?;
+    let pw = create_admin(&app, "alice")?;
+    let admin = admin_browser()?;
+    let csrf = signed_in(&app, &admin, "alice", &pw).await?;
+    let first = "http://127.0.0.1:9/mobile";
+    let second = "http://127.0.0.1:9/mobile-2";
+    {
+        let mut c = app.pool.get()?;
+        let new = clients::NewClient {
+            client_id: "mobile".into(),
+            redirect_uris: vec![first.into()],
+            allowed_roles: vec!["finance".into()],
+            ..clients::NewClient::default()
+        };
+        clients::create(&mut c, &app.cfg, new, &Actor::cli(), &Default::default(), app.now())?;
+    }
+    let url = format!("{}/admin/clients/mobile", app.base);
+    let (status, page) = get_text(&admin, url.clone()).await?;
+    assert_eq!(status, 200);
+    assert!(page.contains(&format!(">{first}</textarea>")) && page.contains("value=\"finance\""), "{page}");
+    let mobile_auth = |redirect: &str| {
+        app.auth_url(&[]).replace("client_id=dashboard", "client_id=mobile").replace(
+            &url::form_urlencoded::byte_serialize(REDIRECT_URI.as_bytes()).collect::<String>(),
+            &url::form_urlencoded::byte_serialize(redirect.as_bytes()).collect::<String>(),
+        )
+    };
+    assert!(app.authorize(&mobile_auth(second)).await.is_err(), "not registered yet");
+    let stored = |app: &TestApp| -> Result<clients::ClientSettings, Error> {
+        let mut c = app.pool.get()?;
+        Ok(clients::ClientSettings::of(&clients::find(&mut c, &app.cfg, "mobile")?.0))
+    };
+    let before = (app.counts()?, stored(&app)?);
+
+    let form = |redirects: &str, post_logout: &str, roles: &str| {
+        vec![
+            ("csrf", csrf.clone()),
+            ("redirect_uris", redirects.to_string()),
+            ("post_logout_redirect_uris", post_logout.to_string()),
+            ("allowed_roles", roles.to_string()),
+            ("launch_url", String::new()),
+        ]
+    };
+    for (fields, why) in [
+        (form("", "", ""), "at least one redirect URI"),
+        (form(first, "javascript://app.example/%0Aalert(1)", ""), "javascript scheme is not allowed"),
+        (form(&format!("{first}#frag"), "", ""), "fragment"),
+        (form(first, "", "has space"), "a role is 1-128 characters without spaces"),
+    ] {
+        let resp = admin.post(&url).form(&fields).send().await?;
+        assert_eq!(resp.status(), 400, "{why}");
+        let page = resp.text().await?;
+        assert!(page.contains(why), "{why}: {page}");
+        assert_eq!((app.counts()?, stored(&app)?), before, "{why}: nothing written");
+    }
+    // What the admin typed stays in the form after a refusal.
+    let page = admin.post(&url).form(&form("", "", "has space")).send().await?.text().await?;
+    assert!(page.contains("value=\"has space\""), "{page}");
+    // Without the session's token, from another site, or for a config-file client: refused.
+    let no_token: Vec<(&str, String)> = form(second, "", "").into_iter().skip(1).collect();
+    assert_eq!(admin.post(&url).form(&no_token).send().await?.status(), 403);
+    let cross =
+        admin.post(&url).header("Origin", "https://evil.example").form(&form(second, "", "")).send().await?;
+    assert_eq!(cross.status(), 403);
+    let resp = admin
+        .post(format!("{}/admin/clients/{CLIENT_ID}", app.base))
+        .form(&form(second, "", ""))
+        .send()
+        .await?;
+    assert_eq!(resp.status(), 400);
+    assert!(resp.text().await?.contains("defined in the config file"));
+    assert_eq!((app.counts()?, stored(&app)?), before, "refused: nothing written");
+
+    // A change: post/redirect/get, saved, audited with only what changed.
+    let resp = admin.post(&url).form(&form(&format!("{first}\n{second}"), "", "")).send().await?;
+    assert_eq!(resp.status(), 303);
+    let to = resp.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    assert_eq!(to, "/admin/clients/mobile?done=updated");
+    let (_, page) = get_text(&admin, format!("{}{to}", app.base)).await?;
+    assert!(page.contains("Saved.") && page.contains(second), "{page}");
+    let now = stored(&app)?;
+    assert_eq!(now.redirect_uris, [first, second]);
+    assert!(now.allowed_roles.is_empty(), "every user again");
+    let row =
+        app.audit()?.into_iter().rev().find(|e| e.kind == "client.updated").ok_or("no client.updated")?;
+    assert_eq!((row.actor.as_deref(), row.client_id.as_deref()), (Some("local:alice"), Some("mobile")));
+    let detail: serde_json::Value = serde_json::from_str(&row.detail)?;
+    assert_eq!(detail["redirect_uris"]["to"], serde_json::json!([first, second]), "{detail}");
+    assert_eq!(detail["allowed_roles"], serde_json::json!({"from": ["finance"], "to": []}), "{detail}");
+    assert!(detail.get("launch_url").is_none(), "unchanged fields are not listed: {detail}");
+    app.authorize(&mobile_auth(second)).await?;
+    // The same form again changes nothing and writes nothing.
+    let counted = app.counts()?;
+    assert_eq!(
+        admin.post(&url).form(&form(&format!("{first}\n{second}"), "", "")).send().await?.status(),
+        303
+    );
+    assert_eq!(app.counts()?, counted);
+    Ok(())
+}
+both_backends!(client_settings_change_in_the_console, client_settings);

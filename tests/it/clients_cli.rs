@@ -75,6 +75,43 @@ async fn registered_clients(b: Backend) -> TestResult {
     assert_eq!(status, 200, "{tokens}");
     let access = tokens["access_token"].as_str().ok_or("no access token")?.to_string();
 
+    // Update: a list given replaces that list, the rest stays; refusals change nothing.
+    let show = |cli: &Cli| cli.json(&["client", "show", "mobile"]);
+    let before = show(&cli)?;
+    for (args, why) in [
+        (vec!["--redirect-uri", "https://a.example/cb#frag"], "fragment"),
+        (vec!["--post-logout-redirect-uri", "javascript://a.example/%0Aalert(1)"], "javascript scheme"),
+        (vec!["--allowed-role", "two words"], "a role is"),
+    ] {
+        let err = cli.fails(&[&["client", "update", "mobile"][..], &args].concat())?;
+        assert!(err.contains(why), "{why}: {err}");
+        assert_eq!(show(&cli)?, before, "{why}: nothing changed");
+    }
+    assert!(cli.fails(&["client", "update", CLIENT_ID, "--refresh-tokens", "true"])?.contains("config file"));
+    assert!(cli
+        .fails(&["client", "update", "nope", "--refresh-tokens", "true"])?
+        .contains("no registered client"));
+    let out = cli.ok(&[
+        "client",
+        "update",
+        "mobile",
+        "--post-logout-redirect-uri",
+        "http://127.0.0.1:9/bye",
+        "--clear-allowed-roles",
+        "--refresh-tokens",
+        "true",
+    ])?;
+    assert!(out.contains("updated client mobile"), "{out}");
+    let after = show(&cli)?;
+    assert_eq!(after["redirect_uris"], before["redirect_uris"], "not given: kept");
+    assert_eq!(after["post_logout_redirect_uris"], serde_json::json!(["http://127.0.0.1:9/bye"]));
+    assert_eq!(after["allowed_roles"], serde_json::json!([]));
+    assert_eq!(after["issue_refresh_token"], true);
+    assert!(cli.ok(&["client", "update", "mobile", "--refresh-tokens", "true"])?.contains("unchanged"));
+    let updates: Vec<_> = app.audit()?.into_iter().filter(|e| e.kind == "client.updated").collect();
+    assert_eq!(updates.len(), 1, "one change, one row");
+    assert_eq!(updates[0].actor.as_deref(), Some("cli"));
+
     // Rotation: the old secret stops working at once, the new one works.
     let out = cli.ok(&["client", "rotate-secret", "mobile"])?;
     let new_secret = out.split_whitespace().find(|w| w.len() >= 43).ok_or("no new secret")?.to_string();
@@ -96,6 +133,9 @@ async fn registered_clients(b: Backend) -> TestResult {
     for k in ["client.created", "client.secret_rotated", "client.removed"] {
         assert!(kinds.iter().any(|x| x == k), "{k} audited");
     }
+    let audit = app.audit()?;
+    let created = audit.iter().find(|e| e.kind == "client.created").ok_or("no client.created")?;
+    assert_eq!(created.actor.as_deref(), Some("cli"), "the CLI is named as the actor");
     Ok(())
 }
 both_backends!(registered_client_lifecycle, registered_clients);

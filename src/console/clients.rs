@@ -127,6 +127,13 @@ fn check_settings(
     let mut roles = Vec::new();
     for r in allowed_roles {
         let r = super::valid_role(r)?;
+        // The console lists allowed roles comma-separated: "a,b" would come back from the next
+        // save as "a" and "b", letting in the users of either.
+        if r.contains(',') {
+            return Err(ConsoleError::Invalid(format!(
+                "role {r:?}: an allowed role has no commas (the console lists them comma-separated)"
+            )));
+        }
         if !roles.contains(&r) {
             roles.push(r);
         }
@@ -268,7 +275,13 @@ pub fn rotate_secret(
     Ok(secret)
 }
 
-/// Splits a textarea or comma list into trimmed, non-empty entries.
+/// Splits a comma list (or one entry a line) into trimmed, non-empty entries: allowed roles.
 pub fn split_list(s: &str) -> Vec<String> {
     s.split(['\n', ',', '\r']).map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect()
+}
+
+/// Splits a textarea into its trimmed, non-empty lines: URIs, which may hold commas
+/// (`?scope=a,b` is one URI; split at the comma it would read as two).
+pub fn split_lines(s: &str) -> Vec<String> {
+    s.split(['\n', '\r']).map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect()
 }

@@ -1184,11 +1184,11 @@ impl ClientForm {
     }
 
     fn settings(&self) -> console::clients::ClientSettings {
-        let split = console::clients::split_list;
+        let lines = console::clients::split_lines;
         console::clients::ClientSettings {
-            redirect_uris: split(&self.redirect_uris),
-            post_logout_redirect_uris: split(&self.post_logout_redirect_uris),
-            allowed_roles: split(&self.allowed_roles),
+            redirect_uris: lines(&self.redirect_uris),
+            post_logout_redirect_uris: lines(&self.post_logout_redirect_uris),
+            allowed_roles: console::clients::split_list(&self.allowed_roles),
             issue_refresh_token: self.refresh_tokens.is_some(),
             launch_url: Some(self.launch_url.trim().to_string()).filter(|s| !s.is_empty()),
         }

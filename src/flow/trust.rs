@@ -18,6 +18,8 @@ use crate::store::{self, DbConnection};
 /// Metadata documents are a few KB; anything much larger is not metadata.
 const MAX_METADATA_BYTES: u64 = 1024 * 1024;
 const FETCH_TIMEOUT: StdDuration = StdDuration::from_secs(10);
+/// Who stored a fetched copy when it was the command line (an admin).
+const CLI: &str = "cli";
 /// Certificates expiring within this window are warned about.
 pub const EXPIRY_WARNING: Duration = Duration::days(30);
 
@@ -168,6 +170,9 @@ fn store_fetched(
                 None,
                 detail,
             );
+            // `ssobroker connection refresh` is an admin's change, named in the actor column like
+            // the CLI's other changes; a start or a scheduled refresh is the broker's own.
+            let row = store::audit::AuditEvent { actor: (actor == CLI).then(|| actor.to_string()), ..row };
             store::audit::insert(conn, &row)?;
         }
         Ok::<_, diesel::result::Error>(())
@@ -267,7 +272,7 @@ pub fn refresh_now(
     };
     let (xml, metadata) = fetch_checked(&source.url)
         .map_err(|detail| TrustError::Fetch { connection: connection.id.clone(), detail })?;
-    let changed = store_fetched(conn, connection, &source.url, xml, &metadata, now, "cli")?;
+    let changed = store_fetched(conn, connection, &source.url, xml, &metadata, now, CLI)?;
     Ok((metadata, changed))
 }
 

@@ -207,6 +207,16 @@ fn connection_refresh_command() -> TestResult {
         stdout.contains("fetched metadata of https://idp.test/metadata") && stdout.contains("trust changed")
     );
     assert!(stdout.contains("signing certificate sha256:"));
+    // An admin's change on the command line: the actor column says so, as for the CLI's other
+    // changes (the console's Actor column, `ssobroker audit`'s ACTOR).
+    let audit = std::process::Command::new(env!("CARGO_BIN_EXE_ssobroker"))
+        .args(["audit", "--kind", "trust.changed", "--json", "--config"])
+        .arg(&config)
+        .output()?;
+    let rows: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&audit.stdout).lines().map(serde_json::from_str).collect::<Result<_, _>>()?;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!((rows[0]["actor"].as_str(), rows[0]["detail"]["by"].as_str()), (Some("cli"), Some("cli")));
     let out = run()?;
     assert!(String::from_utf8_lossy(&out.stdout).contains("unchanged"));
     server.serve(None);

@@ -38,7 +38,16 @@ pub fn find(conn: &mut DbConnection, cfg: &Config, id: &str) -> Result<(Client, 
     if let Some(c) = cfg.client(id) {
         return Ok((c.clone(), Source::Config));
     }
-    store::clients::by_id(conn, id)?.map(|r| (from_row(r), Source::Database)).ok_or(ConsoleError::NotFound)
+    registered(conn, id)?.map(|r| (from_row(r), Source::Database)).ok_or(ConsoleError::NotFound)
+}
+
+/// A registered client's row. An id no registration accepts (a NUL, which PostgreSQL refuses in
+/// text; a space; a slash) is simply not there, on either backend, and is never queried.
+fn registered(conn: &mut DbConnection, id: &str) -> diesel::QueryResult<Option<ClientRow>> {
+    if config::check_client_id(id).is_err() {
+        return Ok(None);
+    }
+    store::clients::by_id(conn, id)
 }
 
 /// A client to register.
@@ -193,7 +202,7 @@ pub fn update(
     )?;
     let new = ClientSettings { allowed_roles: roles, ..settings };
     store::transaction(conn, |c| -> Result<bool, ConsoleError> {
-        let Some(row) = store::clients::by_id(c, client_id)? else {
+        let Some(row) = registered(c, client_id)? else {
             return Err(ConsoleError::Refused(format!("no registered client {client_id:?}")));
         };
         let old = ClientSettings::of(&from_row(row.clone()));
@@ -251,7 +260,7 @@ pub fn rotate_secret(
             "client {client_id:?} is defined in the config file; change its secret there"
         )));
     }
-    let Some(row) = store::clients::by_id(conn, client_id)? else {
+    let Some(row) = registered(conn, client_id)? else {
         return Err(ConsoleError::Refused(format!("no registered client {client_id:?}")));
     };
     if row.secret_hash.is_none() {

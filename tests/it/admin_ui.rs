@@ -713,3 +713,28 @@ async fn client_settings_round_trip(b: Backend) -> TestResult {
     Ok(())
 }
 both_backends!(client_settings_round_trip_commas, client_settings_round_trip);
+
+/// A client id no registration accepts (here with a NUL, which PostgreSQL refuses in text) is
+/// not a client: the pages and forms answer 404 on both backends, never a database error.
+async fn client_ids_that_cannot_exist(b: Backend) -> TestResult {
+    let app = app(b).start().await?;
+    let pw = create_admin(&app, "alice")?;
+    let admin = admin_browser()?;
+    let csrf = signed_in(&app, &admin, "alice", &pw).await?;
+    let before = app.counts()?;
+    for id in ["mobile%00", "a%20b", "a%2Fb"] {
+        let url = format!("{}/admin/clients/{id}", app.base);
+        assert_eq!(admin.get(&url).send().await?.status(), 404, "GET {id}");
+        let resp =
+            admin.post(&url).form(&[("csrf", csrf.as_str()), ("redirect_uris", REDIRECT_URI)]).send().await?;
+        assert_eq!(resp.status(), 404, "POST {id}");
+        assert!(resp.text().await?.contains("There is nothing at this address."), "POST {id}");
+        // Rotation answers as for any client that is not registered.
+        let resp = admin.post(format!("{url}/rotate-secret")).form(&[("csrf", csrf.as_str())]).send().await?;
+        assert_eq!(resp.status(), 400, "rotate {id}");
+        assert!(resp.text().await?.contains("no registered client"), "rotate {id}");
+    }
+    assert_eq!(app.counts()?, before, "nothing written");
+    Ok(())
+}
+both_backends!(client_ids_that_cannot_exist_are_not_found, client_ids_that_cannot_exist);

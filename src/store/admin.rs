@@ -228,8 +228,10 @@ pub fn audit_events(conn: &mut DbConnection, f: &AuditFilter) -> QueryResult<Vec
         };
     }
     if let Some(reference) = &f.reference {
-        // serde_json writes detail compactly, so the key and value always read exactly so.
-        let pattern = format!("%\"reference\":\"{}\"%", escape_like(reference));
+        // The rows a reference belongs to carry it as their detail's first key, and serde_json
+        // writes compactly: anchored at the start, a reference quoted deeper inside another
+        // row's detail (an export's filter, say) does not match.
+        let pattern = format!("{{\"reference\":\"{}\"%", escape_like(reference));
         query = query.filter(audit_events::detail.like(pattern).escape('\\'));
     }
     let mut rows: Vec<AuditEvent> =

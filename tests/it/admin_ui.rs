@@ -172,6 +172,13 @@ async fn admin_journey(b: Backend) -> TestResult {
     assert!(page.contains(&format!("<code>{reference}</code>")), "the Reference column: {page}");
     let (_, page) = by_ref("0123456789ab").await?;
     assert!(page.contains("No matching events"), "{page}");
+    // An export by that reference is audited with the filter in its detail; the reference
+    // still finds the refusal alone, not the export row that quotes it.
+    let csv = admin.get(format!("{}/admin/audit.csv?reference={reference}", app.base)).send().await?;
+    assert_eq!(csv.status(), 200);
+    assert!(app.audit()?.iter().any(|e| e.kind == "audit.exported" && e.detail.contains(&reference)));
+    let (_, page) = by_ref(&reference).await?;
+    assert_eq!(page.matches("<td><code>").count(), 1, "the export row is not a match: {page}");
     // Wildcards and junk are refused with the field named, not matched against everything.
     for junk in ["%", "_", "\"' OR 1=1 --"] {
         let (status, page) = by_ref(junk).await?;

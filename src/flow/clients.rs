@@ -10,6 +10,11 @@ pub fn lookup(conn: &mut DbConnection, cfg: &Config, id: &str) -> Result<Option<
     if let Some(c) = cfg.client(id) {
         return Ok(Some(c.clone()));
     }
+    // An id no registration accepts is unknown without asking the database (PostgreSQL refuses
+    // a NUL in text outright, which would turn a hostile client_id into a 500).
+    if crate::config::check_client_id(id).is_err() {
+        return Ok(None);
+    }
     Ok(crate::store::clients::by_id(conn, id)?.map(from_row))
 }
 

@@ -180,3 +180,48 @@ async fn authorize_request_errors_redirect_to_client() -> TestResult {
 fn urlencode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
+
+/// A client id no registration accepts (a NUL byte, which PostgreSQL refuses in text; a space;
+/// a slash) is an unknown client at every endpoint that takes one — a clear 4xx, never a 500,
+/// and nothing written.
+async fn impossible_client_ids(b: Backend) -> TestResult {
+    let app = app(b).start().await?;
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
+    let before = app.counts()?;
+    for id in ["a\0b", "a b", "../dashboard"] {
+        let url = app.auth_url(&[]).replace("client_id=dashboard", &format!("client_id={}", urlencode(id)));
+        let resp = client.get(&url).send().await?;
+        assert_eq!(resp.status(), 400, "{id:?} at /authorize");
+        let page = resp.text().await?;
+        assert!(page.contains("unknown client"), "{id:?}: {page}");
+        let logout = format!(
+            "{}/logout?client_id={}&post_logout_redirect_uri={}",
+            app.base,
+            urlencode(id),
+            urlencode(POST_LOGOUT_URI)
+        );
+        assert_eq!(client.get(&logout).send().await?.status(), 400, "{id:?} at /logout");
+        let resp = client
+            .post(format!("{}/token", app.base))
+            .form(&[
+                ("grant_type", "authorization_code"),
+                ("code", "x"),
+                ("client_id", id),
+                ("client_secret", "s"),
+            ])
+            .send()
+            .await?;
+        assert_eq!(resp.status(), 401, "{id:?} at /token");
+        let body: serde_json::Value = resp.json().await?;
+        assert_eq!(body["error"], "invalid_client");
+    }
+    let after = app.counts()?;
+    // Refused token requests are audited (token.failed); nothing else is written.
+    let audit_rows = after["audit_events"] - before["audit_events"];
+    let mut rest = after.clone();
+    rest.insert("audit_events", before["audit_events"]);
+    assert_eq!(rest, before, "nothing but audit rows");
+    assert!(audit_rows <= 3, "at most one row per refused token request: {audit_rows}");
+    Ok(())
+}
+both_backends!(impossible_client_ids_are_unknown_clients, impossible_client_ids);

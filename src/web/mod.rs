@@ -440,6 +440,7 @@ pub fn serve(
     let server = HttpServer::new(move || {
         let st = state.clone();
         App::new()
+            .wrap(middleware::from_fn(refuse_nul))
             .wrap(security_headers())
             // Last wrapped runs first: the request id and span cover everything else.
             .wrap(middleware::from_fn(move |req, next| ops::request_context(st.clone(), req, next)))
@@ -451,6 +452,22 @@ pub fn serve(
     .listen(listener)?
     .run();
     Ok(server)
+}
+
+/// No field of ours holds a NUL character, and PostgreSQL refuses one in text (an error, not a
+/// miss): a path or query that carries one, percent-encoded, is refused before any handler reads
+/// it, the same on both databases. (Form fields are checked where they are read.)
+async fn refuse_nul(
+    req: actix_web::dev::ServiceRequest,
+    next: middleware::Next<impl actix_web::body::MessageBody + 'static>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    use actix_web::ResponseError;
+    let raw = req.uri().path_and_query().map(|pq| pq.as_str()).unwrap_or_default();
+    if raw.as_bytes().windows(3).any(|w| w == b"%00") {
+        let refused = WebError::bad_request("The address contains a NUL character, which no field accepts.");
+        return Ok(req.into_response(refused.error_response()).map_into_right_body());
+    }
+    next.call(req).await.map(actix_web::dev::ServiceResponse::map_into_left_body)
 }
 
 async fn not_found_handler() -> Result<HttpResponse, WebError> {

@@ -5,7 +5,8 @@
 //! `--json`). Nothing printed here is secret: sessions and grants are only counted.
 
 use crate::clock::{Clock, SystemClock};
-use crate::flow::{audit_row, RequestMeta};
+use crate::console::Actor;
+use crate::flow::RequestMeta;
 use crate::provisioning::RoleSource;
 use crate::store::admin::{self as q, AuditFilter, IdentityRow};
 use crate::store::audit::AuditEvent;
@@ -234,8 +235,15 @@ pub fn resolve(conn: &mut DbConnection, key: &str) -> Result<User, AdminError> {
 }
 
 fn audit_event(now: DateTime<Utc>, kind: &str, user_id: &str, detail: Value) -> AuditEvent {
-    let row = audit_row(now, kind, &RequestMeta::default(), Some(user_id), None, None, None, detail);
-    AuditEvent { actor: Some(ACTOR.to_string()), ..row }
+    crate::console::admin_event(
+        now,
+        kind,
+        &Actor::cli(),
+        &RequestMeta::default(),
+        Some(user_id),
+        None,
+        detail,
+    )
 }
 
 /// How a user is named in messages: the email when there is one, and always the id.

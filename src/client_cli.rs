@@ -5,7 +5,7 @@
 use crate::config::{self, Config};
 use crate::console::clients::{self, ClientSettings, NewClient};
 use crate::console::Actor;
-use crate::flow::{audit_row, clients::from_row, RequestMeta};
+use crate::flow::{clients::from_row, RequestMeta};
 use crate::store::{self, DbConnection};
 use anyhow::{bail, Context};
 use clap::Subcommand;
@@ -80,18 +80,15 @@ fn open(path: &Path) -> anyhow::Result<(Config, store::DbPool)> {
 }
 
 fn audit(conn: &mut DbConnection, kind: &str, client_id: &str) -> anyhow::Result<()> {
-    let row = audit_row(
+    let row = crate::console::admin_event(
         chrono::Utc::now(),
         kind,
+        &Actor::cli(),
         &RequestMeta::default(),
         None,
-        None,
         Some(client_id),
-        None,
-        serde_json::json!({"actor": "cli"}),
+        serde_json::json!({}),
     );
-    let row =
-        store::audit::AuditEvent { actor: Some(crate::console::Actor::cli().as_str().to_string()), ..row };
     Ok(store::audit::insert(conn, &row)?)
 }
 
@@ -136,13 +133,12 @@ pub fn client(path: &Path, command: ClientCommand) -> anyhow::Result<()> {
             launch_url,
             no_launch_url,
         } => {
-            let Some(row) = store::clients::by_id(&mut conn, &client_id)? else {
-                if cfg.client(&client_id).is_some() {
-                    bail!("client {client_id:?} is defined in the config file; change it there");
-                }
-                bail!("no registered client {client_id:?}");
+            // A config-file client is refused by `update` itself, with the reason.
+            let old = match clients::find(&mut conn, &cfg, &client_id) {
+                Ok((c, _)) => ClientSettings::of(&c),
+                Err(crate::console::ConsoleError::NotFound) => bail!("no registered client {client_id:?}"),
+                Err(e) => return Err(e.into()),
             };
-            let old = ClientSettings::of(&from_row(row));
             let replace = |given: Vec<String>, clear: bool, old: Vec<String>| {
                 if clear || !given.is_empty() {
                     given

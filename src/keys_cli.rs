@@ -7,7 +7,7 @@
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use crate::flow::{audit_row, RequestMeta};
+use crate::flow::RequestMeta;
 use crate::oidc::keys::{self, KeyLife, KeyState, SigningAlg, KEY_REFRESH_SECONDS};
 use crate::store::grants::{self, SigningKeyRow};
 use crate::store::{self, DbConnection, StoreError};
@@ -160,10 +160,15 @@ pub fn rotate(
         });
         store::audit::insert(
             c,
-            &store::audit::AuditEvent {
-                actor: Some(crate::console::Actor::cli().as_str().to_string()),
-                ..audit_row(now, "key.rotated", &RequestMeta::default(), None, None, None, None, detail)
-            },
+            &crate::console::admin_event(
+                now,
+                "key.rotated",
+                &crate::console::Actor::cli(),
+                &RequestMeta::default(),
+                None,
+                None,
+                detail,
+            ),
         )?;
         Ok(Rotation { kid: row.kid.clone(), rotated, retired_at })
     })

@@ -75,12 +75,13 @@ pub fn create(
 ) -> Result<Option<Secret>, ConsoleError> {
     let id = new.client_id.trim().to_string();
     crate::config::check_client_id(&id).map_err(ConsoleError::Invalid)?;
-    let roles = check_settings(
-        &new.redirect_uris,
-        &new.post_logout_redirect_uris,
-        &new.allowed_roles,
-        &new.launch_url,
-    )?;
+    let s = checked(ClientSettings {
+        redirect_uris: new.redirect_uris,
+        post_logout_redirect_uris: new.post_logout_redirect_uris,
+        allowed_roles: new.allowed_roles,
+        issue_refresh_token: new.issue_refresh_token,
+        launch_url: new.launch_url,
+    })?;
     let (secret, hash) = if new.public {
         (None, None)
     } else {
@@ -97,18 +98,18 @@ pub fn create(
             &ClientRow {
                 client_id: id.clone(),
                 secret_hash: hash,
-                redirect_uris: json(&new.redirect_uris),
-                post_logout_redirect_uris: json(&new.post_logout_redirect_uris),
-                allowed_roles: json(&roles),
-                issue_refresh_token: new.issue_refresh_token,
+                redirect_uris: json(&s.redirect_uris),
+                post_logout_redirect_uris: json(&s.post_logout_redirect_uris),
+                allowed_roles: json(&s.allowed_roles),
+                issue_refresh_token: s.issue_refresh_token,
                 created_at: ts,
                 updated_at: ts,
-                launch_url: new.launch_url.clone(),
+                launch_url: s.launch_url.clone(),
             },
         )?;
         let detail = serde_json::json!({
-            "redirect_uris": new.redirect_uris, "allowed_roles": roles, "public": new.public,
-            "launch_url": new.launch_url,
+            "redirect_uris": s.redirect_uris, "allowed_roles": s.allowed_roles, "public": new.public,
+            "launch_url": s.launch_url,
         });
         store::audit::insert(c, &admin_event(now, "client.created", actor, meta, None, Some(&id), detail))?;
         Ok(())
@@ -116,25 +117,20 @@ pub fn create(
     Ok(secret)
 }
 
-/// What create and update store, checked the same way; returns the allowed roles without
-/// duplicates.
-fn check_settings(
-    redirect_uris: &[String],
-    post_logout_redirect_uris: &[String],
-    allowed_roles: &[String],
-    launch_url: &Option<String>,
-) -> Result<Vec<String>, ConsoleError> {
-    if redirect_uris.is_empty() {
+/// What create and update store, checked the same way; the allowed roles come back trimmed and
+/// without duplicates.
+fn checked(s: ClientSettings) -> Result<ClientSettings, ConsoleError> {
+    if s.redirect_uris.is_empty() {
         return Err(ConsoleError::Invalid("at least one redirect URI is required".into()));
     }
-    for u in redirect_uris.iter().chain(post_logout_redirect_uris) {
+    for u in s.redirect_uris.iter().chain(&s.post_logout_redirect_uris) {
         config::check_redirect_uri(u).map_err(|e| ConsoleError::Invalid(format!("{u:?}: {e}")))?;
     }
-    if let Some(u) = launch_url {
+    if let Some(u) = &s.launch_url {
         config::check_launch_url(u).map_err(|e| ConsoleError::Invalid(format!("launch URL {u:?}: {e}")))?;
     }
     let mut roles = Vec::new();
-    for r in allowed_roles {
+    for r in &s.allowed_roles {
         let r = super::valid_role(r)?;
         // The console lists allowed roles comma-separated: "a,b" would come back from the next
         // save as "a" and "b", letting in the users of either.
@@ -147,7 +143,17 @@ fn check_settings(
             roles.push(r);
         }
     }
-    Ok(roles)
+    Ok(ClientSettings { allowed_roles: roles, ..s })
+}
+
+/// Config-file clients are read-only here: `what` is the change refused.
+fn not_in_config(cfg: &Config, client_id: &str, what: &str) -> Result<(), ConsoleError> {
+    match cfg.client(client_id) {
+        Some(_) => Err(ConsoleError::Refused(format!(
+            "client {client_id:?} is defined in the config file; change {what} there"
+        ))),
+        None => Ok(()),
+    }
 }
 
 fn json(v: &[String]) -> String {
@@ -189,18 +195,8 @@ pub fn update(
     meta: &RequestMeta,
     now: DateTime<Utc>,
 ) -> Result<bool, ConsoleError> {
-    if cfg.client(client_id).is_some() {
-        return Err(ConsoleError::Refused(format!(
-            "client {client_id:?} is defined in the config file; change it there"
-        )));
-    }
-    let roles = check_settings(
-        &settings.redirect_uris,
-        &settings.post_logout_redirect_uris,
-        &settings.allowed_roles,
-        &settings.launch_url,
-    )?;
-    let new = ClientSettings { allowed_roles: roles, ..settings };
+    not_in_config(cfg, client_id, "it")?;
+    let new = checked(settings)?;
     store::transaction(conn, |c| -> Result<bool, ConsoleError> {
         let Some(row) = registered(c, client_id)? else {
             return Err(ConsoleError::Refused(format!("no registered client {client_id:?}")));
@@ -255,11 +251,7 @@ pub fn rotate_secret(
     meta: &RequestMeta,
     now: DateTime<Utc>,
 ) -> Result<Secret, ConsoleError> {
-    if cfg.client(client_id).is_some() {
-        return Err(ConsoleError::Refused(format!(
-            "client {client_id:?} is defined in the config file; change its secret there"
-        )));
-    }
+    not_in_config(cfg, client_id, "its secret")?;
     let Some(row) = registered(conn, client_id)? else {
         return Err(ConsoleError::Refused(format!("no registered client {client_id:?}")));
     };

@@ -827,10 +827,9 @@ async fn audit_handler(
     let q2 = q.clone();
     let result = state
         .db(move |c| -> Result<_, WebError> {
-            match q2.resolve(c, now, console::audit::PAGE_LIMIT) {
+            match shown_on_form(q2.resolve(c, now, console::audit::PAGE_LIMIT))? {
                 Ok(filter) => Ok(Ok(console::audit::events(c, &filter)?)),
-                Err(console::ConsoleError::Invalid(m)) => Ok(Err(m)),
-                Err(e) => Err(e.into()),
+                Err(m) => Ok(Err(m)),
             }
         })
         .await?;
@@ -1131,6 +1130,16 @@ async fn clients_handler(state: web::Data<AppState>, req: HttpRequest) -> Result
     clients_page(&state, &session, None).await
 }
 
+/// A refusal the admin can act on (bad input, a change that cannot be made) comes back as the
+/// message to show on the form again; anything else is an internal error.
+fn shown_on_form<T>(r: Result<T, console::ConsoleError>) -> Result<Result<T, String>, WebError> {
+    match r {
+        Ok(v) => Ok(Ok(v)),
+        Err(console::ConsoleError::Invalid(m) | console::ConsoleError::Refused(m)) => Ok(Err(m)),
+        Err(e) => Err(e.into()),
+    }
+}
+
 #[derive(Deserialize)]
 struct NewClientForm {
     client_id: String,
@@ -1217,11 +1226,7 @@ async fn client_create_handler(
     let (st, actor, id) = (state.clone(), session.actor.clone(), new.client_id.clone());
     let created = state
         .db(move |c| -> Result<_, WebError> {
-            match console::clients::create(c, &st.cfg, new, &actor, &meta, now) {
-                Ok(secret) => Ok(Ok(secret)),
-                Err(console::ConsoleError::Invalid(m) | console::ConsoleError::Refused(m)) => Ok(Err(m)),
-                Err(e) => Err(e.into()),
-            }
+            shown_on_form(console::clients::create(c, &st.cfg, new, &actor, &meta, now))
         })
         .await?;
     match created {
@@ -1309,11 +1314,9 @@ async fn client_update_handler(
     let (st, actor, id2) = (state.clone(), session.actor.clone(), id.clone());
     let outcome = state
         .db(move |c| -> Result<_, WebError> {
-            match console::clients::update(c, &st.cfg, &id2, settings, &actor, &meta, now) {
-                Ok(_) => Ok(Ok(())),
-                Err(console::ConsoleError::Invalid(m) | console::ConsoleError::Refused(m)) => Ok(Err(m)),
-                Err(e) => Err(e.into()),
-            }
+            shown_on_form(
+                console::clients::update(c, &st.cfg, &id2, settings, &actor, &meta, now).map(|_| ()),
+            )
         })
         .await?;
     match outcome {

@@ -620,9 +620,20 @@ async fn client_settings(b: Backend) -> TestResult {
     assert!(resp.text().await?.contains("defined in the config file"));
     assert_eq!((app.counts()?, stored(&app)?), before, "refused: nothing written");
 
-    // A change: post/redirect/get, saved, audited with only what changed.
-    let resp = admin.post(&url).form(&form(&format!("{first}\n{second}"), "", "")).send().await?;
+    // A change: post/redirect/get, saved, audited with only what changed. Fields the form does
+    // not have (the id, the type, the secret) are ignored, not applied.
+    let secret_of = |app: &TestApp| -> Result<Option<String>, Error> {
+        let mut c = app.pool.get()?;
+        Ok(ssobroker::store::clients::by_id(&mut c, "mobile")?.ok_or("no row")?.secret_hash)
+    };
+    let secret_before = secret_of(&app)?;
+    assert!(secret_before.is_some(), "a confidential client");
+    let mut fields = form(&format!("{first}\n{second}"), "", "");
+    fields.extend([("public", "on".into()), ("client_id", "evil".into()), ("secret_hash", "x".into())]);
+    let resp = admin.post(&url).form(&fields).send().await?;
     assert_eq!(resp.status(), 303);
+    assert_eq!(secret_of(&app)?, secret_before, "still confidential, same secret");
+    assert!(app.audit()?.iter().all(|e| e.client_id.as_deref() != Some("evil")));
     let to = resp.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
     assert_eq!(to, "/admin/clients/mobile?done=updated");
     let (_, page) = get_text(&admin, format!("{}{to}", app.base)).await?;

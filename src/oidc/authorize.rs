@@ -75,6 +75,19 @@ fn non_empty(v: &Option<String>) -> Option<&str> {
     v.as_deref().filter(|s| !s.is_empty())
 }
 
+/// A value the broker stores and echoes back (state, nonce, hints): bounded, and without control
+/// characters — a NUL cannot be stored in PostgreSQL text, and none belongs in these values
+/// (RFC 6749 Appendix A.5 allows only printable ASCII in state).
+fn pass_through(v: &str) -> Result<(), &'static str> {
+    if v.len() > MAX_PARAM_LEN {
+        Err("is too long")
+    } else if v.chars().any(char::is_control) {
+        Err("contains a control character")
+    } else {
+        Ok(())
+    }
+}
+
 fn no_redirect(description: &str) -> AuthorizeError {
     AuthorizeError::NoRedirect { description: description.to_owned() }
 }
@@ -96,15 +109,15 @@ pub fn validate_authorize(
 
     // From here on errors go back to the client, with its state when that state is usable.
     let state = non_empty(&params.state);
-    let echo_state = state.filter(|s| s.len() <= MAX_PARAM_LEN).map(str::to_owned);
+    let echo_state = state.filter(|s| pass_through(s).is_ok()).map(str::to_owned);
     let fail = |code: &'static str, description: &str| AuthorizeError::Redirect {
         redirect_uri: redirect_uri.to_owned(),
         code,
         description: description.to_owned(),
         state: echo_state.clone(),
     };
-    if state.is_some_and(|s| s.len() > MAX_PARAM_LEN) {
-        return Err(fail("invalid_request", "state is too long"));
+    if let Some(why) = state.and_then(|s| pass_through(s).err()) {
+        return Err(fail("invalid_request", &format!("state {why}")));
     }
 
     match non_empty(&params.response_type) {
@@ -147,8 +160,8 @@ pub fn validate_authorize(
     }
 
     let nonce = non_empty(&params.nonce);
-    if nonce.is_some_and(|n| n.len() > MAX_PARAM_LEN) {
-        return Err(fail("invalid_request", "nonce is too long"));
+    if let Some(why) = nonce.and_then(|n| pass_through(n).err()) {
+        return Err(fail("invalid_request", &format!("nonce {why}")));
     }
 
     let prompt = non_empty(&params.prompt);
@@ -181,11 +194,11 @@ pub fn validate_authorize(
 
     let login_hint = non_empty(&params.login_hint);
     let idp_hint = non_empty(&params.idp_hint);
-    if login_hint.is_some_and(|h| h.len() > MAX_PARAM_LEN) {
-        return Err(fail("invalid_request", "login_hint is too long"));
+    if let Some(why) = login_hint.and_then(|h| pass_through(h).err()) {
+        return Err(fail("invalid_request", &format!("login_hint {why}")));
     }
-    if idp_hint.is_some_and(|h| h.len() > MAX_PARAM_LEN) {
-        return Err(fail("invalid_request", "idp_hint is too long"));
+    if let Some(why) = idp_hint.and_then(|h| pass_through(h).err()) {
+        return Err(fail("invalid_request", &format!("idp_hint {why}")));
     }
 
     Ok(ValidAuthorize {
@@ -438,6 +451,31 @@ mod tests {
         let mut p = params();
         p.state = Some("x".repeat(MAX_PARAM_LEN));
         assert!(validate_authorize(&p, Some(&c)).is_ok());
+        // Control characters (a NUL above all) are refused in every stored pass-through value;
+        // such a state is not echoed either.
+        for bad in ["a\0b", "a\nb", "\u{7f}"] {
+            for field in ["state", "nonce", "login_hint", "idp_hint"] {
+                let mut p = params();
+                let v = Some(bad.to_string());
+                match field {
+                    "state" => p.state = v,
+                    "nonce" => p.nonce = v,
+                    "login_hint" => p.login_hint = v,
+                    _ => p.idp_hint = v,
+                }
+                match validate_authorize(&p, Some(&c)) {
+                    Err(AuthorizeError::Redirect { code, state, description, .. }) => {
+                        assert_eq!(code, "invalid_request", "{field} {bad:?}");
+                        assert_eq!(description, format!("{field} contains a control character"));
+                        assert_eq!(state.as_deref(), (field != "state").then_some("st"), "{field}");
+                    }
+                    other => panic!("{field} {bad:?}: {other:?}"),
+                }
+            }
+        }
+        let mut p = params();
+        p.nonce = Some("ñ-é".into());
+        assert!(validate_authorize(&p, Some(&c)).is_ok(), "non-ASCII text is not a control character");
 
         let mut p = params();
         p.prompt = Some("none login".into());

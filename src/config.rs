@@ -604,6 +604,7 @@ fn figment_error(file: &str, e: figment::Error) -> ConfigError {
 /// browser runs as script (`javascript://host/%0A…` is an absolute URL too): a post-logout URI
 /// can end up as a link on the broker's own sign-out page.
 pub fn check_redirect_uri(u: &str) -> Result<(), String> {
+    no_control_characters(u)?;
     let parsed = url::Url::parse(u).map_err(|e| e.to_string())?;
     if crate::oidc::logout::runs_script(&parsed) {
         return Err(format!("the {} scheme is not allowed", parsed.scheme()));
@@ -617,7 +618,16 @@ pub fn check_redirect_uri(u: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// A portal launch link: an absolute http(s) URL (a `javascript:` link would run in the portal).
+/// The URL parser drops tabs and line breaks and escapes other control characters, so such a URI
+/// would be registered as text no redirect could ever carry unchanged (and a NUL as text
+/// PostgreSQL refuses): refused rather than stored.
+fn no_control_characters(u: &str) -> Result<(), String> {
+    match u.chars().any(char::is_control) {
+        true => Err("contains a control character".into()),
+        false => Ok(()),
+    }
+}
+
 /// Client ids appear in URL paths (`/admin/clients/<id>`) and forms: letters, digits and
 /// `- _ . : @` only, so an id can never turn a link into another path.
 pub fn check_client_id(id: &str) -> Result<(), String> {
@@ -633,7 +643,9 @@ pub fn check_client_id(id: &str) -> Result<(), String> {
     }
 }
 
+/// A portal launch link: an absolute http(s) URL (a `javascript:` link would run in the portal).
 pub fn check_launch_url(u: &str) -> Result<(), String> {
+    no_control_characters(u)?;
     let parsed = url::Url::parse(u).map_err(|e| e.to_string())?;
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err("must be an http(s) URL".into());
@@ -641,7 +653,6 @@ pub fn check_launch_url(u: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Turns the file form into the typed config; every problem names its key.
 type SpKeys = (Vec<crate::saml::DecryptionKey>, Option<Vec<u8>>, Option<crate::saml::SpSigningKey>);
 
 /// Reads a connection's SP key pair (it decrypts and, when requests are signed, signs): the current key (whose public half must match the
@@ -689,6 +700,7 @@ fn sp_keys(
     Ok((keys, cert, signing))
 }
 
+/// Turns the file form into the typed config; every problem names its key.
 pub fn validate(raw: FileConfig, file: &str, base_dir: &Path) -> Result<Config, ConfigError> {
     let err = |key: &str, reason: String| ConfigError { file: file.into(), key: key.into(), reason };
     let issuer_url = url::Url::parse(&raw.issuer).map_err(|e| {
@@ -1033,6 +1045,21 @@ mod tests {
         assert!(matches!(DatabaseUrl::parse("postgres://u@h/db"), Ok(DatabaseUrl::Postgres(_))));
         assert!(DatabaseUrl::parse("mysql://x").is_err());
         assert!(DatabaseUrl::parse("sqlite://").is_err());
+    }
+
+    #[test]
+    fn control_characters_in_registered_urls() {
+        for u in [
+            "https://app.example/cb\0x",
+            "https://app.example/c\tb",
+            "https://app.example/cb\n",
+            "\u{1}https://a.example/",
+        ] {
+            assert_eq!(check_redirect_uri(u), Err("contains a control character".into()), "{u:?}");
+            assert_eq!(check_launch_url(u), Err("contains a control character".into()), "{u:?}");
+        }
+        assert_eq!(check_redirect_uri("https://app.example/cb?x=1,2&é=ü"), Ok(()));
+        assert_eq!(check_launch_url("https://app.example/é"), Ok(()));
     }
 
     #[test]

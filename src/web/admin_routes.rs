@@ -1078,6 +1078,8 @@ async fn connection_handler(
 struct ClientsPage {
     nav: Nav,
     error: Option<String>,
+    /// What the registration form shows: empty, or what the admin typed when refused.
+    form: NewClientForm,
     clients: Vec<ClientView>,
 }
 
@@ -1106,17 +1108,24 @@ fn client_view(c: crate::oidc::Client, source: console::clients::Source) -> Clie
     }
 }
 
+/// The clients list with the registration form; `refused` is a refused registration: the
+/// reason and what the admin typed, shown again.
 async fn clients_page(
     state: &web::Data<AppState>,
     session: &ConsoleSession,
-    error: Option<String>,
+    refused: Option<(String, NewClientForm)>,
 ) -> Result<HttpResponse, WebError> {
     let st = state.clone();
     let all = state.db(move |c| console::clients::list(c, &st.cfg)).await?;
+    let (error, form) = match refused {
+        Some((m, typed)) => (Some(m), typed),
+        None => (None, NewClientForm::default()),
+    };
     let page = ClientsPage {
         nav: nav(session, "clients", None),
         clients: all.into_iter().map(|(c, s)| client_view(c, s)).collect(),
         error: error.clone(),
+        form,
     };
     let mut resp = state.views.page("admin_clients", &page)?;
     if error.is_some() {
@@ -1140,9 +1149,11 @@ fn shown_on_form<T>(r: Result<T, console::ConsoleError>) -> Result<Result<T, Str
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Serialize, Deserialize, Default)]
 struct NewClientForm {
+    #[serde(default)]
     client_id: String,
+    #[serde(default)]
     public: Option<String>,
     /// The fields a registered client can change later (and the CSRF token).
     #[serde(flatten)]
@@ -1230,7 +1241,7 @@ async fn client_create_handler(
         })
         .await?;
     match created {
-        Err(message) => clients_page(&state, &session, Some(message)).await,
+        Err(message) => clients_page(&state, &session, Some((message, f))).await,
         Ok(secret) => {
             let notice = secret.map(|s| ClientNotice::Secret(s.expose().to_string())).unwrap_or_default();
             client_page(&state, &session, id, notice).await

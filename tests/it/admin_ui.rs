@@ -788,6 +788,26 @@ async fn nul_in_addresses(b: Backend) -> TestResult {
         let resp = admin.post(&u).form(&[("csrf", csrf.as_str())]).send().await?;
         assert_eq!(resp.status(), 400, "{u}");
     }
+    // In a form body the address check does not see it: a URI with a NUL (or any control
+    // character) is refused by the settings checks, on the form again.
+    for (field, value) in
+        [("redirect_uris", "https://app.example/cb\0x"), ("launch_url", "https://app.example/\0")]
+    {
+        let mut fields = vec![("csrf", csrf.clone()), ("client_id", "newapp".into())];
+        fields.push(("redirect_uris", if field == "redirect_uris" { value } else { REDIRECT_URI }.into()));
+        if field == "launch_url" {
+            fields.push(("launch_url", value.into()));
+        }
+        let resp = admin.post(format!("{base}/admin/clients")).form(&fields).send().await?;
+        let st = resp.status();
+        let page = resp.text().await?;
+        assert_eq!(st, 400, "{field}: the form again, as a refusal");
+        assert!(page.contains("contains a control character"), "{field}: {page}");
+        assert!(
+            page.contains(r#"name="client_id" required value="newapp""#),
+            "{field}: what was typed stays"
+        );
+    }
     assert_eq!(app.counts()?, before, "nothing written");
     assert_eq!(admin.get(format!("{base}/admin/users?q=ab")).send().await?.status(), 200);
     Ok(())

@@ -416,10 +416,13 @@ pub fn sign_out(
 
 /// The sign-in form's anti-forgery check (double submit): the form's hidden token must equal
 /// the value of the HttpOnly, SameSite=Strict cookie set with the form. A cross-site page can
-/// neither read the cookie nor make the browser send it.
+/// neither read the cookie nor make the browser send it. Only a value shaped like the tokens we
+/// issue (`random_token(32)`: 43 base64url characters) counts.
 pub fn login_form_token_ok(cookie: Option<&str>, presented: Option<&str>) -> bool {
+    let ours =
+        |c: &str| c.len() == 43 && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     match (cookie, presented) {
-        (Some(c), Some(p)) if c.len() >= 32 => bool::from(c.as_bytes().ct_eq(p.as_bytes())),
+        (Some(c), Some(p)) if ours(c) => bool::from(c.as_bytes().ct_eq(p.as_bytes())),
         _ => false,
     }
 }
@@ -454,5 +457,12 @@ mod tests {
         assert!(!login_form_token_ok(Some(&t), Some("b")));
         assert!(!login_form_token_ok(None, Some(&t)));
         assert!(!login_form_token_ok(Some("short"), Some("short")));
+        let real = crate::oidc::random_token(32);
+        assert!(login_form_token_ok(Some(&real), Some(&real)));
+        // Long enough but not a token of ours (a decoded cookie can hold a line break).
+        let odd = format!("\n{}", "a".repeat(42));
+        assert!(!login_form_token_ok(Some(&odd), Some(&odd)));
+        let long = "a".repeat(64);
+        assert!(!login_form_token_ok(Some(&long), Some(&long)));
     }
 }

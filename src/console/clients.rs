@@ -89,9 +89,10 @@ pub fn create(
         (Some(s), Some(h))
     };
     let ts = now.timestamp();
+    let exists = || ConsoleError::Refused(format!("client {id:?} already exists"));
     store::transaction(conn, |c| -> Result<(), ConsoleError> {
         if cfg.client(&id).is_some() || store::clients::by_id(c, &id)?.is_some() {
-            return Err(ConsoleError::Refused(format!("client {id:?} already exists")));
+            return Err(exists());
         }
         store::clients::insert(
             c,
@@ -113,6 +114,11 @@ pub fn create(
         });
         store::audit::insert(c, &admin_event(now, "client.created", actor, meta, None, Some(&id), detail))?;
         Ok(())
+    })
+    .map_err(|e| match e {
+        // A concurrent registration of the same id (a double click) got there first.
+        ConsoleError::Store(e) if store::is_unique_violation(&e) => exists(),
+        e => e,
     })?;
     Ok(secret)
 }

@@ -152,7 +152,7 @@ pub fn add_role(
     if users::roles(conn, &u.id)?.iter().any(|r| r.role == role && r.source == manual) {
         return Ok(false);
     }
-    store::transaction(conn, |c| -> Result<(), ConsoleError> {
+    let granted = store::transaction(conn, |c| -> Result<(), ConsoleError> {
         let grant = NewRole {
             user_id: &u.id,
             role: &role,
@@ -164,8 +164,13 @@ pub fn add_role(
         let detail = json!({"role": role, "source": manual});
         store::audit::insert(c, &admin_event(now, "role.granted", actor, meta, Some(&u.id), None, detail))?;
         Ok(())
-    })?;
-    Ok(true)
+    });
+    match granted {
+        Ok(()) => Ok(true),
+        // A concurrent grant of the same role (a double click) got there first, with its row.
+        Err(ConsoleError::Store(e)) if store::is_unique_violation(&e) => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// Removes a manual role grant. Roles from the IdP or the connection's defaults are the

@@ -159,7 +159,7 @@ pub fn rotate_key(
     rotated_at: i64,
     retired_at: i64,
 ) -> QueryResult<Vec<String>> {
-    conn.transaction(|c| {
+    super::transaction(conn, |c| {
         let unrotated = signing_keys::table.filter(signing_keys::rotated_at.is_null());
         let kids: Vec<String> = unrotated.select(signing_keys::kid).order(signing_keys::kid.asc()).load(c)?;
         diesel::update(unrotated)

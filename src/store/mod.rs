@@ -171,7 +171,11 @@ pub fn migrate(conn: &mut DbConnection) -> Result<(), StoreError> {
     result.map_err(|e| StoreError::Migrate(e.to_string()))
 }
 
-/// Runs `f` in one transaction.
+/// Runs `f` in one transaction. On SQLite it starts as a writer (`BEGIN IMMEDIATE`, waiting
+/// out the busy timeout for the write lock): a plain `BEGIN` reads first, and when another
+/// writer commits before this one's first write, SQLite fails the upgrade at once with "database
+/// is locked" (WAL snapshots cannot be upgraded), without waiting — a double-submitted form was
+/// a 500. Nested calls are savepoints, as usual.
 pub fn transaction<T, E>(
     conn: &mut DbConnection,
     f: impl FnOnce(&mut DbConnection) -> Result<T, E>,
@@ -179,7 +183,35 @@ pub fn transaction<T, E>(
 where
     E: From<diesel::result::Error>,
 {
-    conn.transaction(f)
+    use diesel::connection::{AnsiTransactionManager, TransactionManager};
+    type Manager = AnsiTransactionManager;
+    let outermost_sqlite = match conn {
+        DbConnection::Sqlite(c) => {
+            <Manager as TransactionManager<diesel::SqliteConnection>>::transaction_manager_status_mut(c)
+                .transaction_depth()?
+                .is_none()
+        }
+        DbConnection::Postgres(_) => false,
+    };
+    if !outermost_sqlite {
+        return conn.transaction(f);
+    }
+    if let DbConnection::Sqlite(c) = conn {
+        Manager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?;
+    }
+    let result = f(conn);
+    let DbConnection::Sqlite(c) = conn else { return result };
+    match result {
+        // A failed top-level COMMIT is rolled back by the manager itself.
+        Ok(value) => {
+            <Manager as TransactionManager<diesel::SqliteConnection>>::commit_transaction(c)?;
+            Ok(value)
+        }
+        Err(e) => {
+            <Manager as TransactionManager<diesel::SqliteConnection>>::rollback_transaction(c)?;
+            Err(e)
+        }
+    }
 }
 
 /// Whether a failed insert hit a unique or primary-key constraint (replays, races).

@@ -245,16 +245,17 @@ async fn login_handler(
             StatusCode::FORBIDDEN,
         );
     }
-    let token = form_cookie.unwrap_or_default();
     let now = state.clock.now();
     let meta = request_meta(&req);
     let (n, m) = (name.clone(), meta.clone());
     let prepared = state.db(move |c| console::auth::prepare_sign_in(c, &n, &m, now)).await?;
     let stored_hash = match prepared {
         console::auth::Prepared::Throttled => {
+            // Each page gets a fresh form token: the cookie the request carried is never sent
+            // back (its decoded value could hold characters no Set-Cookie header may carry).
             return login_page(
                 &state,
-                token,
+                crate::oidc::random_token(32),
                 name,
                 Some("Too many failed sign-ins. Wait 15 minutes and try again."),
                 StatusCode::TOO_MANY_REQUESTS,
@@ -274,7 +275,7 @@ async fn login_handler(
     let Some(cookie) = cookie else {
         return login_page(
             &state,
-            token,
+            crate::oidc::random_token(32),
             name,
             Some("Wrong admin name or password."),
             StatusCode::UNAUTHORIZED,

@@ -292,6 +292,33 @@ async fn wrong_passwords(b: Backend) -> TestResult {
         .get_all("set-cookie")
         .iter()
         .all(|c| !c.to_str().unwrap_or("").starts_with("ssobroker_admin=")));
+    // A forged form cookie whose decoded value holds a line break (long enough, and matching
+    // the form) is no token of ours: refused like a missing one, and never echoed into a
+    // Set-Cookie header (that was a 500).
+    let before = app.counts()?;
+    for odd in [format!("%0A{}", "a".repeat(42)), format!("%00{}", "a".repeat(42)), "a%3Bb".repeat(9)] {
+        let decoded: String = url::form_urlencoded::parse(format!("x={odd}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default();
+        let resp = reqwest::Client::new()
+            .post(format!("{}/admin/login", app.base))
+            .header("cookie", format!("ssobroker_admin_form={odd}"))
+            .form(&[("name", "bob"), ("password", "not the password"), ("csrf", decoded.as_str())])
+            .send()
+            .await?;
+        assert_eq!(resp.status(), 403, "{odd}");
+        let cookies: Vec<String> = resp
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|c| c.to_str().ok())
+            .map(String::from)
+            .collect();
+        assert!(cookies.iter().all(|c| !c.contains("aaaaaaaaaa") && !c.contains("a;b")), "{cookies:?}");
+        assert!(resp.text().await?.contains("The sign-in form expired"), "{odd}");
+    }
+    assert_eq!(app.counts()?, before, "nothing written, not even a failed sign-in");
     for _ in 0..5 {
         let resp = sign_in(&app, &browser, "bob", "not the password").await?;
         assert_eq!(resp.status(), 401);
@@ -813,3 +840,46 @@ async fn nul_in_addresses(b: Backend) -> TestResult {
     Ok(())
 }
 both_backends!(nul_characters_in_addresses_are_refused, nul_in_addresses);
+
+/// A double (or eightfold) submit of the same grant or registration: one wins with its audit
+/// row, the others are answered as for a repeat — never a 500 from the losing insert.
+async fn double_submits(b: Backend) -> TestResult {
+    let app = app(b).start().await?;
+    app.login_code("ada@example.com", &[]).await?;
+    let user_id = app.audit()?.iter().find_map(|e| e.user_id.clone()).ok_or("no user")?;
+    let pw = create_admin(&app, "alice")?;
+    let admin = admin_browser()?;
+    let csrf = signed_in(&app, &admin, "alice", &pw).await?;
+    let add = format!("{}/admin/users/{user_id}/roles/add", app.base);
+    let register = format!("{}/admin/clients", app.base);
+    let grants =
+        (0..8).map(|_| admin.post(&add).form(&[("csrf", csrf.as_str()), ("role", "auditor")]).send());
+    let registrations = (0..8).map(|_| {
+        admin
+            .post(&register)
+            .form(&[("csrf", csrf.as_str()), ("client_id", "twice"), ("redirect_uris", REDIRECT_URI)])
+            .send()
+    });
+    let (grants, registrations) =
+        tokio::join!(futures_util::future::join_all(grants), futures_util::future::join_all(registrations));
+    for r in grants {
+        assert_eq!(r?.status(), 303, "a repeated grant is done, not an error");
+    }
+    let mut created = 0;
+    for r in registrations {
+        let r = r?;
+        let status = r.status();
+        let page = r.text().await?;
+        match status.as_u16() {
+            200 => created += 1,
+            400 => assert!(page.contains("already exists"), "{page}"),
+            other => panic!("registration answered {other}: {page}"),
+        }
+    }
+    assert_eq!(created, 1, "one registration");
+    let audit = app.audit()?;
+    assert_eq!(audit.iter().filter(|e| e.kind == "role.granted").count(), 1);
+    assert_eq!(audit.iter().filter(|e| e.kind == "client.created").count(), 1);
+    Ok(())
+}
+both_backends!(double_submits_are_repeats_not_errors, double_submits);

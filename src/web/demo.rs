@@ -88,6 +88,13 @@ async fn idp_submit_handler(
     let d = demo(&state)?;
     let connection = state.cfg.connection(&d.connection_id).ok_or(WebError::NotFound)?;
     let f = f.into_inner();
+    // XML 1.0 cannot carry control characters: the signer would fail on them (a 500).
+    let typed = [&f.request_id, &f.email, &f.given_name, &f.family_name, &f.groups];
+    if typed.iter().any(|v| v.chars().any(char::is_control)) {
+        return Err(WebError::bad_request(
+            "A field holds a control character, which a SAML response cannot carry.",
+        ));
+    }
     let groups: Vec<&str> = f.groups.split(',').map(str::trim).filter(|g| !g.is_empty()).collect();
     let spec = ResponseSpec::new(
         &d.idp,

@@ -61,6 +61,11 @@ async fn demo_login_end_to_end() -> TestResult {
     }
     assert!(idp_page.contains("Development identity provider"), "the dev IdP is clearly labelled");
     let (action, mut fields) = form(&idp_page)?;
+    // A control character (a NUL) cannot go into the signed XML: a clear 400, not a 500.
+    fields.insert("given_name".into(), "Gr\0ace".into());
+    let resp = browser.post(format!("{base}{action}")).form(&fields).send().await?;
+    assert_eq!(resp.status(), 400);
+    assert!(resp.text().await?.contains("control character"));
     fields.insert("email".into(), "grace@example.com".into());
     fields.insert("given_name".into(), "Grace".into());
     fields.insert("family_name".into(), "Hopper".into());

@@ -602,7 +602,7 @@ fn role_add(
         writeln!(out, "{} already has role {role} (manual); nothing changed", label(&u))?;
         return Ok(());
     }
-    store::transaction(conn, |c| -> Result<(), AdminError> {
+    let granted = store::transaction(conn, |c| -> Result<(), diesel::result::Error> {
         let grant = NewRole {
             user_id: &u.id,
             role: &role,
@@ -614,7 +614,15 @@ fn role_add(
         let detail = json!({"actor": ACTOR, "role": role, "source": manual});
         store::audit::insert(c, &audit_event(now, "role.granted", &u.id, detail))?;
         Ok(())
-    })?;
+    });
+    match granted {
+        // A concurrent grant (another run, the console) got there first, with its audit row.
+        Err(e) if store::is_unique_violation(&e) => {
+            writeln!(out, "{} already has role {role} (manual); nothing changed", label(&u))?;
+            return Ok(());
+        }
+        other => other?,
+    }
     writeln!(out, "granted role {role} (manual) to {}", label(&u))?;
     if let Some(other) = held.iter().find(|r| r.role == role) {
         // Worth saying: the manual grant is what keeps the role if the IdP side changes.

@@ -88,11 +88,12 @@ pub fn create_account(
     now: DateTime<Utc>,
 ) -> Result<(), ConsoleError> {
     let name = valid_account_name(name)?;
+    let exists = || {
+        ConsoleError::Refused(format!("admin {name:?} already exists (use `ssobroker admin passwd {name}`)"))
+    };
     store::transaction(conn, |c| -> Result<(), ConsoleError> {
         if store_admin::account(c, &name)?.is_some() {
-            return Err(ConsoleError::Refused(format!(
-                "admin {name:?} already exists (use `ssobroker admin passwd {name}`)"
-            )));
+            return Err(exists());
         }
         let ts = now.timestamp();
         store_admin::insert_account(
@@ -111,6 +112,11 @@ pub fn create_account(
             &admin_event(now, "admin.created", actor, &RequestMeta::default(), None, None, detail),
         )?;
         Ok(())
+    })
+    .map_err(|e| match e {
+        // Two runs creating the same name at once: the loser hears what a later run would.
+        ConsoleError::Store(e) if store::is_unique_violation(&e) => exists(),
+        e => e,
     })
 }
 

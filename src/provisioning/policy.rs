@@ -499,11 +499,14 @@ pub fn decide(
             if policy.mode == ProvisioningMode::Manual {
                 return Decision::Deny(DenyReason::NotProvisioned);
             }
-            let mut grants: Vec<Grant> = policy
-                .default_roles
-                .iter()
-                .map(|r| Grant { role: r.clone(), source: RoleSource::Default, detail: None })
-                .collect();
+            // A role listed twice in `default_roles` is one grant (a second would be a
+            // duplicate row, and the login would fail on it).
+            let mut grants: Vec<Grant> = Vec::new();
+            for r in &policy.default_roles {
+                if !grants.iter().any(|g| &g.role == r) {
+                    grants.push(Grant { role: r.clone(), source: RoleSource::Default, detail: None });
+                }
+            }
             grants.extend(idp_grants);
             Decision::Create { profile: profile.clone(), grants }
         }
@@ -665,6 +668,22 @@ mod tests {
             Decision::Create { grants, .. } => {
                 let roles: Vec<_> = grants.iter().map(|g| (g.role.as_str(), g.source)).collect();
                 assert_eq!(roles, vec![("user", RoleSource::Default), ("engineer", RoleSource::Idp)]);
+            }
+            d => panic!("{d:?}"),
+        }
+        // The same role listed twice, or also coming from a group, is granted once per source.
+        let p = Policy { default_roles: vec!["user".into(), "engineer".into(), "user".into()], ..p };
+        match decide(&p, &seen(&prof), None, None) {
+            Decision::Create { grants, .. } => {
+                let roles: Vec<_> = grants.iter().map(|g| (g.role.as_str(), g.source)).collect();
+                assert_eq!(
+                    roles,
+                    vec![
+                        ("user", RoleSource::Default),
+                        ("engineer", RoleSource::Default),
+                        ("engineer", RoleSource::Idp)
+                    ]
+                );
             }
             d => panic!("{d:?}"),
         }

@@ -205,6 +205,24 @@ async fn manual_role_survives(b: Backend) -> TestResult {
 }
 both_backends!(manual_role_survives_relogin, manual_role_survives);
 
+/// A role listed twice in `default_roles` is granted once: the first login does not fail on a
+/// duplicate row (it did, after its retries, with a sign-in failure blaming the IdP).
+async fn repeated_default_roles(b: Backend) -> TestResult {
+    let app = app(b)
+        .with_config(|c| c.connections[0].default_roles = vec!["user".into(), "user".into()])
+        .start()
+        .await?;
+    let q = app.login_code("ada@example.com", &[]).await?;
+    assert!(q.contains_key("code"), "{q:?}");
+    let mut c = app.pool.get()?;
+    let u = users::by_identity(&mut c, CONNECTION, "ada@example.com")?.ok_or("no user")?;
+    let roles: Vec<(String, String)> =
+        users::roles(&mut c, &u.id)?.into_iter().map(|r| (r.role, r.source)).collect();
+    assert_eq!(roles, vec![("user".into(), "default".into())]);
+    Ok(())
+}
+both_backends!(default_roles_listed_twice_are_one_grant, repeated_default_roles);
+
 async fn mfa(b: Backend) -> TestResult {
     let app = app(b).with_config(|c| c.connections[0].require_mfa = true).start().await?;
     let (r, before) = login_with(&app, |_| {}).await?; // password only

@@ -342,3 +342,39 @@ async fn refresh_brings_signing_and_slo(backend: Backend) -> TestResult {
     Ok(())
 }
 both_backends!(metadata_refresh_brings_request_signing_and_single_logout, refresh_brings_signing_and_slo);
+
+/// Two instances storing a connection's first metadata copy at the same moment (a rollout of
+/// several replicas on one PostgreSQL): both find no row and both insert; the loser's insert
+/// turns into an update instead of failing its start-up.
+async fn first_copy_race(b: Backend) -> TestResult {
+    use ssobroker::store::idp_metadata::{get, put, StoredMetadata};
+    let app = app(b).start().await?;
+    for round in 0..20 {
+        let id = format!("race-{round}");
+        let barrier = Arc::new(std::sync::Barrier::new(2));
+        let writers: Vec<_> = (0..2)
+            .map(|n| {
+                let (pool, barrier, id) = (app.pool.clone(), barrier.clone(), id.clone());
+                std::thread::spawn(move || -> Result<(), String> {
+                    let mut c = pool.get().map_err(|e| e.to_string())?;
+                    let row = StoredMetadata {
+                        connection_id: id,
+                        source_url: "https://idp.test/metadata".into(),
+                        xml: format!("<copy n=\"{n}\"/>"),
+                        fetched_at: n,
+                    };
+                    barrier.wait();
+                    put(&mut c, &row).map_err(|e| e.to_string())
+                })
+            })
+            .collect();
+        for w in writers {
+            w.join().map_err(|_| "writer panicked")??;
+        }
+        let mut c = app.pool.get()?;
+        let stored = get(&mut c, &id)?.ok_or("no copy stored")?;
+        assert!(stored.xml.starts_with("<copy n="), "one of the two copies: {}", stored.xml);
+    }
+    Ok(())
+}
+both_backends!(first_metadata_copy_race_is_an_update, first_copy_race);

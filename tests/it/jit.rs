@@ -156,6 +156,39 @@ async fn link_by_email(b: Backend) -> TestResult {
 }
 both_backends!(link_by_email_links_once, link_by_email);
 
+/// Several different subjects with the same address logging in at the same moment: exactly one
+/// is linked to the account, the others are refused as a conflict — the check-then-link race
+/// cannot give one account two identities on one connection (a unique index backs the check).
+async fn simultaneous_links(b: Backend) -> TestResult {
+    let app = app(b).with_config(|c| c.connections[0].link_by_email = true).start().await?;
+    let id = pre_create(&app, "ada@example.com", "auditor").await?;
+    let mut posts = Vec::new();
+    for n in 0..6 {
+        let at = app.authorize(&app.auth_url(&[])).await?;
+        let mut spec = app.response(Some(&at.request_id), "ada@example.com", &[]);
+        spec.name_id = format!("subject-{n}");
+        posts.push((app.idp.sign_response_b64(&spec)?, at.relay_state));
+    }
+    let answers =
+        futures_util::future::join_all(posts.iter().map(|(b64, relay)| app.post_acs(b64, Some(relay)))).await;
+    let mut statuses: Vec<u16> = Vec::new();
+    for a in answers {
+        statuses.push(a?.status().as_u16());
+    }
+    statuses.sort_unstable();
+    assert_eq!(statuses, [302, 403, 403, 403, 403, 403], "one link, the rest refused");
+    let mut c = app.pool.get()?;
+    let linked: Vec<String> = (0..6)
+        .filter_map(|n| users::by_identity(&mut c, CONNECTION, &format!("subject-{n}")).transpose())
+        .map(|u| u.map(|u| u.id))
+        .collect::<Result<_, _>>()?;
+    assert_eq!(linked, [id], "one identity on this connection, on the pre-created account");
+    let conflicts = app.audit()?.iter().filter(|e| e.reason.as_deref() == Some("email_conflict")).count();
+    assert_eq!(conflicts, 5);
+    Ok(())
+}
+both_backends!(simultaneous_links_link_once, simultaneous_links);
+
 async fn disabled(b: Backend) -> TestResult {
     let app = app(b).start().await?;
     let (r, _) = login_with(&app, |_| {}).await?;

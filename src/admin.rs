@@ -596,32 +596,18 @@ fn role_add(
 ) -> Result<(), AdminError> {
     let u = resolve(conn, key)?;
     let role = valid_role(role)?;
-    let manual = RoleSource::Manual.as_str();
     let held = users::roles(conn, &u.id)?;
-    if held.iter().any(|r| r.role == role && r.source == manual) {
+    // The console's grant: the same checks, row and audit event (actor `cli`), and a concurrent
+    // grant of the same role answered as a repeat.
+    let granted =
+        crate::console::users::add_role(conn, &u.id, &role, &Actor::cli(), &RequestMeta::default(), now)
+            .map_err(|e| match e {
+                crate::console::ConsoleError::Store(e) => AdminError::Query(e),
+                e => AdminError::Refused(e.to_string()),
+            })?;
+    if !granted {
         writeln!(out, "{} already has role {role} (manual); nothing changed", label(&u))?;
         return Ok(());
-    }
-    let granted = store::transaction(conn, |c| -> Result<(), diesel::result::Error> {
-        let grant = NewRole {
-            user_id: &u.id,
-            role: &role,
-            source: manual,
-            source_detail: None,
-            granted_at: now.timestamp(),
-        };
-        users::insert_role(c, &grant)?;
-        let detail = json!({"actor": ACTOR, "role": role, "source": manual});
-        store::audit::insert(c, &audit_event(now, "role.granted", &u.id, detail))?;
-        Ok(())
-    });
-    match granted {
-        // A concurrent grant (another run, the console) got there first, with its audit row.
-        Err(e) if store::is_unique_violation(&e) => {
-            writeln!(out, "{} already has role {role} (manual); nothing changed", label(&u))?;
-            return Ok(());
-        }
-        other => other?,
     }
     writeln!(out, "granted role {role} (manual) to {}", label(&u))?;
     if let Some(other) = held.iter().find(|r| r.role == role) {

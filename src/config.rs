@@ -622,10 +622,10 @@ pub fn check_redirect_uri(u: &str) -> Result<(), String> {
 /// would be registered as text no redirect could ever carry unchanged (and a NUL as text
 /// PostgreSQL refuses): refused rather than stored.
 fn no_control_characters(u: &str) -> Result<(), String> {
-    match u.chars().any(char::is_control) {
-        true => Err("contains a control character".into()),
-        false => Ok(()),
+    if u.chars().any(char::is_control) {
+        return Err("contains a control character".into());
     }
+    Ok(())
 }
 
 /// Client ids appear in URL paths (`/admin/clients/<id>`) and forms: letters, digits and

@@ -425,10 +425,8 @@ pub fn sign_out(
 /// neither read the cookie nor make the browser send it. Only a value shaped like the tokens we
 /// issue (`random_token(32)`: 43 base64url characters) counts.
 pub fn login_form_token_ok(cookie: Option<&str>, presented: Option<&str>) -> bool {
-    let ours =
-        |c: &str| c.len() == 43 && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     match (cookie, presented) {
-        (Some(c), Some(p)) if ours(c) => bool::from(c.as_bytes().ct_eq(p.as_bytes())),
+        (Some(c), Some(p)) if crate::oidc::is_token(c, 32) => bool::from(c.as_bytes().ct_eq(p.as_bytes())),
         _ => false,
     }
 }

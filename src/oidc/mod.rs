@@ -17,7 +17,7 @@ pub use discovery::discovery_json;
 pub use keys::{generate_rsa_key, AccessTokenClaims, BrokerClaims, KeySet, StoredKey};
 pub use pkce::{valid_challenge, verify_s256};
 pub use secrets::{
-    generate_client_secret, hash_client_secret, random_token, secret_check_is_slow, token_hash,
+    generate_client_secret, hash_client_secret, is_token, random_token, secret_check_is_slow, token_hash,
     valid_secret_hash, verify_client_secret, Secret,
 };
 pub use token::{

@@ -100,6 +100,13 @@ pub fn random_token(bytes: usize) -> String {
     URL_SAFE_NO_PAD.encode(buf)
 }
 
+/// Whether `v` has the shape `random_token(bytes)` gives (that many bytes' worth of base64url
+/// characters): a value sent back as one of our tokens that is anything else is not ours.
+pub fn is_token(v: &str, bytes: usize) -> bool {
+    v.len() == (bytes * 4).div_ceil(3)
+        && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 /// Hex SHA-256 of a token: the database key for codes and sessions, so a leaked table does not
 /// hand out live credentials. A plain hash suffices because the tokens carry 256 random bits
 /// (no dictionary to attack), and it keeps lookups indexable.
@@ -147,6 +154,8 @@ mod tests {
         assert!(a.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
         assert_ne!(a, random_token(32));
         assert_eq!(random_token(0), "");
+        assert!(is_token(&a, 32) && is_token(&random_token(16), 16));
+        assert!(!is_token(&a, 16) && !is_token(&format!("\n{}", &a[1..]), 32) && !is_token(&a[1..], 32));
     }
 
     #[test]

@@ -183,32 +183,19 @@ pub fn transaction<T, E>(
 where
     E: From<diesel::result::Error>,
 {
-    use diesel::connection::{AnsiTransactionManager, TransactionManager};
-    type Manager = AnsiTransactionManager;
-    let outermost_sqlite = match conn {
-        DbConnection::Sqlite(c) => {
-            <Manager as TransactionManager<diesel::SqliteConnection>>::transaction_manager_status_mut(c)
-                .transaction_depth()?
-                .is_none()
-        }
-        DbConnection::Postgres(_) => false,
-    };
-    if !outermost_sqlite {
+    use diesel::connection::{AnsiTransactionManager as Manager, TransactionManager};
+    let DbConnection::Sqlite(c) = conn else { return conn.transaction(f) };
+    if Manager::transaction_manager_status_mut(c).transaction_depth()?.is_some() {
         return conn.transaction(f);
     }
-    if let DbConnection::Sqlite(c) = conn {
-        Manager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?;
-    }
+    Manager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?;
     let result = f(conn);
     let DbConnection::Sqlite(c) = conn else { return result };
     match result {
         // A failed top-level COMMIT is rolled back by the manager itself.
-        Ok(value) => {
-            <Manager as TransactionManager<diesel::SqliteConnection>>::commit_transaction(c)?;
-            Ok(value)
-        }
+        Ok(value) => Manager::commit_transaction(c).map(|()| value).map_err(E::from),
         Err(e) => {
-            <Manager as TransactionManager<diesel::SqliteConnection>>::rollback_transaction(c)?;
+            Manager::rollback_transaction(c)?;
             Err(e)
         }
     }

@@ -162,15 +162,7 @@ both_backends!(link_by_email_links_once, link_by_email);
 async fn simultaneous_links(b: Backend) -> TestResult {
     let app = app(b).with_config(|c| c.connections[0].link_by_email = true).start().await?;
     let id = pre_create(&app, "ada@example.com", "auditor").await?;
-    let mut posts = Vec::new();
-    for n in 0..6 {
-        let at = app.authorize(&app.auth_url(&[])).await?;
-        let mut spec = app.response(Some(&at.request_id), "ada@example.com", &[]);
-        spec.name_id = format!("subject-{n}");
-        posts.push((app.idp.sign_response_b64(&spec)?, at.relay_state));
-    }
-    let answers =
-        futures_util::future::join_all(posts.iter().map(|(b64, relay)| app.post_acs(b64, Some(relay)))).await;
+    let answers = racing_logins(&app, "ada@example.com", 6).await?;
     let mut statuses: Vec<u16> = Vec::new();
     for a in answers {
         statuses.push(a?.status().as_u16());
@@ -306,18 +298,27 @@ async fn email_takeover_on_relogin(b: Backend) -> TestResult {
 }
 both_backends!(relogin_cannot_take_another_users_email, email_takeover_on_relogin);
 
-async fn racing_same_email(b: Backend) -> TestResult {
-    // Ten different subjects racing to be first with one address: one account gets it.
-    let app = app(b).start().await?;
+/// `n` first logins of different subjects (`subject-0` …) with one address, their responses
+/// posted to the ACS at the same moment; the answers in order.
+async fn racing_logins(
+    app: &TestApp,
+    email: &str,
+    n: usize,
+) -> Result<Vec<Result<reqwest::Response, reqwest::Error>>, Box<dyn std::error::Error>> {
     let mut posts = Vec::new();
-    for i in 0..10 {
+    for i in 0..n {
         let at = app.authorize(&app.auth_url(&[])).await?;
-        let mut spec = app.response(Some(&at.request_id), "shared@example.com", &[]);
+        let mut spec = app.response(Some(&at.request_id), email, &[]);
         spec.name_id = format!("subject-{i}");
         posts.push((app.idp.sign_response_b64(&spec)?, at.relay_state));
     }
-    let results =
-        futures_util::future::join_all(posts.iter().map(|(b64, relay)| app.post_acs(b64, Some(relay)))).await;
+    Ok(futures_util::future::join_all(posts.iter().map(|(b64, relay)| app.post_acs(b64, Some(relay)))).await)
+}
+
+async fn racing_same_email(b: Backend) -> TestResult {
+    // Ten different subjects racing to be first with one address: one account gets it.
+    let app = app(b).start().await?;
+    let results = racing_logins(&app, "shared@example.com", 10).await?;
     let ok = results.into_iter().filter(|r| r.as_ref().is_ok_and(|r| r.status() == 302)).count();
     assert_eq!(ok, 1, "exactly one subject gets the address");
     assert_eq!(app.counts()?["users"], 1);
